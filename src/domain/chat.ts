@@ -1,0 +1,105 @@
+import { interleave, type Page } from './conversation.js';
+import { mergeSide } from './merge.js';
+import { type Message, type NewMessage, type Offsets, type Side, type Visitor, sideOf } from './message.js';
+import { SideLog } from './side-log.js';
+
+/** A client's copy of a chat, or part of it, as uploaded by Rebuild. */
+export interface ChatCopy {
+  readonly id: string;
+  readonly visitor: Visitor | undefined;
+  readonly beginTime: Date | undefined;
+  /** Each message with the offset the client holds it at, in any order. */
+  readonly messages: readonly Message[];
+}
+
+/** What a merge changed. */
+export interface MergeSummary {
+  /** Uploaded messages the chat did not hold. */
+  readonly added: number;
+  /** Of those, how many could not keep their claimed offset. */
+  readonly displaced: number;
+}
+
+/**
+ * One chat as a server holds it: the visitor side, the agent side and an index by id. Every
+ * method runs to completion without yielding, so operations on one chat take effect in one
+ * total order, and a send that arrives while a rebuild runs is applied after it.
+ */
+export class Chat {
+  visitor: Visitor | undefined;
+  private readonly sides: Record<Side, SideLog> = { visitor: new SideLog(), agent: new SideLog() };
+  private readonly byId = new Map<string, Message>();
+
+  constructor(
+    readonly id: string,
+    public beginTime: Date,
+  ) {}
+
+  /** The contiguous offsets of both sides. */
+  get offsets(): Offsets {
+    return { visitor: this.sides.visitor.contiguous, agent: this.sides.agent.contiguous };
+  }
+
+  /** How many messages the chat holds. */
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** The message with this id, on either side. */
+  find(id: string): Message | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Appends a message at its side's next offset, stamped with `now`. */
+  append(message: NewMessage, now: Date): Message {
+    const stored = this.sides[sideOf(message.type)].append((dataOffset) => ({ ...message, dataOffset, sendTime: now }));
+    this.byId.set(stored.id, stored);
+    return stored;
+  }
+
+  /**
+   * The contiguous messages above `from` on each side, in conversation order, cut to a prefix
+   * that fits `budgetBytes`. O(k) for the k messages returned.
+   */
+  readAfter(from: Offsets, budgetBytes: number): Page {
+    const { visitor, agent } = this.sides;
+    return interleave(
+      (i) => visitor.at(from.visitor + 1 + i),
+      (i) => agent.at(from.agent + 1 + i),
+      budgetBytes,
+    );
+  }
+
+  /** Every message held (beyond gaps too), in conversation order, cut to `budgetBytes`. */
+  snapshot(budgetBytes: number): Page {
+    const visitor = this.sides.visitor.all();
+    const agent = this.sides.agent.all();
+    return interleave(
+      (i) => visitor[i],
+      (i) => agent[i],
+      budgetBytes,
+    );
+  }
+
+  /**
+   * Merges a copy whose messages the caller has validated: a union by id. Messages already
+   * held are left as they are; see {@link mergeSide} for where new ones go.
+   */
+  merge(copy: ChatCopy): MergeSummary {
+    if (!this.visitor && copy.visitor) this.visitor = copy.visitor;
+    if (copy.beginTime && copy.beginTime < this.beginTime) this.beginTime = copy.beginTime;
+
+    let added = 0;
+    let displaced = 0;
+    for (const side of ['visitor', 'agent'] as const) {
+      const fresh = copy.messages.filter((m) => sideOf(m.type) === side && !this.byId.has(m.id));
+      if (fresh.length === 0) continue;
+      const merged = mergeSide(this.sides[side].all(), fresh);
+      this.sides[side] = SideLog.of(merged.messages);
+      for (const message of merged.messages) this.byId.set(message.id, message);
+      added += merged.added;
+      displaced += merged.displaced;
+    }
+    return { added, displaced };
+  }
+}

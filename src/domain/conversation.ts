@@ -1,0 +1,52 @@
+import type { Message } from './message.js';
+
+/**
+ * Conservative size of a message on the wire: its strings' UTF-8 bytes plus a fixed allowance
+ * for field tags, lengths, the offset, the type and the timestamp (at most about 40 bytes).
+ */
+export function wireBytes(message: Message): number {
+  return (
+    Buffer.byteLength(message.id) + Buffer.byteLength(message.content) + Buffer.byteLength(message.senderId) + 48
+  );
+}
+
+/** A page of messages in conversation order. */
+export interface Page {
+  readonly messages: Message[];
+  /** True when the budget cut the page short. */
+  readonly truncated: boolean;
+}
+
+/**
+ * Interleaves the two sides into conversation order (by send time; on a tie the visitor's
+ * message first) and keeps the longest prefix whose wire size fits the budget, but never
+ * less than one message. Each side is consumed in its own offset order, so whatever is
+ * returned continues each side without a gap. Costs O(k) for k messages returned.
+ *
+ * @param visitor reads the visitor side's i-th candidate (0-based), undefined past the end
+ * @param agent reads the agent side's i-th candidate
+ */
+export function interleave(
+  visitor: (index: number) => Message | undefined,
+  agent: (index: number) => Message | undefined,
+  budgetBytes: number,
+): Page {
+  const messages: Message[] = [];
+  let used = 0;
+  let v = 0;
+  let a = 0;
+  for (;;) {
+    const nextVisitor = visitor(v);
+    const nextAgent = agent(a);
+    if (!nextVisitor && !nextAgent) return { messages, truncated: false };
+    const takeVisitor =
+      nextVisitor !== undefined &&
+      (nextAgent === undefined || nextVisitor.sendTime.getTime() <= nextAgent.sendTime.getTime());
+    const next = takeVisitor ? nextVisitor : nextAgent!;
+    used += wireBytes(next);
+    if (used > budgetBytes && messages.length > 0) return { messages, truncated: true };
+    messages.push(next);
+    if (takeVisitor) v += 1;
+    else a += 1;
+  }
+}

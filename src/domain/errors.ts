@@ -1,0 +1,22 @@
+/**
+ * Typed domain failures. The server turns each kind into one gRPC status in one place
+ * (src/server/status.ts); the domain itself knows nothing of gRPC.
+ */
+export type ChatErrorKind = 'invalid-argument' | 'not-found' | 'permission-denied' | 'resource-exhausted';
+
+/** A request the domain refuses. Refusals never change any chat. */
+export class ChatError extends Error {
+  override readonly name = 'ChatError';
+
+  constructor(
+    readonly kind: ChatErrorKind,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Shorthand for an INVALID_ARGUMENT refusal. */
+export function invalid(message: string): ChatError {
+  return new ChatError('invalid-argument', message);
+}

@@ -1,0 +1,20 @@
+/** The bounds the domain enforces. Defaults and overrides live in src/server/config.ts. */
+export interface Limits {
+  /** Largest message content, in UTF-8 bytes. */
+  readonly maxContentBytes: number;
+  /** Largest chat, message, sender or agent id, in UTF-8 bytes. */
+  readonly maxIdBytes: number;
+  /** Budget for the messages of one response, in bytes (kept under gRPC's 4 MiB default). */
+  readonly maxResponseBytes: number;
+  /** Most chats one server holds. */
+  readonly maxChats: number;
+  /** Most messages one chat holds. */
+  readonly maxMessagesPerChat: number;
+}
+
+/** A source of the current time, injected so tests can fix it. */
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };

@@ -1,0 +1,58 @@
+/** The domain's vocabulary: messages, sides and offsets, as plain data. */
+
+/** A message's type. The numbers are the original design's and the wire's. */
+export enum MessageType {
+  System = 1,
+  Visitor = 2,
+  Agent = 3,
+  Bot = 4,
+}
+
+/** The two ordered sequences of a chat. */
+export type Side = 'visitor' | 'agent';
+
+/** The side a message type belongs to. */
+export function sideOf(type: MessageType): Side {
+  return type === MessageType.Visitor ? 'visitor' : 'agent';
+}
+
+/** A message as a chat holds it. */
+export interface Message {
+  /** Client-generated, unique within the chat: the idempotency key of a send. */
+  readonly id: string;
+  /** 1-based position in its side's sequence. */
+  readonly dataOffset: number;
+  readonly content: string;
+  readonly type: MessageType;
+  readonly sendTime: Date;
+  readonly senderId: string;
+}
+
+/** A message a client asks to add; the server assigns its offset and time. */
+export interface NewMessage {
+  readonly id: string;
+  readonly content: string;
+  readonly type: MessageType;
+  readonly senderId: string;
+}
+
+/** Per-side counts of messages held contiguously from offset 1. */
+export interface Offsets {
+  readonly visitor: number;
+  readonly agent: number;
+}
+
+/** The offsets a response carries for a chat the server did not have. */
+export const MISSING_CHAT_OFFSETS: Offsets = Object.freeze({ visitor: -1, agent: -1 });
+
+/** The visitor of a chat. */
+export interface Visitor {
+  readonly id: string;
+  readonly name: string;
+  readonly email: string;
+}
+
+/** True when the caller holds more of either side than the server does. */
+export function isAhead(caller: Offsets, server: Offsets): boolean {
+  return caller.visitor > server.visitor || caller.agent > server.agent;
+}

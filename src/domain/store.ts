@@ -1,0 +1,241 @@
+import { Chat, type ChatCopy } from './chat.js';
+import { ChatError, invalid } from './errors.js';
+import { type Clock, type Limits, systemClock } from './limits.js';
+import {
+  MISSING_CHAT_OFFSETS,
+  type Message,
+  MessageType,
+  type NewMessage,
+  type Offsets,
+  type Visitor,
+  isAhead,
+  sideOf,
+} from './message.js';
+import { checkLength, requireContent, requireId, requireKnownType, requireOffsets, typeName } from './validate.js';
+
+/** A message as a sender submits it; `type` undefined means the role's default type. */
+export interface Submission {
+  readonly id: string;
+  readonly content: string;
+  readonly type: number | undefined;
+  readonly senderId: string;
+}
+
+/** A send: the caller's position and the message. */
+export interface SendRequest {
+  readonly chatId: string;
+  readonly caller: Offsets;
+  readonly message: Submission;
+}
+
+/** The answer to a send. */
+export type SendOutcome =
+  | { readonly rebuildRequired: false; readonly offsets: Offsets; readonly message: Message }
+  | { readonly rebuildRequired: true; readonly offsets: Offsets };
+
+/** The answer to a read. */
+export interface ReadOutcome {
+  readonly rebuildRequired: boolean;
+  readonly offsets: Offsets;
+  readonly messages: readonly Message[];
+}
+
+/** The answer to a rebuild: the server's chat after the merge. */
+export interface RebuildOutcome {
+  readonly chatId: string;
+  readonly visitor: Visitor | undefined;
+  readonly beginTime: Date;
+  readonly offsets: Offsets;
+  /** The server's messages in conversation order, a prefix when `truncated`. */
+  readonly messages: readonly Message[];
+  readonly truncated: boolean;
+  /** Whether the chat was created by this rebuild. */
+  readonly created: boolean;
+  readonly added: number;
+  readonly displaced: number;
+}
+
+const AGENT_SIDE_TYPES = new Set([MessageType.Agent, MessageType.Bot, MessageType.System]);
+
+/**
+ * The chats of one server, in memory, and the four operations of the protocol
+ * (PROTOCOL.md sections 2 and 3). Every refusal is a {@link ChatError} thrown before anything
+ * changes, so a refused request leaves every chat as it was.
+ */
+export class ChatStore {
+  private readonly chats = new Map<string, Chat>();
+
+  constructor(
+    private readonly limits: Limits,
+    private readonly clock: Clock = systemClock,
+  ) {}
+
+  /** How many chats are held. */
+  get size(): number {
+    return this.chats.size;
+  }
+
+  /** Sends a VISITOR message (an unspecified type means VISITOR). */
+  addVisitorMessage(request: SendRequest): SendOutcome {
+    const type = this.checkSend(request) ?? MessageType.Visitor;
+    if (type !== MessageType.Visitor) {
+      throw invalid(`a visitor can only send MESSAGE_TYPE_VISITOR messages; got ${typeName(type)}`);
+    }
+    return this.send(request, (chat) => ({
+      id: request.message.id,
+      content: request.message.content,
+      type,
+      senderId: request.message.senderId || chat.visitor?.id || '',
+    }));
+  }
+
+  /** Sends an AGENT, BOT or SYSTEM message as `agentId` (an unspecified type means AGENT). */
+  addAgentMessage(request: SendRequest & { readonly agentId: string }): SendOutcome {
+    requireId('agent_id', request.agentId, this.limits.maxIdBytes);
+    const type = this.checkSend(request) ?? MessageType.Agent;
+    if (!AGENT_SIDE_TYPES.has(type)) {
+      throw invalid(`the agent side takes MESSAGE_TYPE_AGENT, _BOT or _SYSTEM messages; got ${typeName(type)}`);
+    }
+    const { senderId } = request.message;
+    if (senderId && senderId !== request.agentId) {
+      throw invalid(`message.sender_id "${senderId}" differs from agent_id "${request.agentId}"; leave it empty`);
+    }
+    return this.send(request, () => ({ id: request.message.id, content: request.message.content, type, senderId: request.agentId }));
+  }
+
+  /**
+   * Reads what is new above the caller's offsets. A missing chat is created empty and answered
+   * with -1/-1; a caller ahead of the server is told to rebuild.
+   */
+  getNewMessages(chatId: string, caller: Offsets): ReadOutcome {
+    requireId('chat_id', chatId, this.limits.maxIdBytes);
+    requireOffsets(caller);
+    const chat = this.chats.get(chatId);
+    if (!chat) {
+      this.create(chatId);
+      return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, messages: [] };
+    }
+    const offsets = chat.offsets;
+    if (isAhead(caller, offsets)) return { rebuildRequired: true, offsets, messages: [] };
+    return { rebuildRequired: false, offsets, messages: chat.readAfter(caller, this.limits.maxResponseBytes).messages };
+  }
+
+  /** Merges a client's copy into the server's chat, creating the chat if needed. */
+  rebuild(copy: ChatCopy): RebuildOutcome {
+    requireId('chat.id', copy.id, this.limits.maxIdBytes);
+    const existing = this.chats.get(copy.id);
+    const fresh = this.checkUpload(copy, existing);
+    const chat = existing ?? this.create(copy.id);
+    const { added, displaced } = chat.merge({ ...copy, messages: fresh });
+    const page = chat.snapshot(this.limits.maxResponseBytes);
+    return {
+      chatId: chat.id,
+      visitor: chat.visitor,
+      beginTime: chat.beginTime,
+      offsets: chat.offsets,
+      messages: page.messages,
+      truncated: page.truncated,
+      created: !existing,
+      added,
+      displaced,
+    };
+  }
+
+  /** Validates what every send shares; returns the explicit type, if any. */
+  private checkSend(request: SendRequest): MessageType | undefined {
+    const { maxIdBytes, maxContentBytes } = this.limits;
+    requireId('chat_id', request.chatId, maxIdBytes);
+    requireOffsets(request.caller);
+    requireId('message.id', request.message.id, maxIdBytes);
+    requireContent('message.content', request.message.content, maxContentBytes);
+    checkLength('message.sender_id', request.message.senderId, maxIdBytes);
+    const { type } = request.message;
+    return type === undefined ? undefined : requireKnownType('message.message_type', type);
+  }
+
+  private send(request: SendRequest, build: (chat: Chat) => NewMessage): SendOutcome {
+    const chat = this.chats.get(request.chatId);
+    if (!chat) return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS };
+    if (isAhead(request.caller, chat.offsets)) return { rebuildRequired: true, offsets: chat.offsets };
+
+    const message = build(chat);
+    const stored = chat.find(message.id);
+    if (stored) {
+      if (!sameMessage(stored, message)) {
+        throw invalid(
+          `message id "${message.id}" already names a different message in chat "${chat.id}"; ` +
+            'a retry must resend the same message, and a new message needs a new id',
+        );
+      }
+      return { rebuildRequired: false, offsets: chat.offsets, message: stored };
+    }
+    if (chat.size >= this.limits.maxMessagesPerChat) {
+      throw new ChatError('resource-exhausted', `chat "${chat.id}" is full: it holds ${chat.size} messages, the limit`);
+    }
+    const appended = chat.append(message, this.clock.now());
+    return { rebuildRequired: false, offsets: chat.offsets, message: appended };
+  }
+
+  /** Validates an upload against the chat; returns the messages the chat lacks. */
+  private checkUpload(copy: ChatCopy, chat: Chat | undefined): Message[] {
+    const { maxIdBytes, maxContentBytes, maxMessagesPerChat } = this.limits;
+    if (copy.visitor) {
+      checkLength('chat.visitor.id', copy.visitor.id, maxIdBytes);
+      checkLength('chat.visitor.name', copy.visitor.name, maxIdBytes);
+      checkLength('chat.visitor.email', copy.visitor.email, maxIdBytes);
+    }
+    const ids = new Set<string>();
+    const claimed = { visitor: new Set<number>(), agent: new Set<number>() };
+    const fresh: Message[] = [];
+    copy.messages.forEach((message, i) => {
+      const field = `chat.messages[${i}]`;
+      requireId(`${field}.id`, message.id, maxIdBytes);
+      if (ids.has(message.id)) throw invalid(`${field}.id "${message.id}" appears twice in the upload`);
+      ids.add(message.id);
+      if (message.type === undefined || (message.type as number) === 0) {
+        throw invalid(`${field}.message_type is required in an upload`);
+      }
+      requireKnownType(`${field}.message_type`, message.type);
+      if (!Number.isSafeInteger(message.dataOffset) || message.dataOffset < 1) {
+        throw invalid(`${field}.data_offset must be 1 or more (the offset you hold it at); got ${message.dataOffset}`);
+      }
+      const side = claimed[sideOf(message.type)];
+      if (side.has(message.dataOffset)) {
+        throw invalid(`${field}.data_offset ${message.dataOffset} is claimed twice on the ${sideOf(message.type)} side`);
+      }
+      side.add(message.dataOffset);
+      requireContent(`${field}.content`, message.content, maxContentBytes);
+      checkLength(`${field}.sender_id`, message.senderId, maxIdBytes);
+
+      const stored = chat?.find(message.id);
+      if (!stored) fresh.push(message);
+      else if (!sameMessage(stored, message)) {
+        throw invalid(`${field} (id "${message.id}") differs from the message the server holds under that id`);
+      }
+    });
+    if (!chat && this.chats.size >= this.limits.maxChats) throw this.full();
+    const total = (chat?.size ?? 0) + fresh.length;
+    if (total > maxMessagesPerChat) {
+      throw new ChatError(
+        'resource-exhausted',
+        `chat "${copy.id}" would hold ${total} messages; the limit is ${maxMessagesPerChat}`,
+      );
+    }
+    return fresh;
+  }
+
+  private create(chatId: string): Chat {
+    if (this.chats.size >= this.limits.maxChats) throw this.full();
+    const chat = new Chat(chatId, this.clock.now());
+    this.chats.set(chatId, chat);
+    return chat;
+  }
+
+  private full(): ChatError {
+    return new ChatError('resource-exhausted', `this server holds ${this.chats.size} chats, its limit; try another server`);
+  }
+}
+
+function sameMessage(a: Pick<Message, 'type' | 'content' | 'senderId'>, b: Pick<Message, 'type' | 'content' | 'senderId'>): boolean {
+  return a.type === b.type && a.content === b.content && a.senderId === b.senderId;
+}

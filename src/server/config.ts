@@ -1,0 +1,69 @@
+import { parseArgs } from 'node:util';
+import type { Limits } from '../domain/limits.js';
+
+/** Everything the server can be told, with units in the names. */
+export interface Config extends Limits {
+  readonly host: string;
+  readonly port: number;
+  /** pino level: trace, debug, info, warn, error, fatal or silent. */
+  readonly logLevel: string;
+  /** How long a shutdown waits for calls in flight before cutting them off. */
+  readonly shutdownGraceMs: number;
+}
+
+export const DEFAULT_CONFIG: Config = Object.freeze({
+  host: '0.0.0.0',
+  port: 50051,
+  logLevel: 'info',
+  shutdownGraceMs: 5_000,
+  maxContentBytes: 64 * 1024,
+  maxIdBytes: 256,
+  maxResponseBytes: 3 * 1024 * 1024,
+  maxChats: 100_000,
+  maxMessagesPerChat: 1_000_000,
+});
+
+/** Each setting's flag (kebab-case) and environment variable (SCREAMING_SNAKE_CASE). */
+const SETTINGS = Object.keys(DEFAULT_CONFIG) as (keyof Config)[];
+
+const flagOf = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+const envOf = (key: string) => flagOf(key).replaceAll('-', '_').toUpperCase();
+
+/** Thrown for a setting that cannot be used; main prints it and exits with status 2. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Reads the configuration: defaults, overridden by environment variables (`PORT`,
+ * `MAX_CONTENT_BYTES`, ...), overridden by flags (`--port`, `--max-content-bytes`, ...).
+ */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: Object.fromEntries(SETTINGS.map((key) => [flagOf(key), { type: 'string' as const }])),
+    strict: true,
+  });
+  const config: Record<string, string | number> = { ...DEFAULT_CONFIG };
+  for (const key of SETTINGS) {
+    const raw = (values[flagOf(key)] as string | undefined) ?? env[envOf(key)];
+    if (raw === undefined || raw === '') continue;
+    config[key] = typeof DEFAULT_CONFIG[key] === 'number' ? parseWhole(key, raw) : raw;
+  }
+  if ((config.port as number) > 65_535) throw new ConfigError(`port must be 0 to 65535; got ${config.port}`);
+  return config as unknown as Config;
+}
+
+/** Every setting's flag and variable, for --help. */
+export function usage(): string {
+  const lines = SETTINGS.map((key) => `  --${flagOf(key).padEnd(24)} ${envOf(key).padEnd(24)} default ${DEFAULT_CONFIG[key]}`);
+  return ['Usage: npm start -- [flags]   (each flag can also be set by its environment variable)', ...lines].join('\n');
+}
+
+function parseWhole(key: string, raw: string): number {
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(value)) {
+    throw new ConfigError(`${flagOf(key)} (${envOf(key)}) must be a whole number >= 0; got "${raw}"`);
+  }
+  return value;
+}

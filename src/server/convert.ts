@@ -1,0 +1,64 @@
+import {
+  type Chat as WireChat,
+  type ChatMessage,
+  MessageType as WireMessageType,
+  ResultCode,
+  type Visitor as WireVisitor,
+} from '../../generated/chat/v1/chat.js';
+import type { ChatCopy } from '../domain/chat.js';
+import { invalid } from '../domain/errors.js';
+import type { Message, MessageType, Offsets, Visitor } from '../domain/message.js';
+import type { Submission } from '../domain/store.js';
+
+/** Translations between the wire (generated types) and the domain, and nothing else. */
+
+export function toSubmission(message: ChatMessage | undefined): Submission {
+  if (!message) throw invalid('message is required');
+  return {
+    id: message.id,
+    content: message.content,
+    type: message.messageType === WireMessageType.MESSAGE_TYPE_UNSPECIFIED ? undefined : message.messageType,
+    senderId: message.senderId,
+  };
+}
+
+export function toWireMessage(message: Message): ChatMessage {
+  return {
+    id: message.id,
+    dataOffset: message.dataOffset,
+    content: message.content,
+    messageType: message.type as number as WireMessageType,
+    sendTime: message.sendTime,
+    senderId: message.senderId,
+  };
+}
+
+/** A client's uploaded chat; messages without a send time take `now`. */
+export function toChatCopy(chat: WireChat | undefined, now: Date): ChatCopy {
+  if (!chat) throw invalid('chat is required');
+  return {
+    id: chat.id,
+    visitor: chat.visitor && toVisitor(chat.visitor),
+    beginTime: chat.beginTime,
+    messages: chat.messages.map((m) => ({
+      id: m.id,
+      dataOffset: m.dataOffset,
+      content: m.content,
+      type: m.messageType as number as MessageType,
+      sendTime: m.sendTime ?? now,
+      senderId: m.senderId,
+    })),
+  };
+}
+
+function toVisitor(visitor: WireVisitor): Visitor {
+  return { id: visitor.id, name: visitor.name, email: visitor.email };
+}
+
+export function resultCode(rebuildRequired: boolean): ResultCode {
+  return rebuildRequired ? ResultCode.RESULT_CODE_REBUILD_REQUIRED : ResultCode.RESULT_CODE_OK;
+}
+
+export function wireOffsets(offsets: Offsets): { visitorDataOffset: number; agentDataOffset: number } {
+  return { visitorDataOffset: offsets.visitor, agentDataOffset: offsets.agent };
+}

@@ -1,0 +1,54 @@
+import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import type { Logger } from 'pino';
+import { ChatServiceService } from '../../generated/chat/v1/chat.js';
+import { type Clock, systemClock } from '../domain/limits.js';
+import { ChatStore } from '../domain/store.js';
+import { chatServiceHandlers } from './chat-service.js';
+import type { Config } from './config.js';
+import { addReflection } from './reflection.js';
+
+const CHAT_SERVICE = 'chat.v1.ChatService';
+
+/** A running chat server. */
+export interface ChatServer {
+  /** The port it listens on (useful when it was asked for port 0). */
+  readonly port: number;
+  readonly store: ChatStore;
+  /**
+   * Stops taking calls, reports NOT_SERVING, lets calls in flight finish for up to
+   * `graceMs`, then cuts off whatever is left.
+   */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Starts the chat, health and reflection services on `config.host:config.port`. */
+export async function startServer(config: Config, logger: Logger, clock: Clock = systemClock): Promise<ChatServer> {
+  const store = new ChatStore(config, clock);
+  const server = new Server();
+  server.addService(ChatServiceService, chatServiceHandlers(store, clock, logger));
+  const health = new HealthImplementation({ '': 'SERVING', [CHAT_SERVICE]: 'SERVING' });
+  health.addToServer(server);
+  addReflection(server);
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    );
+  });
+
+  let stopping: Promise<void> | undefined;
+  const stop = (graceMs = config.shutdownGraceMs) => {
+    stopping ??= new Promise<void>((resolve) => {
+      health.setStatus('', 'NOT_SERVING');
+      health.setStatus(CHAT_SERVICE, 'NOT_SERVING');
+      const deadline = setTimeout(() => server.forceShutdown(), graceMs);
+      server.tryShutdown(() => {
+        clearTimeout(deadline);
+        resolve();
+      });
+    });
+    return stopping;
+  };
+  return { port, store, stop };
+}
