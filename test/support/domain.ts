@@ -1,0 +1,25 @@
+import type { Clock, Limits } from '../../src/domain/limits.js';
+import { type Message, MessageType } from '../../src/domain/message.js';
+import { ChatStore, type Submission } from '../../src/domain/store.js';
+import { DEFAULT_CONFIG } from '../../src/server/config.js';
+
+/** A clock that moves one second forward each time it is read. */
+export function steppingClock(start = Date.UTC(2026, 0, 1)): Clock {
+  let now = start;
+  return { now: () => new Date((now += 1000)) };
+}
+
+/** A store with the default limits (or some overridden) and a stepping clock. */
+export function testStore(limits: Partial<Limits> = {}): ChatStore {
+  return new ChatStore({ ...DEFAULT_CONFIG, ...limits }, steppingClock());
+}
+
+/** A message as a client would hold it. */
+export function held(id: string, dataOffset: number, type = MessageType.Visitor, content = `text of ${id}`): Message {
+  return { id, dataOffset, content, type, sendTime: new Date(Date.UTC(2026, 0, 1) + dataOffset * 1000), senderId: '' };
+}
+
+/** A submission of a new message. */
+export function submission(id: string, type?: MessageType, content = `text of ${id}`): Submission {
+  return { id, content, type, senderId: '' };
+}
