@@ -6,6 +6,7 @@ import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
 import { chatServiceHandlers } from './chat-service.js';
 import type { Config } from './config.js';
+import { withDecodeFailures } from './decoding.js';
 import { addReflection } from './reflection.js';
 
 const CHAT_SERVICE = 'chat.v1.ChatService';
@@ -26,7 +27,7 @@ export interface ChatServer {
 export async function startServer(config: Config, logger: Logger, clock: Clock = systemClock): Promise<ChatServer> {
   const store = new ChatStore(config, clock);
   const server = new Server();
-  server.addService(ChatServiceService, chatServiceHandlers(store, clock, logger));
+  server.addService(withDecodeFailures(ChatServiceService), chatServiceHandlers(store, clock, logger));
   const health = new HealthImplementation({ '': 'SERVING', [CHAT_SERVICE]: 'SERVING' });
   health.addToServer(server);
   addReflection(server);
