@@ -39,11 +39,7 @@ export class ConfigError extends Error {
  * `MAX_CONTENT_BYTES`, ...), overridden by flags (`--port`, `--max-content-bytes`, ...).
  */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
-  const { values } = parseArgs({
-    args: [...argv],
-    options: Object.fromEntries(SETTINGS.map((key) => [flagOf(key), { type: 'string' as const }])),
-    strict: true,
-  });
+  const values = parseFlags(argv);
   const config: Record<string, string | number> = { ...DEFAULT_CONFIG };
   for (const key of SETTINGS) {
     const raw = (values[flagOf(key)] as string | undefined) ?? env[envOf(key)];
@@ -58,6 +54,18 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
 export function usage(): string {
   const lines = SETTINGS.map((key) => `  --${flagOf(key).padEnd(24)} ${envOf(key).padEnd(24)} default ${DEFAULT_CONFIG[key]}`);
   return ['Usage: npm start -- [flags]   (each flag can also be set by its environment variable)', ...lines].join('\n');
+}
+
+function parseFlags(argv: readonly string[]): Record<string, string | boolean | undefined> {
+  try {
+    return parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(SETTINGS.map((key) => [flagOf(key), { type: 'string' as const }])),
+      strict: true,
+    }).values;
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
+  }
 }
 
 function parseWhole(key: string, raw: string): number {

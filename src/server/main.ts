@@ -13,7 +13,7 @@ async function main(): Promise<void> {
   try {
     config = loadConfig(argv, process.env);
   } catch (error) {
-    if (!(error instanceof ConfigError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))) throw error;
+    if (!(error instanceof ConfigError)) throw error;
     console.error(`chat-rebuild: ${(error as Error).message}\n\n${usage()}`);
     process.exitCode = 2;
     return;

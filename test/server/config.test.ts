@@ -1,0 +1,22 @@
+import { expect } from 'chai';
+import { ConfigError, DEFAULT_CONFIG, loadConfig } from '../../src/server/config.js';
+
+describe('configuration', () => {
+  it('defaults to 0.0.0.0:50051 with the documented limits', () => {
+    expect(loadConfig([], {})).to.deep.equal(DEFAULT_CONFIG);
+    expect(DEFAULT_CONFIG).to.include({ host: '0.0.0.0', port: 50051, maxContentBytes: 65_536 });
+  });
+
+  it('takes environment variables, and flags over them', () => {
+    const env = { HOST: '127.0.0.1', PORT: '6000', MAX_CONTENT_BYTES: '100' };
+    expect(loadConfig([], env)).to.include({ host: '127.0.0.1', port: 6000, maxContentBytes: 100 });
+    expect(loadConfig(['--port', '7000', '--max-chats=5'], env)).to.include({ port: 7000, maxChats: 5, maxContentBytes: 100 });
+  });
+
+  it('refuses numbers that are not whole, ports out of range and unknown flags', () => {
+    expect(() => loadConfig([], { PORT: '80.5' })).to.throw(ConfigError, 'port (PORT) must be a whole number');
+    expect(() => loadConfig(['--max-chats=-1'], {})).to.throw(ConfigError, 'max-chats (MAX_CHATS)');
+    expect(() => loadConfig(['--port', '70000'], {})).to.throw(ConfigError, 'port must be 0 to 65535');
+    expect(() => loadConfig(['--prot', '1'], {})).to.throw(ConfigError, "Unknown option '--prot'");
+  });
+});
