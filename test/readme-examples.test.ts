@@ -1,0 +1,79 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { grpcurl, parseGrpcurl, splitCommandLine } from './support/grpcurl.js';
+import { startTestServer, type TestServer } from './support/servers.js';
+
+const README = fileURLToPath(new URL('../README.md', import.meta.url));
+/** The address the README's examples are written against; the tests substitute a real one. */
+const README_ADDRESS = 'localhost:50051';
+
+/** Every line starting with "grpcurl " inside a ```sh fenced block, in order. */
+function grpcurlExamples(markdown: string): string[] {
+  const examples: string[] = [];
+  let fence: string | undefined; // the open fence's marker, while inside a block
+  let inSh = false;
+  for (const line of markdown.split(/\r?\n/)) {
+    const marker = /^\s*(`{3,}|~{3,})\s*([^\s`]*)/.exec(line);
+    if (marker && fence === undefined) {
+      [fence, inSh] = [marker[1], marker[2] === 'sh'];
+    } else if (marker && fence !== undefined && marker[1]!.startsWith(fence) && marker[2] === '') {
+      [fence, inSh] = [undefined, false];
+    } else if (inSh && line.trimStart().startsWith('grpcurl ')) {
+      examples.push(line.trim());
+    }
+  }
+  return examples;
+}
+
+/** A test title that still says which example it is when the command is long. */
+function title(index: number, command: string): string {
+  const max = 100;
+  return `#${index + 1} ${command.length > max ? `${command.slice(0, max - 1)}…` : command}`;
+}
+
+// Read when the file loads, because mocha needs one it() per example before anything runs.
+const readme = existsSync(README) ? readFileSync(README, 'utf8') : undefined;
+const examples = readme === undefined ? [] : grpcurlExamples(readme);
+
+// The examples run in order against one server, so a later one may rely on an earlier one
+// (a Rebuild after the GetNewMessage that created the chat, say), as a reader's would.
+describe('README grpcurl examples', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server?.close();
+  });
+
+  it('README.md has grpcurl examples in ```sh blocks', () => {
+    expect(readme, `${README} is missing`).to.be.a('string');
+    // An examples section that disappeared is a regression, not a pass.
+    expect(examples, 'no line starting with "grpcurl " inside a ```sh block').to.not.be.empty;
+  });
+
+  examples.forEach((example, index) => {
+    it(title(index, example), async () => {
+      const argv = splitCommandLine(example);
+      const parsed = parseGrpcurl(argv);
+      expect(parsed.address, 'the README address').to.equal(README_ADDRESS);
+      // grpcurl parses flags with Go's flag package, which stops at the first non-flag
+      // argument: the real tool answers "Too many arguments" to flags after the address.
+      expect(parsed.flagsAfterAddress, 'flags must come before the address for real grpcurl').to.equal(false);
+
+      const output = await grpcurl(argv, server.address); // rejects on a non-OK status
+      switch (parsed.command.verb) {
+        case 'invoke':
+          expect(JSON.parse(output)).to.be.an('object');
+          break;
+        case 'list':
+          for (const name of output.split('\n')) expect(name).to.match(/^[\w.]+$/);
+          break;
+        case 'describe':
+          expect(output).to.match(/ is an? (service|method|message|enum):\n/);
+          break;
+      }
+    });
+  });
+});
