@@ -2,17 +2,16 @@
  * Fails when generated/ is not exactly what `npm run generate` makes from proto/: regenerates
  * into a temporary folder and compares every file byte for byte.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { generate } from './generate.js';
 
 const committed = 'generated';
 const scratch = mkdtempSync(join(tmpdir(), 'chat-generated-'));
 try {
   const fresh = join(scratch, committed);
-  execFileSync('buf', ['generate', '--output', scratch], { stdio: 'inherit' });
-  execFileSync('buf', ['build', '-o', join(fresh, 'chat.binpb')], { stdio: 'inherit' });
+  generate(scratch);
 
   const want = files(fresh);
   const have = files(committed);

@@ -8,9 +8,19 @@ const README = fileURLToPath(new URL('../README.md', import.meta.url));
 /** The address the README's examples are written against; the tests substitute a real one. */
 const README_ADDRESS = 'localhost:50051';
 
-/** Every line starting with "grpcurl " inside a ```sh fenced block, in order. */
-function grpcurlExamples(markdown: string): string[] {
-  const examples: string[] = [];
+/** A grpcurl command from the README, and the part of its output the README promises. */
+interface Example {
+  readonly command: string;
+  /** From a `#=> {...}` line right after the command: fields the output must contain. */
+  readonly expected?: unknown;
+}
+
+/**
+ * Every line starting with "grpcurl " inside a ```sh fenced block, in order, each with the
+ * `#=> JSON` line that follows it, if any.
+ */
+function grpcurlExamples(markdown: string): Example[] {
+  const examples: Example[] = [];
   let fence: string | undefined; // the open fence's marker, while inside a block
   let inSh = false;
   for (const line of markdown.split(/\r?\n/)) {
@@ -20,10 +30,28 @@ function grpcurlExamples(markdown: string): string[] {
     } else if (marker && fence !== undefined && marker[1]!.startsWith(fence) && marker[2] === '') {
       [fence, inSh] = [undefined, false];
     } else if (inSh && line.trimStart().startsWith('grpcurl ')) {
-      examples.push(line.trim());
+      examples.push({ command: line.trim() });
+    } else if (inSh && line.trimStart().startsWith('#=> ') && examples.length > 0) {
+      const last = examples.pop()!;
+      examples.push({ ...last, expected: JSON.parse(line.trimStart().slice(4)) });
     }
   }
   return examples;
+}
+
+/**
+ * Whether `actual` has every field of `expected` with the same value: objects are compared
+ * field by field (extra fields allowed), arrays element by element (same length).
+ */
+function contains(actual: unknown, expected: unknown): boolean {
+  if (Array.isArray(expected)) {
+    return Array.isArray(actual) && actual.length === expected.length && expected.every((e, i) => contains(actual[i], e));
+  }
+  if (expected !== null && typeof expected === 'object') {
+    if (actual === null || typeof actual !== 'object') return false;
+    return Object.entries(expected).every(([key, value]) => contains((actual as Record<string, unknown>)[key], value));
+  }
+  return actual === expected;
 }
 
 /** A test title that still says which example it is when the command is long. */
@@ -53,9 +81,9 @@ describe('README grpcurl examples', () => {
     expect(examples, 'no line starting with "grpcurl " inside a ```sh block').to.not.be.empty;
   });
 
-  examples.forEach((example, index) => {
-    it(title(index, example), async () => {
-      const argv = splitCommandLine(example);
+  examples.forEach(({ command, expected }, index) => {
+    it(title(index, command), async () => {
+      const argv = splitCommandLine(command);
       const parsed = parseGrpcurl(argv);
       expect(parsed.address, 'the README address').to.equal(README_ADDRESS);
       // grpcurl parses flags with Go's flag package, which stops at the first non-flag
@@ -64,9 +92,14 @@ describe('README grpcurl examples', () => {
 
       const output = await grpcurl(argv, server.address); // rejects on a non-OK status
       switch (parsed.command.verb) {
-        case 'invoke':
-          expect(JSON.parse(output)).to.be.an('object');
+        case 'invoke': {
+          const response: unknown = JSON.parse(output);
+          expect(response).to.be.an('object');
+          if (expected !== undefined) {
+            expect(contains(response, expected), `the output does not contain what the README shows:\n${output}`).to.equal(true);
+          }
           break;
+        }
         case 'list':
           for (const name of output.split('\n')) expect(name).to.match(/^[\w.]+$/);
           break;

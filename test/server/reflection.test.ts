@@ -35,7 +35,7 @@ describe('server reflection, seen by a client without compiled types', () => {
   it('lists the chat and health services', async () => {
     // @grpc/reflection lists only the services of the package definitions it is given; it
     // does not list itself (grpc-go's reflection does), so grpc.reflection.* is not expected.
-    expect(await listServices(server.address)).to.include.members([CHAT_SERVICE, 'grpc.health.v1.Health']);
+    expect(await listServices(server.address)).to.include.members([CHAT_SERVICE, 'grpc.health.v1.Health', 'grpc.reflection.v1.ServerReflection']);
   });
 
   it('serves chat.proto with its real dependency list, and the descriptors resolve strictly', async () => {

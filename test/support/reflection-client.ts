@@ -16,7 +16,6 @@ import {
   toJson,
 } from '@bufbuild/protobuf';
 import { type FileDescriptorProto, FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
-import { normalizeDescriptors } from './normalize-descriptors.js';
 
 /**
  * A grpcurl-style client that knows no compiled service types: everything it encodes or
@@ -169,10 +168,10 @@ export async function fetchFileDescriptors(address: string, symbol: string): Pro
 /**
  * A strict registry: createFileRegistry throws when a file imports one that is not in the
  * set or uses a type it cannot see, and nothing falls back to the well-known types bundled
- * with @bufbuild/protobuf. Descriptors are normalized first (see normalizeDescriptors).
+ * with @bufbuild/protobuf.
  */
 export function strictRegistry(files: readonly FileDescriptorProto[]): FileRegistry {
-  return createFileRegistry(create(FileDescriptorSetSchema, { file: normalizeDescriptors(files) }));
+  return createFileRegistry(create(FileDescriptorSetSchema, { file: [...files] }));
 }
 
 /** Fetches the descriptors for `symbol` and builds a strict registry from them. */
