@@ -1,18 +1,22 @@
 import type { Message } from './message.js';
 
+/** What ordering and sizing look at: shared by the server's messages and the SDK's copies. */
+type Sized = Pick<Message, 'id' | 'content' | 'senderId'>;
+type Timed = Sized & { readonly sendTime?: Date | undefined };
+
 /**
  * Conservative size of a message on the wire: its strings' UTF-8 bytes plus a fixed allowance
  * for field tags, lengths, the offset, the type and the timestamp (at most about 40 bytes).
  */
-export function wireBytes(message: Message): number {
+export function wireBytes(message: Sized): number {
   return (
     Buffer.byteLength(message.id) + Buffer.byteLength(message.content) + Buffer.byteLength(message.senderId) + 48
   );
 }
 
 /** A page of messages in conversation order. */
-export interface Page {
-  readonly messages: Message[];
+export interface Page<T extends Timed = Message> {
+  readonly messages: T[];
   /** True when the budget cut the page short. */
   readonly truncated: boolean;
 }
@@ -26,12 +30,12 @@ export interface Page {
  * @param visitor reads the visitor side's i-th candidate (0-based), undefined past the end
  * @param agent reads the agent side's i-th candidate
  */
-export function interleave(
-  visitor: (index: number) => Message | undefined,
-  agent: (index: number) => Message | undefined,
-  budgetBytes: number,
-): Page {
-  const messages: Message[] = [];
+export function interleave<T extends Timed>(
+  visitor: (index: number) => T | undefined,
+  agent: (index: number) => T | undefined,
+  budgetBytes = Number.POSITIVE_INFINITY,
+): Page<T> {
+  const messages: T[] = [];
   let used = 0;
   let v = 0;
   let a = 0;
@@ -41,7 +45,7 @@ export function interleave(
     if (!nextVisitor && !nextAgent) return { messages, truncated: false };
     const takeVisitor =
       nextVisitor !== undefined &&
-      (nextAgent === undefined || nextVisitor.sendTime.getTime() <= nextAgent.sendTime.getTime());
+      (nextAgent === undefined || timeOf(nextVisitor) <= timeOf(nextAgent));
     const next = takeVisitor ? nextVisitor : nextAgent!;
     used += wireBytes(next);
     if (used > budgetBytes && messages.length > 0) return { messages, truncated: true };
@@ -49,4 +53,8 @@ export function interleave(
     if (takeVisitor) v += 1;
     else a += 1;
   }
+}
+
+function timeOf(message: Timed): number {
+  return message.sendTime?.getTime() ?? 0;
 }

@@ -1,0 +1,115 @@
+import { type ChatMessage, MessageType } from '../../generated/chat/v1/chat.js';
+import { interleave } from '../domain/conversation.js';
+
+type Side = 'visitor' | 'agent';
+const sideOf = (m: ChatMessage): Side => (m.messageType === MessageType.MESSAGE_TYPE_VISITOR ? 'visitor' : 'agent');
+
+/** A side's position: messages held contiguously from offset 1 (PROTOCOL.md section 2). */
+export interface ClientOffsets {
+  readonly visitorOffset: number;
+  readonly agentOffset: number;
+}
+
+/**
+ * A client's copy of one chat: messages by id and by side and offset, with the offsets as
+ * contiguous prefixes. The server's word on where a message sits wins; a message of ours
+ * whose offset the server gave to another one is never dropped: it becomes a stray, uploaded
+ * again at the next rebuild so the server places it anew.
+ */
+export class LocalCopy {
+  private readonly byId = new Map<string, ChatMessage>();
+  private readonly slots: Record<Side, Map<number, string>> = { visitor: new Map(), agent: new Map() };
+  private readonly contiguous: Record<Side, number> = { visitor: 0, agent: 0 };
+  private readonly strays = new Map<string, ChatMessage>();
+
+  constructor(messages: readonly ChatMessage[] = []) {
+    this.take(messages);
+  }
+
+  get offsets(): ClientOffsets {
+    return { visitorOffset: this.contiguous.visitor, agentOffset: this.contiguous.agent };
+  }
+
+  /** Messages whose offset another message took, waiting to be uploaded again. */
+  get strayMessages(): ChatMessage[] {
+    return [...this.strays.values()];
+  }
+
+  /** Every message held, strays included: what a durable store keeps. */
+  all(): ChatMessage[] {
+    return [...this.byId.values(), ...this.strays.values()];
+  }
+
+  /** The placed messages in conversation order (by send time, visitor first on a tie). */
+  conversation(): ChatMessage[] {
+    const [visitor, agent] = (['visitor', 'agent'] as const).map((side) =>
+      [...this.slots[side].keys()].sort((a, b) => a - b).map((offset) => this.byId.get(this.slots[side].get(offset)!)!),
+    );
+    return interleave((i) => visitor![i], (i) => agent![i]).messages;
+  }
+
+  /** Takes messages as the server placed them; returns the ones this copy did not hold before. */
+  take(messages: readonly ChatMessage[]): ChatMessage[] {
+    const fresh: ChatMessage[] = [];
+    for (const message of messages) {
+      if (!this.byId.has(message.id) && !this.strays.has(message.id)) fresh.push(message);
+      this.place(message);
+    }
+    return fresh;
+  }
+
+  /**
+   * Replaces the placement of every message with the server's complete view, after a rebuild
+   * uploaded everything this copy held: messages the view lacks are kept as strays.
+   */
+  adopt(messages: readonly ChatMessage[]): ChatMessage[] {
+    const before = this.all();
+    const known = new Set(before.map((m) => m.id));
+    this.byId.clear();
+    this.strays.clear();
+    for (const side of ['visitor', 'agent'] as const) {
+      this.slots[side].clear();
+      this.contiguous[side] = 0;
+    }
+    this.take(messages);
+    for (const message of before) if (!this.byId.has(message.id)) this.strays.set(message.id, message);
+    return messages.filter((m) => !known.has(m.id));
+  }
+
+  /**
+   * What a rebuild uploads when the server holds `server` (-1/-1: nothing): the placed
+   * messages above its offsets, ordered by offset so each upload extends the server's
+   * contiguous prefix. Strays are not included: they go in an upload of their own, since one
+   * may claim an offset a placed message of the same upload holds.
+   */
+  above(server: { readonly visitor: number; readonly agent: number }): ChatMessage[] {
+    return [...this.byId.values()]
+      .filter((m) => m.dataOffset > Math.max(0, server[sideOf(m)]))
+      .sort((a, b) => a.dataOffset - b.dataOffset || sideOf(a).localeCompare(sideOf(b)));
+  }
+
+  private place(message: ChatMessage): void {
+    const side = sideOf(message);
+    const slots = this.slots[side];
+    const previous = this.byId.get(message.id);
+    if (previous && previous.dataOffset === message.dataOffset && sideOf(previous) === side) return;
+    if (previous) this.vacate(previous);
+    const occupant = slots.get(message.dataOffset);
+    if (occupant !== undefined && occupant !== message.id) {
+      const displaced = this.byId.get(occupant)!;
+      this.vacate(displaced);
+      this.strays.set(displaced.id, displaced);
+    }
+    this.strays.delete(message.id);
+    this.byId.set(message.id, message);
+    slots.set(message.dataOffset, message.id);
+    while (slots.has(this.contiguous[side] + 1)) this.contiguous[side] += 1;
+  }
+
+  private vacate(message: ChatMessage): void {
+    const side = sideOf(message);
+    this.byId.delete(message.id);
+    if (this.slots[side].get(message.dataOffset) === message.id) this.slots[side].delete(message.dataOffset);
+    if (message.dataOffset <= this.contiguous[side]) this.contiguous[side] = message.dataOffset - 1;
+  }
+}

@@ -1,0 +1,376 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter, on } from 'node:events';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { ChannelCredentials, ServiceError } from '@grpc/grpc-js';
+import {
+  type Chat,
+  type ChatMessage,
+  type GetNewMessageResponse,
+  MessageType,
+  ResultCode,
+  type Visitor,
+} from '../../generated/chat/v1/chat.js';
+import { backoffDelayMs, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.js';
+import { ChatSdkError, isTransient, rejected } from './errors.js';
+import { type ClientOffsets, LocalCopy } from './local-copy.js';
+import { type LocalStore, MemoryStore, type PendingMessage } from './local-store.js';
+import { type ChatMethod, ChatTransport, type RequestOf, type ResponseOf } from './transport.js';
+import { splitUploads } from './upload.js';
+
+/** Who a session speaks as. A service posts bot messages (or system notices) on the agent side. */
+export type Role =
+  | { readonly kind: 'visitor'; readonly visitorId?: string }
+  | { readonly kind: 'agent'; readonly agentId: string }
+  | { readonly kind: 'service'; readonly serviceId: string; readonly messageType?: 'bot' | 'system' };
+
+export interface ChatSessionOptions {
+  readonly chatId: string;
+  readonly role: Role;
+  /** Server addresses to fail over across, or one load-balanced address. */
+  readonly servers: readonly string[];
+  /** Where the copy lives; in memory unless given (use FileStore for a durable copy). */
+  readonly store?: LocalStore;
+  /** The visitor's details, uploaded with the copy when a server is rebuilt. */
+  readonly visitor?: Visitor;
+  readonly pollIntervalMs?: number;
+  readonly callTimeoutMs?: number;
+  /** Largest Rebuild request, in bytes (gRPC's default limit is 4 MiB). */
+  readonly maxUploadBytes?: number;
+  readonly backoff?: Partial<BackoffOptions>;
+  readonly credentials?: ChannelCredentials;
+  /** Closes the session when it fires. */
+  readonly signal?: AbortSignal;
+  /** Source of message ids and of jitter, injectable for tests. */
+  readonly newId?: () => string;
+  readonly random?: () => number;
+}
+
+/** A rebuild this session did, as reported by the `rebuild` event. */
+export interface RebuildEvent {
+  readonly address: string;
+  /** The offsets the server answered REBUILD_REQUIRED with (-1/-1: it had no such chat). */
+  readonly serverBefore: { readonly visitor: number; readonly agent: number };
+  readonly uploaded: number;
+}
+
+/** A failed call the session is about to retry, as reported by the `retry` event. */
+export interface RetryEvent {
+  readonly address: string;
+  readonly error: ServiceError;
+  readonly attempt: number;
+  readonly delayMs: number;
+}
+
+export interface ChatSessionEvents {
+  /** A message this copy did not hold before (sent by anyone, this device included). */
+  message: [ChatMessage];
+  rebuild: [RebuildEvent];
+  retry: [RetryEvent];
+  /** A call succeeded on this address (after a start, or a failover). */
+  connected: [string];
+  /** Background polling failed for good (the server refused a request); polling goes on. */
+  failure: [ChatSdkError];
+}
+
+const REBUILD = ResultCode.RESULT_CODE_REBUILD_REQUIRED;
+
+/**
+ * One chat in one role: keeps the local copy, sends through an ordered outbox (same id on every
+ * retry, resend until success, rebuild when the server asks), reads and pages new messages,
+ * and fails over across servers. Operations run one at a time, in call order.
+ */
+export class ChatSession extends EventEmitter<ChatSessionEvents> {
+  private readonly transport: ChatTransport;
+  private readonly closing = new AbortController();
+  private readonly waiters = new Map<string, { resolve(m: ChatMessage): void; reject(e: Error): void }>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private draining: Promise<void> | undefined;
+  private polling: Promise<void> | undefined;
+  private connectedTo: string | undefined;
+
+  private constructor(
+    private readonly options: ChatSessionOptions,
+    private readonly store: LocalStore,
+    private readonly copy: LocalCopy,
+    private outbox: PendingMessage[],
+    private visitor: Visitor | undefined,
+    private beginTime: Date | undefined,
+  ) {
+    super();
+    this.transport = new ChatTransport(options.servers, options.callTimeoutMs ?? 5_000, options.credentials);
+    options.signal?.addEventListener('abort', () => void this.close(), { once: true });
+  }
+
+  /** Loads the local copy (if the store has one) and resumes any sends left in its outbox. */
+  static async open(options: ChatSessionOptions): Promise<ChatSession> {
+    const store = options.store ?? new MemoryStore();
+    const saved = await store.load(options.chatId);
+    const session = new ChatSession(
+      options,
+      store,
+      new LocalCopy(saved?.messages ?? []),
+      [...(saved?.outbox ?? [])],
+      saved?.visitor ?? options.visitor,
+      saved?.beginTime,
+    );
+    if (session.outbox.length > 0) session.drain();
+    return session;
+  }
+
+  get chatId(): string {
+    return this.options.chatId;
+  }
+
+  /** The messages held, in conversation order. */
+  get messages(): ChatMessage[] {
+    return this.copy.conversation();
+  }
+
+  get offsets(): ClientOffsets {
+    return this.copy.offsets;
+  }
+
+  /** Sends not yet acknowledged, in order. */
+  get pending(): readonly PendingMessage[] {
+    return this.outbox;
+  }
+
+  /**
+   * Sends a message and resolves with it as the server stored it. The message is kept in the
+   * outbox (durably, with a durable store) and resent with the same id until a server
+   * acknowledges it, so a crash or failover loses and duplicates nothing. Aborting `signal`
+   * stops the waiting, not the send: a message that may have reached a server cannot be unsent.
+   */
+  async send(content: string, options: { readonly signal?: AbortSignal; readonly id?: string } = {}): Promise<ChatMessage> {
+    this.ensureOpen();
+    const message: PendingMessage = { id: options.id ?? (this.options.newId ?? randomUUID)(), content, messageType: this.messageType() };
+    const stored = new Promise<ChatMessage>((resolve, reject) => this.waiters.set(message.id, { resolve, reject }));
+    await this.exclusive(async () => {
+      this.outbox.push(message);
+      await this.persist();
+    });
+    this.drain();
+    return options.signal ? abortable(stored, options.signal) : stored;
+  }
+
+  /** Reads until caught up with the server (rebuilding it first if it asks); returns what is new. */
+  sync(options: { readonly signal?: AbortSignal } = {}): Promise<ChatMessage[]> {
+    this.ensureOpen();
+    return this.exclusive(() => this.catchUp(this.signalFor(options.signal)));
+  }
+
+  /** Polls every `pollIntervalMs` until `stop()` or `close()`; new messages arrive as events. */
+  start(): void {
+    this.ensureOpen();
+    this.polling ??= this.poll();
+  }
+
+  /**
+   * New messages (from the moment iteration starts) as an async iterator, ending when
+   * `signal` aborts or the session closes.
+   */
+  async *updates(options: { readonly signal?: AbortSignal } = {}): AsyncGenerator<ChatMessage> {
+    const signal = this.signalFor(options.signal);
+    try {
+      for await (const [message] of on(this, 'message', { signal })) yield message as ChatMessage;
+    } catch (error) {
+      if (!signal.aborted) throw error;
+    }
+  }
+
+  /** Stops polling and pending waits, and closes the channels. Unsent messages stay in the store. */
+  async close(): Promise<void> {
+    if (this.closing.signal.aborted) return;
+    this.closing.abort(new ChatSdkError('closed', 'the session was closed'));
+    for (const waiter of this.waiters.values()) waiter.reject(new ChatSdkError('closed', 'the session was closed before the server acknowledged the message'));
+    this.waiters.clear();
+    await Promise.allSettled([this.draining, this.polling, this.queue]);
+    this.transport.close();
+  }
+
+  private async poll(): Promise<void> {
+    const signal = this.closing.signal;
+    while (!signal.aborted) {
+      try {
+        await this.exclusive(() => this.catchUp(signal));
+      } catch (error) {
+        if (error instanceof ChatSdkError && error.kind === 'rejected') this.emit('failure', error);
+      }
+      await delay(this.options.pollIntervalMs ?? 1_000, undefined, { signal }).catch(() => undefined);
+    }
+  }
+
+  private drain(): void {
+    this.draining ??= (async () => {
+      try {
+        while (this.outbox.length > 0 && !this.closing.signal.aborted) {
+          const next = this.outbox[0]!;
+          try {
+            const stored = await this.exclusive(() => this.deliver(next));
+            this.waiters.get(next.id)?.resolve(stored);
+          } catch (error) {
+            if (!(error instanceof ChatSdkError)) this.waiters.get(next.id)?.reject(error as Error); // e.g. the store failed
+            if (!(error instanceof ChatSdkError) || error.kind !== 'rejected') return;
+            await this.exclusive(async () => {
+              this.outbox = this.outbox.filter((m) => m.id !== next.id);
+              await this.persist();
+            });
+            this.waiters.get(next.id)?.reject(error);
+          } finally {
+            this.waiters.delete(next.id);
+          }
+        }
+      } finally {
+        this.draining = undefined;
+      }
+    })();
+  }
+
+  /** Sends the outbox's head until a server stores it. */
+  private async deliver(pending: PendingMessage): Promise<ChatMessage> {
+    const signal = this.closing.signal;
+    const message = { id: pending.id, content: pending.content, messageType: pending.messageType, dataOffset: 0, sendTime: undefined, senderId: '' };
+    for (let refusals = 0; ; refusals += 1) {
+      const { role } = this.options;
+      const response =
+        role.kind === 'visitor'
+          ? await this.call('addVisitorMessage', { chatId: this.chatId, ...this.offsets, message: { ...message, senderId: role.visitorId ?? '' } }, signal)
+          : await this.call('addAgentMessage', { chatId: this.chatId, agentId: role.kind === 'agent' ? role.agentId : role.serviceId, ...this.offsets, message }, signal);
+      if (response.code !== REBUILD && response.message) {
+        this.outbox = this.outbox.filter((m) => m.id !== pending.id);
+        const fresh = this.copy.take([response.message]);
+        await this.persist();
+        for (const m of fresh) this.emit('message', m);
+        return response.message;
+      }
+      await this.pause(refusals, signal);
+      await this.catchUp(signal);
+    }
+  }
+
+  /** Reads until caught up; rebuilds the server whenever it asks. */
+  private async catchUp(signal: AbortSignal): Promise<ChatMessage[]> {
+    const fresh: ChatMessage[] = [];
+    let straysSent = false;
+    for (let refusals = 0; ; ) {
+      const read: GetNewMessageResponse = await this.call('getNewMessage', { chatId: this.chatId, ...this.offsets }, signal);
+      const server = { visitor: read.visitorDataOffset, agent: read.agentDataOffset };
+      if (read.code === REBUILD) {
+        await this.pause(refusals++, signal);
+        fresh.push(...(await this.rebuild(server, signal)));
+        continue;
+      }
+      fresh.push(...this.copy.take(read.messages));
+      if (this.copy.strayMessages.length > 0 && !straysSent) {
+        // A message of ours lost its offset to another one: have the server place it anew.
+        straysSent = true;
+        fresh.push(...(await this.rebuild(server, signal)));
+        continue;
+      }
+      const { visitorOffset, agentOffset } = this.offsets;
+      if (read.messages.length === 0 || (visitorOffset >= read.visitorDataOffset && agentOffset >= read.agentDataOffset)) break;
+    }
+    if (fresh.length > 0) await this.persist();
+    for (const message of fresh) this.emit('message', message);
+    return fresh;
+  }
+
+  /**
+   * Uploads what the server lacks: above its offsets (an incremental rebuild), or everything
+   * when it had no such chat; in uploads under the size limit; strays last, on their own.
+   * Adopts the server's placement when its answer holds the whole chat.
+   */
+  private async rebuild(server: { visitor: number; agent: number }, signal: AbortSignal): Promise<ChatMessage[]> {
+    const maxBytes = this.options.maxUploadBytes ?? 3 * 1024 * 1024;
+    const uploads = [...splitUploads(this.copy.above(server), maxBytes), ...splitUploads(this.copy.strayMessages, maxBytes)];
+    let answer: Chat | undefined;
+    let complete = false;
+    for (const messages of uploads.length > 0 ? uploads : [[]]) {
+      const response = await this.call('rebuild', { chat: this.chatCopy(messages) }, signal);
+      answer = response.chat;
+      complete = !response.truncated;
+    }
+    this.visitor ??= answer?.visitor;
+    this.beginTime ??= answer?.beginTime;
+    const fresh = complete && answer ? this.copy.adopt(answer.messages) : [];
+    await this.persist();
+    this.emit('rebuild', { address: this.transport.address, serverBefore: server, uploaded: uploads.flat().length });
+    return fresh;
+  }
+
+  /** One call, retried with backoff (and failover) while it fails for transient reasons. */
+  private async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        const response = await this.transport.call(method, request, signal);
+        if (this.connectedTo !== this.transport.address) this.emit('connected', (this.connectedTo = this.transport.address));
+        return response;
+      } catch (error) {
+        if (error instanceof ChatSdkError) throw error;
+        if (!isTransient(error)) throw rejected(error as ServiceError);
+        const delayMs = backoffDelayMs(attempt, this.backoff(), this.options.random ?? Math.random);
+        this.emit('retry', { address: this.transport.address, error: error as ServiceError, attempt, delayMs });
+        this.connectedTo = undefined;
+        this.transport.failover();
+        await this.sleep(delayMs, signal);
+      }
+    }
+  }
+
+  /** Backs off after repeated REBUILD_REQUIRED answers (servers flapping), never before the first. */
+  private async pause(refusals: number, signal: AbortSignal): Promise<void> {
+    if (refusals > 0) await this.sleep(backoffDelayMs(refusals - 1, this.backoff(), this.options.random ?? Math.random), signal);
+  }
+
+  private async sleep(ms: number, signal: AbortSignal): Promise<void> {
+    try {
+      await delay(ms, undefined, { signal });
+    } catch {
+      throw new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason });
+    }
+  }
+
+  private backoff(): BackoffOptions {
+    return { ...DEFAULT_BACKOFF, ...this.options.backoff };
+  }
+
+  private chatCopy(messages: ChatMessage[]): Chat {
+    const { visitorOffset, agentOffset } = this.offsets;
+    return { id: this.chatId, visitorDataOffset: visitorOffset, agentDataOffset: agentOffset, messages, visitor: this.visitor, beginTime: this.beginTime };
+  }
+
+  private messageType(): MessageType {
+    const { role } = this.options;
+    if (role.kind === 'visitor') return MessageType.MESSAGE_TYPE_VISITOR;
+    if (role.kind === 'agent') return MessageType.MESSAGE_TYPE_AGENT;
+    return role.messageType === 'system' ? MessageType.MESSAGE_TYPE_SYSTEM : MessageType.MESSAGE_TYPE_BOT;
+  }
+
+  private persist(): Promise<void> {
+    return this.store.save({ chatId: this.chatId, messages: this.copy.all(), outbox: this.outbox, visitor: this.visitor, beginTime: this.beginTime });
+  }
+
+  /** Runs `task` after every earlier one: the session's operations never interleave. */
+  private exclusive<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(task, task);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private signalFor(signal: AbortSignal | undefined): AbortSignal {
+    return signal ? AbortSignal.any([signal, this.closing.signal]) : this.closing.signal;
+  }
+
+  private ensureOpen(): void {
+    if (this.closing.signal.aborted) throw new ChatSdkError('closed', 'the session is closed');
+  }
+}
+
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new ChatSdkError('aborted', 'stopped waiting for the acknowledgement; the message stays queued', undefined, { cause: signal.reason }));
+    if (signal.aborted) return onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}

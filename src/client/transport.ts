@@ -1,0 +1,92 @@
+import {
+  type CallOptions,
+  type ChannelCredentials,
+  type ClientUnaryCall,
+  credentials,
+  Metadata,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import {
+  type AddAgentMessageRequest,
+  type AddAgentMessageResponse,
+  type AddVisitorMessageRequest,
+  type AddVisitorMessageResponse,
+  ChatServiceClient,
+  type GetNewMessageRequest,
+  type GetNewMessageResponse,
+  type RebuildRequest,
+  type RebuildResponse,
+} from '../../generated/chat/v1/chat.js';
+import { ChatSdkError } from './errors.js';
+
+type Unary<Req, Res> = (
+  request: Req,
+  metadata: Metadata,
+  options: Partial<CallOptions>,
+  callback: (error: ServiceError | null, response: Res) => void,
+) => ClientUnaryCall;
+
+/** The ChatService methods the SDK calls: request and response types by method name. */
+interface ChatCalls {
+  addVisitorMessage: [AddVisitorMessageRequest, AddVisitorMessageResponse];
+  addAgentMessage: [AddAgentMessageRequest, AddAgentMessageResponse];
+  getNewMessage: [GetNewMessageRequest, GetNewMessageResponse];
+  rebuild: [RebuildRequest, RebuildResponse];
+}
+export type ChatMethod = keyof ChatCalls;
+export type RequestOf<M extends ChatMethod> = ChatCalls[M][0];
+export type ResponseOf<M extends ChatMethod> = ChatCalls[M][1];
+
+/**
+ * Calls ChatService on one of several servers: the current one until `failover()` moves to
+ * the next. A single address behind a load balancer works the same way (failover then just
+ * reconnects through the balancer).
+ */
+export class ChatTransport {
+  private readonly clients: (ChatServiceClient | undefined)[];
+  private current = 0;
+
+  constructor(
+    private readonly addresses: readonly string[],
+    private readonly callTimeoutMs: number,
+    private readonly channelCredentials: ChannelCredentials = credentials.createInsecure(),
+  ) {
+    if (addresses.length === 0) throw new ChatSdkError('rejected', 'at least one server address is needed');
+    this.clients = addresses.map(() => undefined);
+  }
+
+  /** The address calls go to now. */
+  get address(): string {
+    return this.addresses[this.current]!;
+  }
+
+  /** Moves to the next address (round robin); drops the failed channel so it reconnects fresh. */
+  failover(): void {
+    this.clients[this.current]?.close();
+    this.clients[this.current] = undefined;
+    this.current = (this.current + 1) % this.addresses.length;
+  }
+
+  /** One call to the current server, with a deadline, cancelled when `signal` aborts. */
+  call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
+    const client = (this.clients[this.current] ??= new ChatServiceClient(this.address, this.channelCredentials));
+    const invoke = client[method].bind(client) as unknown as Unary<RequestOf<M>, ResponseOf<M>>;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => call.cancel();
+      const deadline = Date.now() + this.callTimeoutMs;
+      const call = invoke(request, new Metadata(), { deadline }, (error, response) => {
+        signal?.removeEventListener('abort', onAbort);
+        if (signal?.aborted) reject(new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason }));
+        else if (error) reject(error);
+        else resolve(response);
+      });
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Closes every channel. */
+  close(): void {
+    for (const client of this.clients) client?.close();
+    this.clients.fill(undefined);
+  }
+}

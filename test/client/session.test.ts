@@ -1,0 +1,145 @@
+import { once } from 'node:events';
+import { status } from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { ChatSdkError, ChatSession, type ChatSessionOptions, MemoryStore, MessageType, type RetryEvent } from '../../src/client/index.js';
+import { chatApi } from '../support/chat-api.js';
+import { type ServerProcess, spawnServer, startTestServer, type TestServer } from '../support/servers.js';
+
+const transcript = (session: ChatSession) => session.messages.map((m) => `${m.id}@${m.dataOffset}: ${m.content}`);
+const fast = { initialMs: 5, maxMs: 50 };
+
+describe('ChatSession against real servers', () => {
+  const sessions: ChatSession[] = [];
+  const servers: TestServer[] = [];
+  const processes: ServerProcess[] = [];
+  const open = async (options: ChatSessionOptions) => {
+    const session = await ChatSession.open({ backoff: fast, ...options });
+    sessions.push(session);
+    return session;
+  };
+  afterEach(async () => {
+    await Promise.all(sessions.splice(0).map((s) => s.close()));
+    await Promise.all(servers.splice(0).map((s) => s.close()));
+    await Promise.all(processes.splice(0).map((p) => p.kill()));
+  });
+
+  it('lets a visitor and an agent talk, each send landing in order and reaching the other', async () => {
+    const server = await startTestServer();
+    servers.push(server);
+    const visitor = await open({ chatId: 'talk', role: { kind: 'visitor', visitorId: 'vis-1' }, servers: [server.address] });
+    const agent = await open({ chatId: 'talk', role: { kind: 'agent', agentId: 'agent-7' }, servers: [server.address] });
+
+    const sent = await Promise.all(Array.from({ length: 10 }, (_, i) => visitor.send(`question ${i}`, { id: `v${i}` })));
+    expect(sent.map((m) => m.dataOffset)).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(sent[0]).to.include({ senderId: 'vis-1', messageType: MessageType.MESSAGE_TYPE_VISITOR });
+
+    const received = await agent.sync();
+    expect(received.map((m) => m.id)).to.deep.equal(sent.map((m) => m.id));
+    const reply = await agent.send('answer', { id: 'a1' });
+    expect(reply).to.include({ dataOffset: 1, senderId: 'agent-7', messageType: MessageType.MESSAGE_TYPE_AGENT });
+    await visitor.sync();
+    expect(transcript(visitor)).to.deep.equal(transcript(agent));
+    expect(visitor.offsets).to.deep.equal({ visitorOffset: 10, agentOffset: 1 });
+  });
+
+  it('offers new messages as events and as an async iterator while polling', async () => {
+    const server = await startTestServer();
+    servers.push(server);
+    const agent = await open({ chatId: 'push', role: { kind: 'agent', agentId: 'agent-7' }, servers: [server.address], pollIntervalMs: 10 });
+    const visitor = await open({ chatId: 'push', role: { kind: 'visitor' }, servers: [server.address] });
+    await agent.sync();
+    const stop = new AbortController();
+    const seen: string[] = [];
+    const iterating = (async () => {
+      for await (const message of agent.updates({ signal: stop.signal })) {
+        seen.push(message.id);
+        if (seen.length === 3) stop.abort();
+      }
+    })();
+    agent.start();
+    for (const id of ['m1', 'm2', 'm3']) await visitor.send(`hello ${id}`, { id });
+    await iterating;
+    expect(seen).to.deep.equal(['m1', 'm2', 'm3']);
+  });
+
+  it('rejects what the server refuses with a typed error and goes on with the next send', async () => {
+    const server = await startTestServer({ maxContentBytes: 10 });
+    servers.push(server);
+    const visitor = await open({ chatId: 'bad', role: { kind: 'visitor' }, servers: [server.address] });
+    const tooLong = visitor.send('far too long for this server');
+    const fine = visitor.send('short');
+    const error = await tooLong.then(() => expect.fail('accepted'), (e: unknown) => e);
+    expect(error).to.be.instanceOf(ChatSdkError).and.include({ kind: 'rejected', code: status.INVALID_ARGUMENT });
+    expect((await fine).dataOffset).to.equal(1);
+    expect(visitor.pending).to.have.length(0);
+  });
+
+  it('a client that lost its local copy rejoins and receives the whole chat (scenario 9)', async () => {
+    const server = await startTestServer();
+    servers.push(server);
+    const visitor = await open({ chatId: 'rejoin', role: { kind: 'visitor' }, servers: [server.address] });
+    const agent = await open({ chatId: 'rejoin', role: { kind: 'agent', agentId: 'a' }, servers: [server.address] });
+    for (let i = 0; i < 5; i += 1) {
+      await visitor.send(`v${i}`);
+      await agent.send(`a${i}`);
+    }
+    await visitor.sync();
+    const fresh = await open({ chatId: 'rejoin', role: { kind: 'agent', agentId: 'a' }, servers: [server.address], store: new MemoryStore() });
+    await fresh.sync();
+    expect(transcript(fresh)).to.deep.equal(transcript(visitor));
+  });
+
+  it('rebuilds a chat larger than one gRPC message through uploads under the limit', async () => {
+    const server = await startTestServer();
+    servers.push(server);
+    const writerServer = await startTestServer();
+    servers.push(writerServer);
+    const writer = await open({ chatId: 'big', role: { kind: 'visitor' }, servers: [writerServer.address] });
+    for (let i = 0; i < 80; i += 1) await writer.send(String.fromCharCode(97 + (i % 26)).repeat(60_000), { id: `m${i}` });
+
+    const moved = await open({ chatId: 'big', role: { kind: 'visitor' }, servers: [server.address], store: await storeOf(writer) });
+    const rebuilds: number[] = [];
+    moved.on('rebuild', (event) => rebuilds.push(event.uploaded));
+    await moved.sync();
+    expect(rebuilds).to.deep.equal([80]);
+    const view = await chatApi(server.client).getNewMessage({ chatId: 'big', visitorOffset: 0, agentOffset: 0 });
+    expect(view.visitorDataOffset).to.equal(80);
+  });
+
+  it('fails over to the next server when its server process is killed mid-conversation', async () => {
+    processes.push(await spawnServer(), await spawnServer());
+    const addresses = processes.map((p) => p.address);
+    const visitor = await open({ chatId: 'fo', role: { kind: 'visitor' }, servers: addresses, callTimeoutMs: 500 });
+    const agent = await open({ chatId: 'fo', role: { kind: 'agent', agentId: 'a' }, servers: addresses });
+    const rebuilt: string[] = [];
+    visitor.on('rebuild', (e) => rebuilt.push(`visitor@${e.address}`));
+    agent.on('rebuild', (e) => rebuilt.push(`agent@${e.address}`));
+    for (let i = 0; i < 3; i += 1) {
+      await visitor.send(`before ${i}`);
+      await agent.send(`reply ${i}`);
+    }
+    await visitor.sync();
+    // Freeze A so the next send is in flight there and unanswered, then kill A for good.
+    processes[0]!.child.kill('SIGSTOP');
+    const retried = once(visitor, 'retry');
+    const inFlight = visitor.send('during the crash');
+    const [retry] = (await retried) as [RetryEvent];
+    expect(retry).to.deep.include({ address: addresses[0], attempt: 0 });
+    expect(retry.error.code).to.equal(status.DEADLINE_EXCEEDED);
+    await processes[0]!.kill();
+    expect((await inFlight).dataOffset).to.equal(4);
+    await agent.send('after the crash');
+    await visitor.sync();
+    await agent.sync();
+    expect(transcript(visitor)).to.deep.equal(transcript(agent));
+    expect(visitor.offsets).to.deep.equal({ visitorOffset: 4, agentOffset: 4 });
+    expect(rebuilt.some((r) => r.endsWith(processes[1]!.address))).to.equal(true);
+  });
+});
+
+/** A store holding a session's current copy, as another device with that copy would. */
+async function storeOf(session: ChatSession): Promise<MemoryStore> {
+  const store = new MemoryStore();
+  await store.save({ chatId: session.chatId, messages: session.messages, outbox: [] });
+  return store;
+}
