@@ -85,7 +85,7 @@ export class LocalCopy {
   above(server: { readonly visitor: number; readonly agent: number }): ChatMessage[] {
     return [...this.byId.values()]
       .filter((m) => m.dataOffset > Math.max(0, server[sideOf(m)]))
-      .sort((a, b) => a.dataOffset - b.dataOffset || sideOf(a).localeCompare(sideOf(b)));
+      .sort((a, b) => a.dataOffset - b.dataOffset || Number(sideOf(a) === 'agent') - Number(sideOf(b) === 'agent'));
   }
 
   private place(message: ChatMessage): void {

@@ -1,0 +1,74 @@
+import { expect } from 'chai';
+import { type ChatMessage, MessageType } from '../../generated/chat/v1/chat.js';
+import { backoffDelayMs } from '../../src/client/backoff.js';
+import { LocalCopy } from '../../src/client/local-copy.js';
+import { splitUploads } from '../../src/client/upload.js';
+
+const msg = (id: string, dataOffset: number, type = MessageType.MESSAGE_TYPE_VISITOR, seconds = dataOffset): ChatMessage => ({
+  id, dataOffset, content: `text of ${id}`, messageType: type, sendTime: new Date(seconds * 1000), senderId: '',
+});
+const agentMsg = (id: string, dataOffset: number, seconds = dataOffset) => msg(id, dataOffset, MessageType.MESSAGE_TYPE_AGENT, seconds);
+
+describe('LocalCopy', () => {
+  it('counts contiguous prefixes per side; a message beyond a gap does not advance them', () => {
+    const copy = new LocalCopy([msg('v1', 1), msg('v3', 3), agentMsg('a1', 1)]);
+    expect(copy.offsets).to.deep.equal({ visitorOffset: 1, agentOffset: 1 });
+    expect(copy.take([msg('v2', 2)]).map((m) => m.id)).to.deep.equal(['v2']);
+    expect(copy.offsets).to.deep.equal({ visitorOffset: 3, agentOffset: 1 });
+  });
+
+  it('takes a message once, however often it is delivered', () => {
+    const copy = new LocalCopy();
+    expect(copy.take([msg('v1', 1), msg('v1', 1)])).to.have.length(1);
+    expect(copy.take([msg('v1', 1)])).to.have.length(0);
+    expect(copy.all()).to.have.length(1);
+  });
+
+  it('orders the conversation by send time across sides, visitor first on a tie', () => {
+    const visitorAt = (id: string, offset: number, seconds: number) => msg(id, offset, MessageType.MESSAGE_TYPE_VISITOR, seconds);
+    const copy = new LocalCopy([agentMsg('a1', 1, 2), visitorAt('v1', 1, 1), visitorAt('v2', 2, 3), agentMsg('a2', 2, 3)]);
+    expect(copy.conversation().map((m) => m.id)).to.deep.equal(['v1', 'a1', 'v2', 'a2']);
+  });
+
+  it('keeps a message whose offset the server gave to another as a stray, never dropping it', () => {
+    const copy = new LocalCopy([msg('v1', 1), msg('x', 2)]);
+    copy.take([msg('y', 2)]);
+    expect(copy.strayMessages.map((m) => m.id)).to.deep.equal(['x']);
+    expect(copy.offsets.visitorOffset).to.equal(2);
+    copy.take([msg('x', 3)]); // the server placed it anew
+    expect(copy.strayMessages).to.have.length(0);
+    expect(copy.conversation().map((m) => `${m.id}@${m.dataOffset}`)).to.deep.equal(['v1@1', 'y@2', 'x@3']);
+  });
+
+  it('adopts the server\'s complete view, reporting only what it did not hold', () => {
+    const copy = new LocalCopy([msg('v1', 1), msg('x', 2)]);
+    const fresh = copy.adopt([msg('v1', 1), msg('y', 2), msg('x', 3), agentMsg('a1', 1)]);
+    expect(fresh.map((m) => m.id)).to.deep.equal(['y', 'a1']);
+    expect(copy.offsets).to.deep.equal({ visitorOffset: 3, agentOffset: 1 });
+  });
+
+  it('uploads only what lies above the server\'s offsets, or everything for -1/-1', () => {
+    const copy = new LocalCopy([msg('v1', 1), msg('v2', 2), agentMsg('a1', 1), agentMsg('a2', 2)]);
+    expect(copy.above({ visitor: 1, agent: 2 }).map((m) => m.id)).to.deep.equal(['v2']);
+    expect(copy.above({ visitor: -1, agent: -1 }).map((m) => m.id)).to.deep.equal(['v1', 'a1', 'v2', 'a2']);
+  });
+});
+
+describe('splitUploads', () => {
+  it('keeps every upload under the byte limit, in order, with at least one message each', () => {
+    const messages = Array.from({ length: 10 }, (_, i) => ({ ...msg(`m${i}`, i + 1), content: 'x'.repeat(1_000) }));
+    const uploads = splitUploads(messages, 4_000);
+    expect(uploads.flat().map((m) => m.id)).to.deep.equal(messages.map((m) => m.id));
+    expect(uploads.length).to.be.greaterThan(3);
+    for (const upload of uploads) expect(upload.length).to.be.within(1, 3);
+    expect(splitUploads(messages.slice(0, 1), 10)).to.have.length(1);
+  });
+});
+
+describe('backoffDelayMs', () => {
+  it('grows the ceiling exponentially up to the cap, with full jitter below it', () => {
+    const options = { initialMs: 10, maxMs: 100, multiplier: 2 };
+    expect([0, 1, 2, 3, 4, 10].map((attempt) => backoffDelayMs(attempt, options, () => 0.999_999))).to.deep.equal([9, 19, 39, 79, 99, 99]);
+    expect(backoffDelayMs(5, options, () => 0)).to.equal(0);
+  });
+});
