@@ -166,16 +166,19 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
   }
 
   /**
-   * New messages (from the moment iteration starts) as an async iterator, ending when
-   * `signal` aborts or the session closes.
+   * New messages, from this call on, as an async iterator that ends when `signal` aborts or
+   * the session closes. Call it before `start()` or `sync()` to see what they bring.
    */
-  async *updates(options: { readonly signal?: AbortSignal } = {}): AsyncGenerator<ChatMessage> {
+  updates(options: { readonly signal?: AbortSignal } = {}): AsyncGenerator<ChatMessage> {
     const signal = this.signalFor(options.signal);
-    try {
-      for await (const [message] of on(this, 'message', { signal })) yield message as ChatMessage;
-    } catch (error) {
-      if (!signal.aborted) throw error;
-    }
+    const events = on(this, 'message', { signal }); // listens from this call on, not from the first next()
+    return (async function* () {
+      try {
+        for await (const [message] of events) yield message as ChatMessage;
+      } catch (error) {
+        if (!signal.aborted) throw error;
+      }
+    })();
   }
 
   /** Stops polling and pending waits, and closes the channels. Unsent messages stay in the store. */

@@ -106,6 +106,44 @@ describe('ChatSession against real servers', () => {
     expect(view.visitorDataOffset).to.equal(80);
   });
 
+  it('keeps an unacknowledged send in the outbox across close and reopen, and delivers it then', async () => {
+    const gone = await startTestServer();
+    const deadAddress = gone.address;
+    await gone.close();
+    const store = new MemoryStore();
+    const offline = await open({ chatId: 'outbox', role: { kind: 'visitor' }, servers: [deadAddress], store });
+    const retried = once(offline, 'retry');
+    const waiting = offline.send('sent while offline', { id: 'queued-1' });
+    await retried;
+    await offline.close();
+    const closed = await waiting.then(() => expect.fail('acknowledged by a dead server'), (e: unknown) => e);
+    expect(closed).to.be.instanceOf(ChatSdkError).and.include({ kind: 'closed' });
+    expect((await store.load('outbox'))!.outbox.map((m) => m.id)).to.deep.equal(['queued-1']);
+
+    const server = await startTestServer();
+    servers.push(server);
+    const online = await open({ chatId: 'outbox', role: { kind: 'visitor' }, servers: [server.address], store });
+    const delivered = once(online, 'message');
+    expect(online.pending.map((m) => m.id)).to.deep.equal(['queued-1']);
+    const [message] = (await delivered) as [{ id: string; dataOffset: number }];
+    expect(message).to.include({ id: 'queued-1', dataOffset: 1 });
+    expect((await store.load('outbox'))!.outbox).to.have.length(0);
+  });
+
+  it('stops waiting when a signal aborts, without unsending; a sync with an aborted signal rejects', async () => {
+    const server = await startTestServer();
+    servers.push(server);
+    const visitor = await open({ chatId: 'abort', role: { kind: 'visitor' }, servers: [server.address] });
+    const stop = new AbortController();
+    stop.abort();
+    const aborted = await visitor.send('still goes out', { id: 'm1', signal: stop.signal }).catch((e: unknown) => e);
+    expect(aborted).to.be.instanceOf(ChatSdkError).and.include({ kind: 'aborted' });
+    const syncError = await visitor.sync({ signal: stop.signal }).catch((e: unknown) => e);
+    expect(syncError).to.be.instanceOf(ChatSdkError).and.include({ kind: 'aborted' });
+    await visitor.send('after it', { id: 'm2' });
+    expect(visitor.messages.map((m) => m.id)).to.deep.equal(['m1', 'm2']);
+  });
+
   it('fails over to the next server when its server process is killed mid-conversation', async () => {
     processes.push(await spawnServer(), await spawnServer());
     const addresses = processes.map((p) => p.address);
