@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter, on } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { ChannelCredentials, ServiceError } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ServiceError, status } from '@grpc/grpc-js';
 import {
   type Chat,
   type ChatMessage,
@@ -303,6 +303,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
 
   /** One call, retried with backoff (and failover) while it fails for transient reasons. */
   private async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
+    let exhausted = 0;
     for (let attempt = 0; ; attempt += 1) {
       try {
         const response = await this.transport.call(method, request, signal);
@@ -311,6 +312,10 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
       } catch (error) {
         if (error instanceof ChatSdkError) throw error;
         if (!isTransient(error)) throw rejected(error as ServiceError);
+        // A full server is worth trying elsewhere; once every server said so, the limit is the chat's.
+        if ((error as ServiceError).code === status.RESOURCE_EXHAUSTED && ++exhausted >= this.options.servers.length) {
+          throw rejected(error as ServiceError);
+        }
         const delayMs = backoffDelayMs(attempt, this.backoff(), this.options.random ?? Math.random);
         this.emit('retry', { address: this.transport.address, error: error as ServiceError, attempt, delayMs });
         this.connectedTo = undefined;

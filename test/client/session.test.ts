@@ -74,6 +74,16 @@ describe('ChatSession against real servers', () => {
     expect(visitor.pending).to.have.length(0);
   });
 
+  it('rejects with RESOURCE_EXHAUSTED once every server has said a limit is reached', async () => {
+    const server = await startTestServer({ maxMessagesPerChat: 1 });
+    servers.push(server);
+    const visitor = await open({ chatId: 'full', role: { kind: 'visitor' }, servers: [server.address] });
+    await visitor.send('the only message');
+    const error = await visitor.send('one too many').then(() => expect.fail('accepted'), (e: unknown) => e);
+    expect(error).to.be.instanceOf(ChatSdkError).and.include({ kind: 'rejected', code: status.RESOURCE_EXHAUSTED });
+    expect(visitor.pending).to.have.length(0);
+  });
+
   it('a client that lost its local copy rejoins and receives the whole chat (scenario 9)', async () => {
     const server = await startTestServer();
     servers.push(server);
