@@ -2,6 +2,7 @@
 export { ChatSession, type ChatSessionEvents, type ChatSessionOptions, type RebuildEvent, type RetryEvent, type Role } from './session.js';
 export { ChatSdkError, type ChatSdkErrorKind } from './errors.js';
 export { type LocalChatState, type LocalStore, MemoryStore, type PendingMessage } from './local-store.js';
+export { FileStore, LocalStoreError } from './file-store.js';
 export type { ClientOffsets } from './local-copy.js';
 export type { BackoffOptions } from './backoff.js';
 export { type ChatMessage, MessageType, type Visitor } from '../../generated/chat/v1/chat.js';
