@@ -107,9 +107,15 @@ function narrate(party: Party, servers: readonly Server[]): void {
   party.session.on('retry', ({ address, error, attempt, delayMs }) =>
     say(`      (${party.name}: call to ${nameOf(address)} failed with ${status[error.code]}; retry #${attempt + 1} on the next server in ${delayMs} ms)`),
   );
-  party.session.on('rebuild', ({ address, serverBefore: { visitor, agent }, uploaded }) => {
+  party.session.on('rebuild', ({ address, serverBefore: { visitor, agent }, reason, uploaded }) => {
     const server = nameOf(address);
-    const why = visitor >= 0 ? `${server} was behind (it held visitor ${visitor} / agent ${agent})` : uploaded === 0 ? `${server} had no such chat yet, so the ${party.name} created it` : `${server} did not know the chat`;
+    const held = `it held visitor ${visitor} / agent ${agent}`;
+    const why =
+      reason === 'diverged' ? `${server}'s chat is not the history the ${party.name} holds (another epoch; ${held}), so the whole copy went up`
+      : reason === 'behind' ? `${server} was behind (${held})`
+      : reason === 'strays' ? `messages had lost their offsets on ${server}`
+      : uploaded === 0 ? `${server} had no such chat yet, so the ${party.name} created it`
+      : `${server} did not know the chat`;
     say(`      (${party.name}: rebuild: ${why}: the ${party.name} uploaded ${uploaded} message${uploaded === 1 ? '' : 's'})`);
   });
 }
@@ -134,7 +140,7 @@ async function serverView(server: Server): Promise<{ messages: ChatMessage[]; pa
     const messages: ChatMessage[] = [];
     for (let pages = 1, visitorOffset = 0, agentOffset = 0; ; pages += 1) {
       const answer = await new Promise<GetNewMessageResponse>((resolve, reject) =>
-        client.getNewMessage({ chatId: CHAT_ID, visitorOffset, agentOffset }, new Metadata(), { deadline: Date.now() + STEP_TIMEOUT_MS }, (error, response) =>
+        client.getNewMessage({ chatId: CHAT_ID, visitorOffset, agentOffset, epoch: '' }, new Metadata(), { deadline: Date.now() + STEP_TIMEOUT_MS }, (error, response) =>
           error ? reject(error) : resolve(response),
         ),
       );
@@ -205,7 +211,7 @@ async function main(): Promise<boolean> {
     await a.exited;
     say(`   ${format(landed)}   (acknowledged by B)`);
 
-    say('\n5. The agent reads again: its call to A fails, it moves to B and uploads what B lacks; then the visitor reads');
+    say('\n5. The agent reads again: its call to A fails, it moves to B and uploads its copy; then the visitor reads');
     await receive(agent);
     await receive(visitor);
 

@@ -53,7 +53,7 @@ describe('npm run demo', function () {
     expect(code, output).to.equal(0);
     expect(output).to.match(/VERDICT: IDENTICAL: the visitor, the agent and server B hold the same 8 messages\./);
     expect(output).to.include('(visitor: rebuild: B did not know the chat: the visitor uploaded 4 messages)');
-    expect(output).to.include('(agent: rebuild: B was behind (it held visitor 3 / agent 2): the agent uploaded 1 message)');
+    expect(output).to.include("(agent: rebuild: B's chat is not the history the agent holds (another epoch; it held visitor 3 / agent 2), so the whole copy went up: the agent uploaded 5 messages)");
 
     const visitorCopy = section(output, "visitor's copy");
     expect(visitorCopy).to.deep.equal([

@@ -182,6 +182,7 @@ function encode(state: LocalChatState): string {
     file.visitor = v ? { id: v.id, name: v.name, email: v.email } satisfies Stored<Visitor> : null;
   }
   if ('beginTime' in state) file.beginTime = encodeDate(state.beginTime, 'beginTime');
+  if ('epoch' in state) file.epoch = state.epoch ?? null;
   return JSON.stringify(file);
 }
 
@@ -238,6 +239,7 @@ function decode(file: string, text: string, chatId: string): LocalChatState {
       state.visitor = v && { id: v.string('id'), name: v.string('name'), email: v.string('email') };
     }
     if (root.has('beginTime')) state.beginTime = root.date('beginTime');
+    if (root.has('epoch')) state.epoch = root.get('epoch') === null ? undefined : root.string('epoch');
     return state;
   } catch (error) {
     if (!(error instanceof Malformed)) throw error;

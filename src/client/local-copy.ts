@@ -35,6 +35,24 @@ export class LocalCopy {
     return [...this.strays.values()];
   }
 
+  /** How many messages are held, strays included. */
+  get size(): number {
+    return this.byId.size + this.strays.size;
+  }
+
+  /**
+   * Forgets where every message sits (they all become strays, none is dropped): the server's
+   * order replaces ours as it is read again from offset 0.
+   */
+  unplaceAll(): void {
+    for (const message of this.byId.values()) this.strays.set(message.id, message);
+    this.byId.clear();
+    for (const side of ['visitor', 'agent'] as const) {
+      this.slots[side].clear();
+      this.contiguous[side] = 0;
+    }
+  }
+
   /** Every message held, strays included: what a durable store keeps. */
   all(): ChatMessage[] {
     return [...this.byId.values(), ...this.strays.values()];
@@ -63,16 +81,9 @@ export class LocalCopy {
    * uploaded everything this copy held: messages the view lacks are kept as strays.
    */
   adopt(messages: readonly ChatMessage[]): ChatMessage[] {
-    const before = this.all();
-    const known = new Set(before.map((m) => m.id));
-    this.byId.clear();
-    this.strays.clear();
-    for (const side of ['visitor', 'agent'] as const) {
-      this.slots[side].clear();
-      this.contiguous[side] = 0;
-    }
+    const known = new Set(this.all().map((m) => m.id));
+    this.unplaceAll();
     this.take(messages);
-    for (const message of before) if (!this.byId.has(message.id)) this.strays.set(message.id, message);
     return messages.filter((m) => !known.has(m.id));
   }
 

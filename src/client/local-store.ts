@@ -17,6 +17,8 @@ export interface LocalChatState {
   readonly outbox: readonly PendingMessage[];
   readonly visitor?: Visitor | undefined;
   readonly beginTime?: Date | undefined;
+  /** The epoch of the server chat the messages' offsets refer to (docs/protocol.md). */
+  readonly epoch?: string | undefined;
 }
 
 /**

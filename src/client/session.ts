@@ -14,7 +14,7 @@ import { backoffDelayMs, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.
 import { ChatSdkError, isTransient, rejected } from './errors.js';
 import { type ClientOffsets, LocalCopy } from './local-copy.js';
 import { type LocalStore, MemoryStore, type PendingMessage } from './local-store.js';
-import { type ChatMethod, ChatTransport, type RequestOf, type ResponseOf } from './transport.js';
+import { type ChatMethod, ChatTransport, type RequestOf, type ResponseOf, type Transport } from './transport.js';
 import { splitUploads } from './upload.js';
 
 /** Who a session speaks as. A service posts bot messages (or system notices) on the agent side. */
@@ -28,6 +28,14 @@ export interface ChatSessionOptions {
   readonly role: Role;
   /** Server addresses to fail over across, or one load-balanced address. */
   readonly servers: readonly string[];
+  /** Replaces the gRPC transport to `servers` (simulations, custom channels). */
+  readonly transport?: Transport;
+  /**
+   * Carry the chat's epoch so that a server whose history differs from this copy's is rebuilt
+   * even when the offsets look fine (docs/protocol.md). Default true; false speaks the
+   * original offsets-only protocol, which can lose messages (PROTOCOL.md section 4).
+   */
+  readonly detectDivergence?: boolean;
   /** Where the copy lives; in memory unless given (use FileStore for a durable copy). */
   readonly store?: LocalStore;
   /** The visitor's details, uploaded with the copy when a server is rebuilt. */
@@ -40,9 +48,10 @@ export interface ChatSessionOptions {
   readonly credentials?: ChannelCredentials;
   /** Closes the session when it fires. */
   readonly signal?: AbortSignal;
-  /** Source of message ids and of jitter, injectable for tests. */
+  /** Source of message ids, of jitter and of waiting, injectable for tests and simulations. */
   readonly newId?: () => string;
   readonly random?: () => number;
+  readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
 
 /** A rebuild this session did, as reported by the `rebuild` event. */
@@ -50,6 +59,12 @@ export interface RebuildEvent {
   readonly address: string;
   /** The offsets the server answered REBUILD_REQUIRED with (-1/-1: it had no such chat). */
   readonly serverBefore: { readonly visitor: number; readonly agent: number };
+  /**
+   * Why: `missing`, the server had no such chat; `diverged`, its chat is another incarnation
+   * (epoch), so the whole copy went up; `behind`, the same history but shorter, so only what
+   * it lacked went up; `strays`, messages of ours had lost their offsets and went up again.
+   */
+  readonly reason: 'missing' | 'diverged' | 'behind' | 'strays';
   readonly uploaded: number;
 }
 
@@ -80,13 +95,15 @@ const REBUILD = ResultCode.RESULT_CODE_REBUILD_REQUIRED;
  * and fails over across servers. Operations run one at a time, in call order.
  */
 export class ChatSession extends EventEmitter<ChatSessionEvents> {
-  private readonly transport: ChatTransport;
+  private readonly transport: Transport;
   private readonly closing = new AbortController();
   private readonly waiters = new Map<string, { resolve(m: ChatMessage): void; reject(e: Error): void }>();
   private queue: Promise<unknown> = Promise.resolve();
   private draining: Promise<void> | undefined;
   private polling: Promise<void> | undefined;
   private connectedTo: string | undefined;
+  /** The copy holds messages but no epoch: it must be checked against a server before use. */
+  private unverified: boolean;
 
   private constructor(
     private readonly options: ChatSessionOptions,
@@ -95,9 +112,12 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     private outbox: PendingMessage[],
     private visitor: Visitor | undefined,
     private beginTime: Date | undefined,
+    /** The server chat incarnation the copy's offsets refer to; undefined until a server says. */
+    private epoch: string | undefined,
   ) {
     super();
-    this.transport = new ChatTransport(options.servers, options.callTimeoutMs ?? 5_000, options.credentials);
+    this.unverified = this.detects && epoch === undefined && copy.size > 0;
+    this.transport = options.transport ?? new ChatTransport(options.servers, options.callTimeoutMs ?? 5_000, options.credentials);
     options.signal?.addEventListener('abort', () => void this.close(), { once: true });
   }
 
@@ -112,6 +132,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
       [...(saved?.outbox ?? [])],
       saved?.visitor ?? options.visitor,
       saved?.beginTime,
+      saved?.epoch,
     );
     if (session.outbox.length > 0) session.drain();
     return session;
@@ -233,13 +254,16 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
   private async deliver(pending: PendingMessage): Promise<ChatMessage> {
     const signal = this.closing.signal;
     const message = { id: pending.id, content: pending.content, messageType: pending.messageType, dataOffset: 0, sendTime: undefined, senderId: '' };
+    if (this.unverified) await this.catchUp(signal);
     for (let refusals = 0; ; refusals += 1) {
       const { role } = this.options;
+      const position = { chatId: this.chatId, ...this.offsets, epoch: this.marker };
       const response =
         role.kind === 'visitor'
-          ? await this.call('addVisitorMessage', { chatId: this.chatId, ...this.offsets, message: { ...message, senderId: role.visitorId ?? '' } }, signal)
-          : await this.call('addAgentMessage', { chatId: this.chatId, agentId: role.kind === 'agent' ? role.agentId : role.serviceId, ...this.offsets, message }, signal);
+          ? await this.call('addVisitorMessage', { ...position, message: { ...message, senderId: role.visitorId ?? '' } }, signal)
+          : await this.call('addAgentMessage', { ...position, agentId: role.kind === 'agent' ? role.agentId : role.serviceId, message }, signal);
       if (response.code !== REBUILD && response.message) {
+        this.learnEpoch(response.epoch);
         this.outbox = this.outbox.filter((m) => m.id !== pending.id);
         const fresh = this.copy.take([response.message]);
         await this.persist();
@@ -251,27 +275,30 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     }
   }
 
-  /** Reads until caught up; rebuilds the server whenever it asks. */
+  /** Reads until caught up; rebuilds the server whenever it asks (or when this copy is unverified). */
   private async catchUp(signal: AbortSignal): Promise<ChatMessage[]> {
     const fresh: ChatMessage[] = [];
+    // A copy with messages but no epoch (say, restored from an old backup) may not be any
+    // server's history: never let the missing marker skip the check.
+    if (this.unverified) fresh.push(...(await this.rebuild({ visitor: -1, agent: -1 }, '', signal)));
     let straysSent = false;
     for (let refusals = 0; ; ) {
-      const read: GetNewMessageResponse = await this.call('getNewMessage', { chatId: this.chatId, ...this.offsets }, signal);
+      const read: GetNewMessageResponse = await this.call('getNewMessage', { chatId: this.chatId, ...this.offsets, epoch: this.marker }, signal);
       const server = { visitor: read.visitorDataOffset, agent: read.agentDataOffset };
       if (read.code === REBUILD) {
         await this.pause(refusals++, signal);
-        fresh.push(...(await this.rebuild(server, signal)));
+        fresh.push(...(await this.rebuild(server, read.epoch, signal)));
         continue;
       }
+      this.learnEpoch(read.epoch);
       fresh.push(...this.copy.take(read.messages));
-      if (this.copy.strayMessages.length > 0 && !straysSent) {
-        // A message of ours lost its offset to another one: have the server place it anew.
-        straysSent = true;
-        fresh.push(...(await this.rebuild(server, signal)));
-        continue;
-      }
       const { visitorOffset, agentOffset } = this.offsets;
-      if (read.messages.length === 0 || (visitorOffset >= read.visitorDataOffset && agentOffset >= read.agentDataOffset)) break;
+      const caughtUp = read.messages.length === 0 || (visitorOffset >= server.visitor && agentOffset >= server.agent);
+      if (!caughtUp) continue;
+      if (this.copy.strayMessages.length === 0 || straysSent) break;
+      // A message of ours lost its offset to another one: have the server place it anew.
+      straysSent = true;
+      fresh.push(...(await this.rebuild(server, read.epoch, signal)));
     }
     if (fresh.length > 0) await this.persist();
     for (const message of fresh) this.emit('message', message);
@@ -279,13 +306,20 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
   }
 
   /**
-   * Uploads what the server lacks: above its offsets (an incremental rebuild), or everything
-   * when it had no such chat; in uploads under the size limit; strays last, on their own.
-   * Adopts the server's placement when its answer holds the whole chat.
+   * Uploads what the server lacks, in uploads under the size limit, and adopts the server's
+   * order. Under the same epoch the server's history extends this copy's, so only what lies
+   * above its offsets goes up (an incremental rebuild). Under another epoch (or none) the
+   * histories may differ anywhere: everything goes up, and the copy then takes the server's
+   * placement of every message, from the answer when it holds the whole chat, else by reading
+   * the chat again from offset 0.
    */
-  private async rebuild(server: { visitor: number; agent: number }, signal: AbortSignal): Promise<ChatMessage[]> {
+  private async rebuild(server: { visitor: number; agent: number }, serverEpoch: string, signal: AbortSignal): Promise<ChatMessage[]> {
     const maxBytes = this.options.maxUploadBytes ?? 3 * 1024 * 1024;
-    const uploads = [...splitUploads(this.copy.above(server), maxBytes), ...splitUploads(this.copy.strayMessages, maxBytes)];
+    const diverged = this.detects && serverEpoch !== (this.epoch ?? '');
+    const whole = server.visitor < 0 || diverged;
+    const strays = this.copy.strayMessages.length;
+    const placed = this.copy.above(whole ? { visitor: -1, agent: -1 } : server);
+    const uploads = [...splitUploads(placed, maxBytes), ...splitUploads(this.copy.strayMessages, maxBytes)];
     let answer: Chat | undefined;
     let complete = false;
     for (const messages of uploads.length > 0 ? uploads : [[]]) {
@@ -295,9 +329,15 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     }
     this.visitor ??= answer?.visitor;
     this.beginTime ??= answer?.beginTime;
-    const fresh = complete && answer ? this.copy.adopt(answer.messages) : [];
+    if (this.detects && answer?.epoch) this.epoch = answer.epoch;
+    this.unverified = false;
+    let fresh: ChatMessage[] = [];
+    if (complete && answer) fresh = this.copy.adopt(answer.messages);
+    else if (whole) this.copy.unplaceAll(); // the reads that follow place everything again
     await this.persist();
-    this.emit('rebuild', { address: this.transport.address, serverBefore: server, uploaded: uploads.flat().length });
+    const uploaded = uploads.flat().length;
+    const reason = server.visitor < 0 ? 'missing' : diverged ? 'diverged' : uploaded === strays && strays > 0 ? 'strays' : 'behind';
+    this.emit('rebuild', { address: this.transport.address, serverBefore: server, reason, uploaded });
     return fresh;
   }
 
@@ -332,10 +372,25 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
 
   private async sleep(ms: number, signal: AbortSignal): Promise<void> {
     try {
-      await delay(ms, undefined, { signal });
+      await (this.options.sleep ? this.options.sleep(ms, signal) : delay(ms, undefined, { signal }));
     } catch {
       throw new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason });
     }
+  }
+
+  /** Whether this session carries epochs (the default). */
+  private get detects(): boolean {
+    return this.options.detectDivergence !== false;
+  }
+
+  /** The epoch to send: this copy's, or none in offsets-only mode. */
+  private get marker(): string {
+    return this.detects ? (this.epoch ?? '') : '';
+  }
+
+  /** Takes the epoch of an OK answer when the copy has none yet (it is empty or was just checked). */
+  private learnEpoch(epoch: string): void {
+    if (this.detects && this.epoch === undefined && epoch) this.epoch = epoch;
   }
 
   private backoff(): BackoffOptions {
@@ -344,7 +399,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
 
   private chatCopy(messages: ChatMessage[]): Chat {
     const { visitorOffset, agentOffset } = this.offsets;
-    return { id: this.chatId, visitorDataOffset: visitorOffset, agentDataOffset: agentOffset, messages, visitor: this.visitor, beginTime: this.beginTime };
+    return { id: this.chatId, visitorDataOffset: visitorOffset, agentDataOffset: agentOffset, messages, visitor: this.visitor, beginTime: this.beginTime, epoch: this.marker };
   }
 
   private messageType(): MessageType {
@@ -355,7 +410,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
   }
 
   private persist(): Promise<void> {
-    return this.store.save({ chatId: this.chatId, messages: this.copy.all(), outbox: this.outbox, visitor: this.visitor, beginTime: this.beginTime });
+    return this.store.save({ chatId: this.chatId, messages: this.copy.all(), outbox: this.outbox, visitor: this.visitor, beginTime: this.beginTime, epoch: this.epoch });
   }
 
   /** Runs `task` after every earlier one: the session's operations never interleave. */

@@ -37,12 +37,23 @@ export type ChatMethod = keyof ChatCalls;
 export type RequestOf<M extends ChatMethod> = ChatCalls[M][0];
 export type ResponseOf<M extends ChatMethod> = ChatCalls[M][1];
 
+/** How a session reaches ChatService: gRPC in production, anything with the same calls in a simulation. */
+export interface Transport {
+  /** Where calls go now. */
+  readonly address: string;
+  /** One call; rejects with a grpc-js ServiceError (or a ChatSdkError when aborted). */
+  call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>>;
+  /** Moves on after a failed call. */
+  failover(): void;
+  close(): void;
+}
+
 /**
  * Calls ChatService on one of several servers: the current one until `failover()` moves to
  * the next. A single address behind a load balancer works the same way (failover then just
  * reconnects through the balancer).
  */
-export class ChatTransport {
+export class ChatTransport implements Transport {
   private readonly clients: (ChatServiceClient | undefined)[];
   private current = 0;
 

@@ -30,10 +30,20 @@ export class Chat {
   private readonly sides: Record<Side, SideLog> = { visitor: new SideLog(), agent: new SideLog() };
   private readonly byId = new Map<string, Message>();
 
+  /** When a request last touched the chat, for idle eviction. */
+  lastActive: Date;
+
+  /**
+   * @param epoch this incarnation's random id: within one epoch the server only ever adds
+   *   messages, never moves one, so offsets under the same epoch name the same messages.
+   */
   constructor(
     readonly id: string,
+    readonly epoch: string,
     public beginTime: Date,
-  ) {}
+  ) {
+    this.lastActive = beginTime;
+  }
 
   /** The contiguous offsets of both sides. */
   get offsets(): Offsets {
@@ -83,7 +93,7 @@ export class Chat {
 
   /**
    * Merges a copy whose messages the caller has validated: a union by id. Messages already
-   * held are left as they are; see {@link mergeSide} for where new ones go.
+   * held are left as they are (so the epoch stays); see {@link mergeSide} for where new ones go.
    */
   merge(copy: ChatCopy): MergeSummary {
     if (!this.visitor && copy.visitor) this.visitor = copy.visitor;
@@ -92,9 +102,9 @@ export class Chat {
     let added = 0;
     let displaced = 0;
     for (const side of ['visitor', 'agent'] as const) {
-      const fresh = copy.messages.filter((m) => sideOf(m.type) === side && !this.byId.has(m.id));
-      if (fresh.length === 0) continue;
-      const merged = mergeSide(this.sides[side].all(), fresh);
+      const uploaded = copy.messages.filter((m) => sideOf(m.type) === side);
+      if (!uploaded.some((m) => !this.byId.has(m.id))) continue;
+      const merged = mergeSide(this.sides[side].all(), uploaded, (id) => this.byId.get(id));
       this.sides[side] = SideLog.of(merged.messages);
       for (const message of merged.messages) this.byId.set(message.id, message);
       added += merged.added;

@@ -42,6 +42,12 @@ export interface Offsets {
   readonly agent: number;
 }
 
+/** Where a caller stands: its offsets, and the epoch of the server chat they refer to. */
+export interface Position extends Offsets {
+  /** Empty or absent: the caller gives offsets only (the original protocol). */
+  readonly epoch?: string;
+}
+
 /** The offsets a response carries for a chat the server did not have. */
 export const MISSING_CHAT_OFFSETS: Offsets = Object.freeze({ visitor: -1, agent: -1 });
 
@@ -52,7 +58,11 @@ export interface Visitor {
   readonly email: string;
 }
 
-/** True when the caller holds more of either side than the server does. */
-export function isAhead(caller: Offsets, server: Offsets): boolean {
-  return caller.visitor > server.visitor || caller.agent > server.agent;
+/**
+ * True when the server cannot serve the caller from its history: the caller holds more of
+ * either side, or its offsets refer to another incarnation of the chat (another epoch), so
+ * they may name other messages even where they look fine (PROTOCOL.md section 4).
+ */
+export function needsRebuild(caller: Position, server: Offsets, epoch: string): boolean {
+  return caller.visitor > server.visitor || caller.agent > server.agent || (!!caller.epoch && caller.epoch !== epoch);
 }

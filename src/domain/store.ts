@@ -1,5 +1,6 @@
 import { Chat, type ChatCopy } from './chat.js';
 import { ChatError, invalid } from './errors.js';
+import { randomUUID } from 'node:crypto';
 import { type Clock, type Limits, systemClock } from './limits.js';
 import {
   MISSING_CHAT_OFFSETS,
@@ -7,8 +8,9 @@ import {
   MessageType,
   type NewMessage,
   type Offsets,
+  type Position,
   type Visitor,
-  isAhead,
+  needsRebuild,
   sideOf,
 } from './message.js';
 import { checkLength, requireContent, requireId, requireKnownType, requireOffsets, typeName } from './validate.js';
@@ -24,25 +26,27 @@ export interface Submission {
 /** A send: the caller's position and the message. */
 export interface SendRequest {
   readonly chatId: string;
-  readonly caller: Offsets;
+  readonly caller: Position;
   readonly message: Submission;
 }
 
-/** The answer to a send. */
+/** The answer to a send; `epoch` is empty when the server had no such chat. */
 export type SendOutcome =
-  | { readonly rebuildRequired: false; readonly offsets: Offsets; readonly message: Message }
-  | { readonly rebuildRequired: true; readonly offsets: Offsets };
+  | { readonly rebuildRequired: false; readonly offsets: Offsets; readonly epoch: string; readonly message: Message }
+  | { readonly rebuildRequired: true; readonly offsets: Offsets; readonly epoch: string };
 
 /** The answer to a read. */
 export interface ReadOutcome {
   readonly rebuildRequired: boolean;
   readonly offsets: Offsets;
+  readonly epoch: string;
   readonly messages: readonly Message[];
 }
 
 /** The answer to a rebuild: the server's chat after the merge. */
 export interface RebuildOutcome {
   readonly chatId: string;
+  readonly epoch: string;
   readonly visitor: Visitor | undefined;
   readonly beginTime: Date;
   readonly offsets: Offsets;
@@ -65,9 +69,14 @@ const AGENT_SIDE_TYPES = new Set([MessageType.Agent, MessageType.Bot, MessageTyp
 export class ChatStore {
   private readonly chats = new Map<string, Chat>();
 
+  /**
+   * @param newEpoch names each chat incarnation; random by default (a restarted server, or a
+   *   chat evicted and created again, must never reuse an epoch)
+   */
   constructor(
     private readonly limits: Limits,
     private readonly clock: Clock = systemClock,
+    private readonly newEpoch: () => string = randomUUID,
   ) {}
 
   /** How many chats are held. */
@@ -107,17 +116,31 @@ export class ChatStore {
    * Reads what is new above the caller's offsets. A missing chat is created empty and answered
    * with -1/-1; a caller ahead of the server is told to rebuild.
    */
-  getNewMessages(chatId: string, caller: Offsets): ReadOutcome {
+  getNewMessages(chatId: string, caller: Position): ReadOutcome {
     requireId('chat_id', chatId, this.limits.maxIdBytes);
     requireOffsets(caller);
     const chat = this.chats.get(chatId);
     if (!chat) {
-      this.create(chatId);
-      return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, messages: [] };
+      const created = this.create(chatId);
+      return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: created.epoch, messages: [] };
     }
-    const offsets = chat.offsets;
-    if (isAhead(caller, offsets)) return { rebuildRequired: true, offsets, messages: [] };
-    return { rebuildRequired: false, offsets, messages: chat.readAfter(caller, this.limits.maxResponseBytes).messages };
+    const { offsets, epoch } = this.touch(chat);
+    if (needsRebuild(caller, offsets, epoch)) return { rebuildRequired: true, offsets, epoch, messages: [] };
+    return { rebuildRequired: false, offsets, epoch, messages: chat.readAfter(caller, this.limits.maxResponseBytes).messages };
+  }
+
+  /** Drops a chat (to free memory); the next call about it finds it missing. */
+  evict(chatId: string): boolean {
+    return this.chats.delete(chatId);
+  }
+
+  /** Drops every chat no request has touched since `before`; returns how many. */
+  evictIdle(before: Date): number {
+    let evicted = 0;
+    for (const [id, chat] of this.chats) {
+      if (chat.lastActive < before && this.chats.delete(id)) evicted += 1;
+    }
+    return evicted;
   }
 
   /** Merges a client's copy into the server's chat, creating the chat if needed. */
@@ -125,11 +148,12 @@ export class ChatStore {
     requireId('chat.id', copy.id, this.limits.maxIdBytes);
     const existing = this.chats.get(copy.id);
     const fresh = this.checkUpload(copy, existing);
-    const chat = existing ?? this.create(copy.id);
+    const chat = this.touch(existing ?? this.create(copy.id));
     const { added, displaced } = chat.merge({ ...copy, messages: fresh });
     const page = chat.snapshot(this.limits.maxResponseBytes);
     return {
       chatId: chat.id,
+      epoch: chat.epoch,
       visitor: chat.visitor,
       beginTime: chat.beginTime,
       offsets: chat.offsets,
@@ -154,9 +178,11 @@ export class ChatStore {
   }
 
   private send(request: SendRequest, build: (chat: Chat) => NewMessage): SendOutcome {
-    const chat = this.chats.get(request.chatId);
-    if (!chat) return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS };
-    if (isAhead(request.caller, chat.offsets)) return { rebuildRequired: true, offsets: chat.offsets };
+    const found = this.chats.get(request.chatId);
+    if (!found) return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: '' };
+    const chat = this.touch(found);
+    const { epoch } = chat;
+    if (needsRebuild(request.caller, chat.offsets, epoch)) return { rebuildRequired: true, offsets: chat.offsets, epoch };
 
     const message = build(chat);
     const stored = chat.find(message.id);
@@ -167,13 +193,13 @@ export class ChatStore {
             'a retry must resend the same message, and a new message needs a new id',
         );
       }
-      return { rebuildRequired: false, offsets: chat.offsets, message: stored };
+      return { rebuildRequired: false, offsets: chat.offsets, epoch, message: stored };
     }
     if (chat.size >= this.limits.maxMessagesPerChat) {
       throw new ChatError('resource-exhausted', `chat "${chat.id}" is full: it holds ${chat.size} messages, the limit`);
     }
     const appended = chat.append(message, this.clock.now());
-    return { rebuildRequired: false, offsets: chat.offsets, message: appended };
+    return { rebuildRequired: false, offsets: chat.offsets, epoch, message: appended };
   }
 
   /** Validates an upload against the chat; returns the messages the chat lacks. */
@@ -226,8 +252,13 @@ export class ChatStore {
 
   private create(chatId: string): Chat {
     if (this.chats.size >= this.limits.maxChats) throw this.full();
-    const chat = new Chat(chatId, this.clock.now());
+    const chat = new Chat(chatId, this.newEpoch(), this.clock.now());
     this.chats.set(chatId, chat);
+    return chat;
+  }
+
+  private touch(chat: Chat): Chat {
+    chat.lastActive = this.clock.now();
     return chat;
   }
 

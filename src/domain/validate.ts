@@ -23,7 +23,8 @@ export function requireContent(field: string, value: string, maxBytes: number): 
 
 /** Checks a caller's offsets: whole numbers, zero or more. */
 export function requireOffsets(offsets: Offsets): Offsets {
-  for (const [side, value] of Object.entries(offsets)) {
+  for (const side of ['visitor', 'agent'] as const) {
+    const value = offsets[side];
     if (!Number.isSafeInteger(value) || value < 0) {
       throw invalid(`${side}_offset must be a whole number >= 0 (the messages you hold contiguously); got ${value}`);
     }

@@ -9,6 +9,8 @@ export interface Config extends Limits {
   readonly logLevel: string;
   /** How long a shutdown waits for calls in flight before cutting them off. */
   readonly shutdownGraceMs: number;
+  /** A chat no request touched for this long is dropped to free memory; clients rebuild it. 0: never. */
+  readonly idleChatTtlMs: number;
 }
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
@@ -16,6 +18,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   port: 50051,
   logLevel: 'info',
   shutdownGraceMs: 5_000,
+  idleChatTtlMs: 30 * 60 * 1000,
   maxContentBytes: 64 * 1024,
   maxIdBytes: 256,
   maxResponseBytes: 3 * 1024 * 1024,

@@ -38,8 +38,11 @@ export async function startServer(config: Config, logger: Logger, clock: Clock =
     );
   });
 
+  const sweeper = config.idleChatTtlMs > 0 ? sweepIdleChats(store, config.idleChatTtlMs, clock, logger) : undefined;
+
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = config.shutdownGraceMs) => {
+    clearInterval(sweeper);
     stopping ??= new Promise<void>((resolve) => {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(CHAT_SERVICE, 'NOT_SERVING');
@@ -52,4 +55,14 @@ export async function startServer(config: Config, logger: Logger, clock: Clock =
     return stopping;
   };
   return { port, store, stop };
+}
+
+/** Evicts chats idle for `ttlMs`, checking a few times per TTL (at least once a minute). */
+function sweepIdleChats(store: ChatStore, ttlMs: number, clock: Clock, logger: Logger): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    const evicted = store.evictIdle(new Date(clock.now().getTime() - ttlMs));
+    if (evicted > 0) logger.info({ evicted, idleChatTtlMs: ttlMs }, 'evicted idle chats');
+  }, Math.min(60_000, Math.max(1, Math.floor(ttlMs / 4))));
+  timer.unref();
+  return timer;
 }

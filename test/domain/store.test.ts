@@ -29,7 +29,7 @@ describe('ChatStore', () => {
     it('asks for a rebuild with -1/-1 when the chat is missing, and never creates it', () => {
       const store = testStore();
       const outcome = store.addVisitorMessage({ chatId: 'c', caller: origin, message: submission('m1') });
-      expect(outcome).to.deep.equal({ rebuildRequired: true, offsets: { visitor: -1, agent: -1 } });
+      expect(outcome).to.deep.equal({ rebuildRequired: true, offsets: { visitor: -1, agent: -1 }, epoch: '' });
       expect(store.size).to.equal(0);
     });
 
@@ -50,7 +50,7 @@ describe('ChatStore', () => {
       const store = testStore();
       store.getNewMessages('c', origin);
       const outcome = store.addVisitorMessage({ chatId: 'c', caller: { visitor: 0, agent: 3 }, message: submission('m') });
-      expect(outcome).to.deep.equal({ rebuildRequired: true, offsets: { visitor: 0, agent: 0 } });
+      expect(outcome).to.deep.equal({ rebuildRequired: true, offsets: { visitor: 0, agent: 0 }, epoch: 'e1' });
       expect(store.getNewMessages('c', origin).messages).to.have.length(0);
     });
 
@@ -118,8 +118,8 @@ describe('ChatStore', () => {
   describe('reads', () => {
     it('creates a missing chat empty and asks for a rebuild with -1/-1; then reads 0/0', () => {
       const store = testStore();
-      expect(store.getNewMessages('c', origin)).to.deep.equal({ rebuildRequired: true, offsets: { visitor: -1, agent: -1 }, messages: [] });
-      expect(store.getNewMessages('c', origin)).to.deep.equal({ rebuildRequired: false, offsets: origin, messages: [] });
+      expect(store.getNewMessages('c', origin)).to.deep.equal({ rebuildRequired: true, offsets: { visitor: -1, agent: -1 }, epoch: 'e1', messages: [] });
+      expect(store.getNewMessages('c', origin)).to.deep.equal({ rebuildRequired: false, offsets: origin, epoch: 'e1', messages: [] });
     });
 
     it("returns each side above the caller's own offsets (the seed compared with the server's)", () => {
@@ -141,8 +141,30 @@ describe('ChatStore', () => {
       expect(store.getNewMessages('c', { visitor: 1, agent: 2 })).to.deep.equal({
         rebuildRequired: true,
         offsets: { visitor: 1, agent: 0 },
+        epoch: 'e1',
         messages: [],
       });
+    });
+
+    it('asks for a rebuild when the caller\'s offsets refer to another epoch, even if they look fine', () => {
+      const store = testStore();
+      store.rebuild({ id: 'c', visitor: undefined, beginTime: undefined, messages: [held('v1', 1), held('v2', 2)] });
+      const stale = { visitor: 1, agent: 0, epoch: 'from-a-dead-server' };
+      expect(store.getNewMessages('c', stale)).to.deep.include({ rebuildRequired: true, offsets: { visitor: 2, agent: 0 }, epoch: 'e1' });
+      expect(store.addVisitorMessage({ chatId: 'c', caller: stale, message: submission('v3') })).to.deep.include({ rebuildRequired: true });
+      expect(store.getNewMessages('c', { ...stale, epoch: 'e1' }).rebuildRequired).to.equal(false);
+      expect(store.getNewMessages('c', { ...stale, epoch: '' }).rebuildRequired, 'no marker: offsets only').to.equal(false);
+    });
+
+    it('evicts idle chats; the next call finds the chat missing and a new epoch is born', () => {
+      const store = testStore();
+      store.getNewMessages('idle', origin);
+      store.getNewMessages('busy', origin);
+      const cutoff = new Date(Date.UTC(2026, 0, 1) + 10_000);
+      for (let i = 0; i < 10; i += 1) store.getNewMessages('busy', origin);
+      expect(store.evictIdle(cutoff)).to.equal(1);
+      expect(store.getNewMessages('idle', origin)).to.deep.include({ rebuildRequired: true, offsets: { visitor: -1, agent: -1 }, epoch: 'e3' });
+      expect(store.getNewMessages('busy', origin).rebuildRequired).to.equal(false);
     });
 
     it('pages a large backlog: each page continues both sides without a gap', () => {

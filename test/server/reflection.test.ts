@@ -63,7 +63,7 @@ describe('server reflection, seen by a client without compiled types', () => {
 
   it('runs read, rebuild and send with reflected types, Timestamps included', async () => {
     const chatId = 'reflection-rebuild';
-    expect(await chatCall('GetNewMessage', { chatId })).to.deep.equal({
+    expect(await chatCall('GetNewMessage', { chatId })).to.deep.include({
       code: 'RESULT_CODE_REBUILD_REQUIRED',
       visitorDataOffset: '-1', // protojson writes int64 as a string
       agentDataOffset: '-1',

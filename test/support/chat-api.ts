@@ -1,31 +1,36 @@
 import type { ServiceError, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import type {
+import {
   AddAgentMessageRequest,
-  AddAgentMessageResponse,
+  type AddAgentMessageResponse,
   AddVisitorMessageRequest,
-  AddVisitorMessageResponse,
-  ChatServiceClient,
+  type AddVisitorMessageResponse,
+  type ChatServiceClient,
   GetNewMessageRequest,
-  GetNewMessageResponse,
+  type GetNewMessageResponse,
   RebuildRequest,
-  RebuildResponse,
+  type RebuildResponse,
 } from '../../generated/chat/v1/chat.js';
 
 type Callback<Res> = (error: ServiceError | null, response: Res) => void;
 
-function promised<Req, Res>(method: (request: Req, callback: Callback<Res>) => unknown) {
-  return (request: Req) =>
-    new Promise<Res>((resolve, reject) => method(request, (error, response) => (error ? reject(error) : resolve(response))));
+/** A request with any field left out (it takes its protobuf default), nested messages too. */
+export type Loose<T> = T extends Date ? T : T extends (infer E)[] ? Loose<E>[] : T extends object ? { [K in keyof T]?: Loose<T[K]> } : T;
+
+function promised<Req, Res>(type: { fromPartial(object: Loose<Req>): Req }, method: (request: Req, callback: Callback<Res>) => unknown) {
+  return (request: Loose<Req>) =>
+    new Promise<Res>((resolve, reject) =>
+      method(type.fromPartial(request), (error, response) => (error ? reject(error) : resolve(response))),
+    );
 }
 
-/** The generated client's four RPCs as promises. */
+/** The generated client's four RPCs as promises, taking requests with defaults left out. */
 export function chatApi(client: ChatServiceClient) {
   return {
-    addVisitorMessage: promised<AddVisitorMessageRequest, AddVisitorMessageResponse>((r, cb) => client.addVisitorMessage(r, cb)),
-    addAgentMessage: promised<AddAgentMessageRequest, AddAgentMessageResponse>((r, cb) => client.addAgentMessage(r, cb)),
-    getNewMessage: promised<GetNewMessageRequest, GetNewMessageResponse>((r, cb) => client.getNewMessage(r, cb)),
-    rebuild: promised<RebuildRequest, RebuildResponse>((r, cb) => client.rebuild(r, cb)),
+    addVisitorMessage: promised<AddVisitorMessageRequest, AddVisitorMessageResponse>(AddVisitorMessageRequest as never, (r, cb) => client.addVisitorMessage(r, cb)),
+    addAgentMessage: promised<AddAgentMessageRequest, AddAgentMessageResponse>(AddAgentMessageRequest as never, (r, cb) => client.addAgentMessage(r, cb)),
+    getNewMessage: promised<GetNewMessageRequest, GetNewMessageResponse>(GetNewMessageRequest as never, (r, cb) => client.getNewMessage(r, cb)),
+    rebuild: promised<RebuildRequest, RebuildResponse>(RebuildRequest as never, (r, cb) => client.rebuild(r, cb)),
   };
 }
 

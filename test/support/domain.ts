@@ -9,9 +9,10 @@ export function steppingClock(start = Date.UTC(2026, 0, 1)): Clock {
   return { now: () => new Date((now += 1000)) };
 }
 
-/** A store with the default limits (or some overridden) and a stepping clock. */
-export function testStore(limits: Partial<Limits> = {}): ChatStore {
-  return new ChatStore({ ...DEFAULT_CONFIG, ...limits }, steppingClock());
+/** A store with the default limits (or some overridden), a stepping clock and epochs e1, e2, ... */
+export function testStore(limits: Partial<Limits> = {}, clock = steppingClock()): ChatStore {
+  let epochs = 0;
+  return new ChatStore({ ...DEFAULT_CONFIG, ...limits }, clock, () => `e${++epochs}`);
 }
 
 /** A message as a client would hold it. */

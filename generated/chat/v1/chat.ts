@@ -181,7 +181,15 @@ export interface Chat {
     | Visitor
     | undefined;
   /** When the chat began. */
-  beginTime: Date | undefined;
+  beginTime:
+    | Date
+    | undefined;
+  /**
+   * The server's incarnation of the chat (docs/protocol.md): a
+   * random id the server gives a chat when it creates it. Offsets are only comparable under
+   * the same epoch. In an upload it is the epoch the client last held (informational).
+   */
+  epoch: string;
 }
 
 /** AddVisitorMessageRequest sends one visitor message. */
@@ -193,7 +201,17 @@ export interface AddVisitorMessageRequest {
   /** The caller's contiguous agent offset. */
   agentOffset: number;
   /** The message: id and content are required; the server assigns data_offset and send_time. */
-  message: ChatMessage | undefined;
+  message:
+    | ChatMessage
+    | undefined;
+  /**
+   * The epoch of the server chat the caller's offsets refer to, from an earlier response. When
+   * it differs from the server's, the caller's history may not be the server's even if the
+   * offsets look fine, and the answer is RESULT_CODE_REBUILD_REQUIRED with the server's epoch:
+   * upload the whole copy, then adopt the server's order. Empty: offsets only (the original
+   * protocol).
+   */
+  epoch: string;
 }
 
 /** AddVisitorMessageResponse answers AddVisitorMessage. */
@@ -205,7 +223,11 @@ export interface AddVisitorMessageResponse {
   /** The server's agent offset after the call (-1 when the server had no such chat). */
   agentDataOffset: number;
   /** The message as stored (absent when a rebuild is required). */
-  message: ChatMessage | undefined;
+  message:
+    | ChatMessage
+    | undefined;
+  /** The server chat's epoch (empty when the server had no such chat). */
+  epoch: string;
 }
 
 /** AddAgentMessageRequest sends one agent-side message (AGENT, BOT or SYSTEM). */
@@ -219,7 +241,17 @@ export interface AddAgentMessageRequest {
   /** The caller's contiguous agent offset. */
   agentOffset: number;
   /** The message: id and content are required; the server assigns data_offset and send_time. */
-  message: ChatMessage | undefined;
+  message:
+    | ChatMessage
+    | undefined;
+  /**
+   * The epoch of the server chat the caller's offsets refer to, from an earlier response. When
+   * it differs from the server's, the caller's history may not be the server's even if the
+   * offsets look fine, and the answer is RESULT_CODE_REBUILD_REQUIRED with the server's epoch:
+   * upload the whole copy, then adopt the server's order. Empty: offsets only (the original
+   * protocol).
+   */
+  epoch: string;
 }
 
 /** AddAgentMessageResponse answers AddAgentMessage. */
@@ -231,7 +263,11 @@ export interface AddAgentMessageResponse {
   /** The server's agent offset after the call (-1 when the server had no such chat). */
   agentDataOffset: number;
   /** The message as stored (absent when a rebuild is required). */
-  message: ChatMessage | undefined;
+  message:
+    | ChatMessage
+    | undefined;
+  /** The server chat's epoch (empty when the server had no such chat). */
+  epoch: string;
 }
 
 /** GetNewMessageRequest asks for the messages above the caller's offsets. */
@@ -242,6 +278,14 @@ export interface GetNewMessageRequest {
   visitorOffset: number;
   /** The caller's contiguous agent offset. */
   agentOffset: number;
+  /**
+   * The epoch of the server chat the caller's offsets refer to, from an earlier response. When
+   * it differs from the server's, the caller's history may not be the server's even if the
+   * offsets look fine, and the answer is RESULT_CODE_REBUILD_REQUIRED with the server's epoch:
+   * upload the whole copy, then adopt the server's order. Empty: offsets only (the original
+   * protocol).
+   */
+  epoch: string;
 }
 
 /** GetNewMessageResponse answers GetNewMessage. */
@@ -257,6 +301,8 @@ export interface GetNewMessageResponse {
    * gap. When the caller's offsets plus these are still below the server's, call again.
    */
   messages: ChatMessage[];
+  /** The server chat's epoch (empty when the server had no such chat). */
+  epoch: string;
 }
 
 /** RebuildRequest uploads a client's copy of a chat (or a part of it). */
@@ -635,7 +681,15 @@ export const Agent: MessageFns<Agent> = {
 };
 
 function createBaseChat(): Chat {
-  return { id: "", visitorDataOffset: 0, agentDataOffset: 0, messages: [], visitor: undefined, beginTime: undefined };
+  return {
+    id: "",
+    visitorDataOffset: 0,
+    agentDataOffset: 0,
+    messages: [],
+    visitor: undefined,
+    beginTime: undefined,
+    epoch: "",
+  };
 }
 
 export const Chat: MessageFns<Chat> = {
@@ -657,6 +711,9 @@ export const Chat: MessageFns<Chat> = {
     }
     if (message.beginTime !== undefined) {
       Timestamp.encode(toTimestamp(message.beginTime), writer.uint32(50).fork()).join();
+    }
+    if (message.epoch !== "") {
+      writer.uint32(58).string(message.epoch);
     }
     return writer;
   },
@@ -722,6 +779,14 @@ export const Chat: MessageFns<Chat> = {
             message.beginTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -756,6 +821,7 @@ export const Chat: MessageFns<Chat> = {
         : isSet(object.begin_time)
         ? fromJsonTimestamp(object.begin_time)
         : undefined,
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
     };
   },
 
@@ -779,6 +845,9 @@ export const Chat: MessageFns<Chat> = {
     if (message.beginTime !== undefined) {
       obj.beginTime = message.beginTime.toISOString();
     }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
     return obj;
   },
 
@@ -795,12 +864,13 @@ export const Chat: MessageFns<Chat> = {
       ? Visitor.fromPartial(object.visitor)
       : undefined;
     message.beginTime = object.beginTime ?? undefined;
+    message.epoch = object.epoch ?? "";
     return message;
   },
 };
 
 function createBaseAddVisitorMessageRequest(): AddVisitorMessageRequest {
-  return { chatId: "", visitorOffset: 0, agentOffset: 0, message: undefined };
+  return { chatId: "", visitorOffset: 0, agentOffset: 0, message: undefined, epoch: "" };
 }
 
 export const AddVisitorMessageRequest: MessageFns<AddVisitorMessageRequest> = {
@@ -816,6 +886,9 @@ export const AddVisitorMessageRequest: MessageFns<AddVisitorMessageRequest> = {
     }
     if (message.message !== undefined) {
       ChatMessage.encode(message.message, writer.uint32(34).fork()).join();
+    }
+    if (message.epoch !== "") {
+      writer.uint32(42).string(message.epoch);
     }
     return writer;
   },
@@ -865,6 +938,14 @@ export const AddVisitorMessageRequest: MessageFns<AddVisitorMessageRequest> = {
             message.message = ChatMessage.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -895,6 +976,7 @@ export const AddVisitorMessageRequest: MessageFns<AddVisitorMessageRequest> = {
         ? globalThis.Number(object.agent_offset)
         : 0,
       message: isSet(object.message) ? ChatMessage.fromJSON(object.message) : undefined,
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
     };
   },
 
@@ -912,6 +994,9 @@ export const AddVisitorMessageRequest: MessageFns<AddVisitorMessageRequest> = {
     if (message.message !== undefined) {
       obj.message = ChatMessage.toJSON(message.message);
     }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
     return obj;
   },
 
@@ -926,12 +1011,13 @@ export const AddVisitorMessageRequest: MessageFns<AddVisitorMessageRequest> = {
     message.message = (object.message !== undefined && object.message !== null)
       ? ChatMessage.fromPartial(object.message)
       : undefined;
+    message.epoch = object.epoch ?? "";
     return message;
   },
 };
 
 function createBaseAddVisitorMessageResponse(): AddVisitorMessageResponse {
-  return { code: 0, visitorDataOffset: 0, agentDataOffset: 0, message: undefined };
+  return { code: 0, visitorDataOffset: 0, agentDataOffset: 0, message: undefined, epoch: "" };
 }
 
 export const AddVisitorMessageResponse: MessageFns<AddVisitorMessageResponse> = {
@@ -947,6 +1033,9 @@ export const AddVisitorMessageResponse: MessageFns<AddVisitorMessageResponse> = 
     }
     if (message.message !== undefined) {
       ChatMessage.encode(message.message, writer.uint32(34).fork()).join();
+    }
+    if (message.epoch !== "") {
+      writer.uint32(42).string(message.epoch);
     }
     return writer;
   },
@@ -996,6 +1085,14 @@ export const AddVisitorMessageResponse: MessageFns<AddVisitorMessageResponse> = 
             message.message = ChatMessage.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1022,6 +1119,7 @@ export const AddVisitorMessageResponse: MessageFns<AddVisitorMessageResponse> = 
         ? globalThis.Number(object.agent_data_offset)
         : 0,
       message: isSet(object.message) ? ChatMessage.fromJSON(object.message) : undefined,
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
     };
   },
 
@@ -1039,6 +1137,9 @@ export const AddVisitorMessageResponse: MessageFns<AddVisitorMessageResponse> = 
     if (message.message !== undefined) {
       obj.message = ChatMessage.toJSON(message.message);
     }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
     return obj;
   },
 
@@ -1053,12 +1154,13 @@ export const AddVisitorMessageResponse: MessageFns<AddVisitorMessageResponse> = 
     message.message = (object.message !== undefined && object.message !== null)
       ? ChatMessage.fromPartial(object.message)
       : undefined;
+    message.epoch = object.epoch ?? "";
     return message;
   },
 };
 
 function createBaseAddAgentMessageRequest(): AddAgentMessageRequest {
-  return { chatId: "", agentId: "", visitorOffset: 0, agentOffset: 0, message: undefined };
+  return { chatId: "", agentId: "", visitorOffset: 0, agentOffset: 0, message: undefined, epoch: "" };
 }
 
 export const AddAgentMessageRequest: MessageFns<AddAgentMessageRequest> = {
@@ -1077,6 +1179,9 @@ export const AddAgentMessageRequest: MessageFns<AddAgentMessageRequest> = {
     }
     if (message.message !== undefined) {
       ChatMessage.encode(message.message, writer.uint32(42).fork()).join();
+    }
+    if (message.epoch !== "") {
+      writer.uint32(50).string(message.epoch);
     }
     return writer;
   },
@@ -1134,6 +1239,14 @@ export const AddAgentMessageRequest: MessageFns<AddAgentMessageRequest> = {
             message.message = ChatMessage.decode(reader, reader.uint32());
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1169,6 +1282,7 @@ export const AddAgentMessageRequest: MessageFns<AddAgentMessageRequest> = {
         ? globalThis.Number(object.agent_offset)
         : 0,
       message: isSet(object.message) ? ChatMessage.fromJSON(object.message) : undefined,
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
     };
   },
 
@@ -1189,6 +1303,9 @@ export const AddAgentMessageRequest: MessageFns<AddAgentMessageRequest> = {
     if (message.message !== undefined) {
       obj.message = ChatMessage.toJSON(message.message);
     }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
     return obj;
   },
 
@@ -1204,12 +1321,13 @@ export const AddAgentMessageRequest: MessageFns<AddAgentMessageRequest> = {
     message.message = (object.message !== undefined && object.message !== null)
       ? ChatMessage.fromPartial(object.message)
       : undefined;
+    message.epoch = object.epoch ?? "";
     return message;
   },
 };
 
 function createBaseAddAgentMessageResponse(): AddAgentMessageResponse {
-  return { code: 0, visitorDataOffset: 0, agentDataOffset: 0, message: undefined };
+  return { code: 0, visitorDataOffset: 0, agentDataOffset: 0, message: undefined, epoch: "" };
 }
 
 export const AddAgentMessageResponse: MessageFns<AddAgentMessageResponse> = {
@@ -1225,6 +1343,9 @@ export const AddAgentMessageResponse: MessageFns<AddAgentMessageResponse> = {
     }
     if (message.message !== undefined) {
       ChatMessage.encode(message.message, writer.uint32(34).fork()).join();
+    }
+    if (message.epoch !== "") {
+      writer.uint32(42).string(message.epoch);
     }
     return writer;
   },
@@ -1274,6 +1395,14 @@ export const AddAgentMessageResponse: MessageFns<AddAgentMessageResponse> = {
             message.message = ChatMessage.decode(reader, reader.uint32());
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1300,6 +1429,7 @@ export const AddAgentMessageResponse: MessageFns<AddAgentMessageResponse> = {
         ? globalThis.Number(object.agent_data_offset)
         : 0,
       message: isSet(object.message) ? ChatMessage.fromJSON(object.message) : undefined,
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
     };
   },
 
@@ -1317,6 +1447,9 @@ export const AddAgentMessageResponse: MessageFns<AddAgentMessageResponse> = {
     if (message.message !== undefined) {
       obj.message = ChatMessage.toJSON(message.message);
     }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
     return obj;
   },
 
@@ -1331,12 +1464,13 @@ export const AddAgentMessageResponse: MessageFns<AddAgentMessageResponse> = {
     message.message = (object.message !== undefined && object.message !== null)
       ? ChatMessage.fromPartial(object.message)
       : undefined;
+    message.epoch = object.epoch ?? "";
     return message;
   },
 };
 
 function createBaseGetNewMessageRequest(): GetNewMessageRequest {
-  return { chatId: "", visitorOffset: 0, agentOffset: 0 };
+  return { chatId: "", visitorOffset: 0, agentOffset: 0, epoch: "" };
 }
 
 export const GetNewMessageRequest: MessageFns<GetNewMessageRequest> = {
@@ -1349,6 +1483,9 @@ export const GetNewMessageRequest: MessageFns<GetNewMessageRequest> = {
     }
     if (message.agentOffset !== 0) {
       writer.uint32(24).int64(message.agentOffset);
+    }
+    if (message.epoch !== "") {
+      writer.uint32(34).string(message.epoch);
     }
     return writer;
   },
@@ -1390,6 +1527,14 @@ export const GetNewMessageRequest: MessageFns<GetNewMessageRequest> = {
             message.agentOffset = longToNumber(reader.int64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1419,6 +1564,7 @@ export const GetNewMessageRequest: MessageFns<GetNewMessageRequest> = {
         : isSet(object.agent_offset)
         ? globalThis.Number(object.agent_offset)
         : 0,
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
     };
   },
 
@@ -1433,6 +1579,9 @@ export const GetNewMessageRequest: MessageFns<GetNewMessageRequest> = {
     if (message.agentOffset !== 0) {
       obj.agentOffset = Math.round(message.agentOffset);
     }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
     return obj;
   },
 
@@ -1444,12 +1593,13 @@ export const GetNewMessageRequest: MessageFns<GetNewMessageRequest> = {
     message.chatId = object.chatId ?? "";
     message.visitorOffset = object.visitorOffset ?? 0;
     message.agentOffset = object.agentOffset ?? 0;
+    message.epoch = object.epoch ?? "";
     return message;
   },
 };
 
 function createBaseGetNewMessageResponse(): GetNewMessageResponse {
-  return { code: 0, visitorDataOffset: 0, agentDataOffset: 0, messages: [] };
+  return { code: 0, visitorDataOffset: 0, agentDataOffset: 0, messages: [], epoch: "" };
 }
 
 export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
@@ -1465,6 +1615,9 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
     }
     for (const v of message.messages) {
       ChatMessage.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.epoch !== "") {
+      writer.uint32(42).string(message.epoch);
     }
     return writer;
   },
@@ -1514,6 +1667,14 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
             message.messages.push(ChatMessage.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1542,6 +1703,7 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
       messages: globalThis.Array.isArray(object?.messages)
         ? object.messages.map((e: any) => ChatMessage.fromJSON(e))
         : [],
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
     };
   },
 
@@ -1559,6 +1721,9 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
     if (message.messages?.length) {
       obj.messages = message.messages.map((e) => ChatMessage.toJSON(e));
     }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
     return obj;
   },
 
@@ -1571,6 +1736,7 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
     message.visitorDataOffset = object.visitorDataOffset ?? 0;
     message.agentDataOffset = object.agentDataOffset ?? 0;
     message.messages = object.messages?.map((e) => ChatMessage.fromPartial(e)) || [];
+    message.epoch = object.epoch ?? "";
     return message;
   },
 };
