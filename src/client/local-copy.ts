@@ -88,15 +88,29 @@ export class LocalCopy {
   }
 
   /**
-   * What a rebuild uploads when the server holds `server` (-1/-1: nothing): the placed
-   * messages above its offsets, ordered by offset so each upload extends the server's
+   * What a rebuild uploads to a server with this copy's history that holds `server`: the
+   * placed messages above its offsets, ordered by offset so each upload extends the server's
    * contiguous prefix. Strays are not included: they go in an upload of their own, since one
    * may claim an offset a placed message of the same upload holds.
    */
   above(server: { readonly visitor: number; readonly agent: number }): ChatMessage[] {
-    return [...this.byId.values()]
-      .filter((m) => m.dataOffset > Math.max(0, server[sideOf(m)]))
-      .sort((a, b) => a.dataOffset - b.dataOffset || Number(sideOf(a) === 'agent') - Number(sideOf(b) === 'agent'));
+    return byOffset([...this.byId.values()].filter((m) => m.dataOffset > server[sideOf(m)]));
+  }
+
+  /**
+   * What a rebuild uploads to a server whose history is not this copy's (another epoch, or
+   * none): every placed message, each side renumbered 1, 2, 3, ... in its order. A copy can
+   * hold its own sends beyond a gap (messages of others it never read); claiming those
+   * offsets on a new server would leave a hole there that nobody may ever fill, and nothing
+   * above a hole can be read. Renumbered, they extend the server's sides without gaps.
+   */
+  whole(): ChatMessage[] {
+    const ranked: ChatMessage[] = [];
+    for (const side of ['visitor', 'agent'] as const) {
+      const offsets = [...this.slots[side].keys()].sort((a, b) => a - b);
+      offsets.forEach((offset, i) => ranked.push({ ...this.byId.get(this.slots[side].get(offset)!)!, dataOffset: i + 1 }));
+    }
+    return byOffset(ranked);
   }
 
   private place(message: ChatMessage): void {
@@ -123,4 +137,9 @@ export class LocalCopy {
     if (this.slots[side].get(message.dataOffset) === message.id) this.slots[side].delete(message.dataOffset);
     if (message.dataOffset <= this.contiguous[side]) this.contiguous[side] = message.dataOffset - 1;
   }
+}
+
+/** Ordered by offset (visitor first on a tie), so each upload extends the server's prefixes. */
+function byOffset(messages: ChatMessage[]): ChatMessage[] {
+  return messages.sort((a, b) => a.dataOffset - b.dataOffset || Number(sideOf(a) === 'agent') - Number(sideOf(b) === 'agent'));
 }

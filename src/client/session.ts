@@ -318,7 +318,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     const diverged = this.detects && serverEpoch !== (this.epoch ?? '');
     const whole = server.visitor < 0 || diverged;
     const strays = this.copy.strayMessages.length;
-    const placed = this.copy.above(whole ? { visitor: -1, agent: -1 } : server);
+    const placed = whole ? this.copy.whole() : this.copy.above(server);
     const uploads = [...splitUploads(placed, maxBytes), ...splitUploads(this.copy.strayMessages, maxBytes)];
     let answer: Chat | undefined;
     let complete = false;

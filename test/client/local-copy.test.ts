@@ -50,7 +50,13 @@ describe('LocalCopy', () => {
   it('uploads only what lies above the server\'s offsets, or everything for -1/-1', () => {
     const copy = new LocalCopy([msg('v1', 1), msg('v2', 2), agentMsg('a1', 1), agentMsg('a2', 2)]);
     expect(copy.above({ visitor: 1, agent: 2 }).map((m) => m.id)).to.deep.equal(['v2']);
-    expect(copy.above({ visitor: -1, agent: -1 }).map((m) => m.id)).to.deep.equal(['v1', 'a1', 'v2', 'a2']);
+    expect(copy.above({ visitor: 0, agent: 0 }).map((m) => m.id)).to.deep.equal(['v1', 'a1', 'v2', 'a2']);
+  });
+
+  it('uploads the whole copy renumbered without gaps, so a new server gets no hole', () => {
+    const copy = new LocalCopy([msg('v1', 1), msg('own', 7), agentMsg('a2', 2)]);
+    expect(copy.whole().map((m) => `${m.id}@${m.dataOffset}`)).to.deep.equal(['v1@1', 'a2@1', 'own@2']);
+    expect(copy.offsets, 'the copy itself keeps the server\'s placement').to.deep.equal({ visitorOffset: 1, agentOffset: 0 });
   });
 });
 
