@@ -80,7 +80,10 @@ export class ChatTransport implements Transport {
 
   /** One call to the current server, with a deadline, cancelled when `signal` aborts. */
   call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
-    const client = (this.clients[this.current] ??= new ChatServiceClient(this.address, this.channelCredentials));
+    // A channel of its own (not grpc-js's shared subchannel pool), so a failover really reconnects.
+    const client = (this.clients[this.current] ??= new ChatServiceClient(this.address, this.channelCredentials, {
+      'grpc.use_local_subchannel_pool': 1,
+    }));
     const invoke = client[method].bind(client) as unknown as Unary<RequestOf<M>, ResponseOf<M>>;
     return new Promise((resolve, reject) => {
       const onAbort = () => call.cancel();
