@@ -278,30 +278,35 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
   /** Reads until caught up; rebuilds the server whenever it asks (or when this copy is unverified). */
   private async catchUp(signal: AbortSignal): Promise<ChatMessage[]> {
     const fresh: ChatMessage[] = [];
-    // A copy with messages but no epoch (say, restored from an old backup) may not be any
-    // server's history: never let the missing marker skip the check.
-    if (this.unverified) fresh.push(...(await this.rebuild({ visitor: -1, agent: -1 }, '', signal)));
-    let straysSent = false;
-    for (let refusals = 0; ; ) {
-      const read: GetNewMessageResponse = await this.call('getNewMessage', { chatId: this.chatId, ...this.offsets, epoch: this.marker }, signal);
-      const server = { visitor: read.visitorDataOffset, agent: read.agentDataOffset };
-      if (read.code === REBUILD) {
-        await this.pause(refusals++, signal);
+    try {
+      // A copy with messages but no epoch (say, restored from an old backup) may not be any
+      // server's history: never let the missing marker skip the check.
+      if (this.unverified) fresh.push(...(await this.rebuild({ visitor: -1, agent: -1 }, '', signal)));
+      let straysSent = false;
+      for (let refusals = 0; ; ) {
+        const read: GetNewMessageResponse = await this.call('getNewMessage', { chatId: this.chatId, ...this.offsets, epoch: this.marker }, signal);
+        const server = { visitor: read.visitorDataOffset, agent: read.agentDataOffset };
+        if (read.code === REBUILD) {
+          await this.pause(refusals++, signal);
+          fresh.push(...(await this.rebuild(server, read.epoch, signal)));
+          continue;
+        }
+        this.learnEpoch(read.epoch);
+        fresh.push(...this.copy.take(read.messages));
+        const { visitorOffset, agentOffset } = this.offsets;
+        const caughtUp = read.messages.length === 0 || (visitorOffset >= server.visitor && agentOffset >= server.agent);
+        if (!caughtUp) continue;
+        if (this.copy.strayMessages.length === 0 || straysSent) break;
+        // A message of ours lost its offset to another one: have the server place it anew.
+        straysSent = true;
         fresh.push(...(await this.rebuild(server, read.epoch, signal)));
-        continue;
       }
-      this.learnEpoch(read.epoch);
-      fresh.push(...this.copy.take(read.messages));
-      const { visitorOffset, agentOffset } = this.offsets;
-      const caughtUp = read.messages.length === 0 || (visitorOffset >= server.visitor && agentOffset >= server.agent);
-      if (!caughtUp) continue;
-      if (this.copy.strayMessages.length === 0 || straysSent) break;
-      // A message of ours lost its offset to another one: have the server place it anew.
-      straysSent = true;
-      fresh.push(...(await this.rebuild(server, read.epoch, signal)));
+    } finally {
+      // Even when a later call fails (the caller aborted, say), what the copy took is held now
+      // and no later read reports it as new: announce it here or never.
+      if (fresh.length > 0) await this.persist();
+      for (const message of fresh) this.emit('message', message);
     }
-    if (fresh.length > 0) await this.persist();
-    for (const message of fresh) this.emit('message', message);
     return fresh;
   }
 
