@@ -90,19 +90,21 @@ export class LocalCopy {
   /**
    * What a rebuild uploads to a server with this copy's history that holds `server`: the
    * placed messages above its offsets, ordered by offset so each upload extends the server's
-   * contiguous prefix. Strays are not included: they go in an upload of their own, since one
-   * may claim an offset a placed message of the same upload holds.
+   * contiguous prefix, then the strays, renumbered to follow them (see {@link whole}).
    */
   above(server: { readonly visitor: number; readonly agent: number }): ChatMessage[] {
-    return byOffset([...this.byId.values()].filter((m) => m.dataOffset > server[sideOf(m)]));
+    const placed = [...this.byId.values()].filter((m) => m.dataOffset > server[sideOf(m)]);
+    const last = (side: Side) => Math.max(server[side], ...placed.filter((m) => sideOf(m) === side).map((m) => m.dataOffset));
+    return byOffset([...placed, ...this.renumberedStrays({ visitor: last('visitor'), agent: last('agent') })]);
   }
 
   /**
    * What a rebuild uploads to a server whose history is not this copy's (another epoch, or
-   * none): every placed message, each side renumbered 1, 2, 3, ... in its order. A copy can
-   * hold its own sends beyond a gap (messages of others it never read); claiming those
-   * offsets on a new server would leave a hole there that nobody may ever fill, and nothing
-   * above a hole can be read. Renumbered, they extend the server's sides without gaps.
+   * none): every placed message, each side renumbered 1, 2, 3, ... in its order, then the
+   * strays after them. A copy can hold its own sends beyond a gap (messages of others it never
+   * read); claiming those offsets on a new server would leave a hole there that nobody may ever
+   * fill, and nothing above a hole can be read. Renumbered, they extend the server's sides
+   * without gaps.
    */
   whole(): ChatMessage[] {
     const ranked: ChatMessage[] = [];
@@ -110,7 +112,20 @@ export class LocalCopy {
       const offsets = [...this.slots[side].keys()].sort((a, b) => a - b);
       offsets.forEach((offset, i) => ranked.push({ ...this.byId.get(this.slots[side].get(offset)!)!, dataOffset: i + 1 }));
     }
-    return byOffset(ranked);
+    return byOffset([...ranked, ...this.renumberedStrays({ visitor: this.slots.visitor.size, agent: this.slots.agent.size })]);
+  }
+
+  /**
+   * The strays, each side in its old order, claiming the offsets right after `last`. Their old
+   * offsets are no use: another message holds each, several strays may share one (the server
+   * refuses an upload that claims an offset twice), and one far above `last` would leave a
+   * hole where later sends land before messages sent earlier.
+   */
+  private renumberedStrays(last: { readonly visitor: number; readonly agent: number }): ChatMessage[] {
+    const next = { ...last };
+    return [...this.strays.values()]
+      .sort((a, b) => a.dataOffset - b.dataOffset)
+      .map((m) => ({ ...m, dataOffset: (next[sideOf(m)] += 1) }));
   }
 
   private place(message: ChatMessage): void {

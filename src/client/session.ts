@@ -323,8 +323,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     const diverged = this.detects && serverEpoch !== (this.epoch ?? '');
     const whole = server.visitor < 0 || diverged;
     const strays = this.copy.strayMessages.length;
-    const placed = whole ? this.copy.whole() : this.copy.above(server);
-    const uploads = [...splitUploads(placed, maxBytes), ...splitUploads(this.copy.strayMessages, maxBytes)];
+    const uploads = splitUploads(whole ? this.copy.whole() : this.copy.above(server), maxBytes);
     let answer: Chat | undefined;
     let complete = false;
     for (const messages of uploads.length > 0 ? uploads : [[]]) {

@@ -58,6 +58,22 @@ describe('LocalCopy', () => {
     expect(copy.whole().map((m) => `${m.id}@${m.dataOffset}`)).to.deep.equal(['v1@1', 'a2@1', 'own@2']);
     expect(copy.offsets, 'the copy itself keeps the server\'s placement').to.deep.equal({ visitorOffset: 1, agentOffset: 0 });
   });
+
+  it('uploads strays after the placed messages with fresh offsets: never one claimed twice, never a hole', () => {
+    const copy = new LocalCopy([msg('v1', 1), msg('x', 2)]);
+    copy.take([msg('y', 2)]);
+    copy.take([msg('z', 2)]); // x and y, both once at 2, are strays now
+    const claims = (messages: { id: string; dataOffset: number }[]) => messages.map((m) => `${m.id}@${m.dataOffset}`);
+    expect(claims(copy.whole())).to.deep.equal(['v1@1', 'z@2', 'x@3', 'y@4']);
+    expect(claims(copy.above({ visitor: 2, agent: 0 }))).to.deep.equal(['x@3', 'y@4']);
+
+    // A truncated rebuild answer unplaces everything; own sends once held beyond a gap (at 4
+    // and 5, nothing at 3) must not claim 4 and 5 on a new server, where the next send would
+    // take 3 and land before them.
+    const sender = new LocalCopy([agentMsg('a1', 1), agentMsg('own1', 3), agentMsg('own2', 4)]);
+    sender.unplaceAll();
+    expect(claims(sender.whole())).to.deep.equal(['a1@1', 'own1@2', 'own2@3']);
+  });
 });
 
 describe('splitUploads', () => {
