@@ -281,7 +281,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     try {
       // A copy with messages but no epoch (say, restored from an old backup) may not be any
       // server's history: never let the missing marker skip the check.
-      if (this.unverified) fresh.push(...(await this.rebuild({ visitor: -1, agent: -1 }, '', signal)));
+      while (this.unverified) fresh.push(...(await this.rebuild({ visitor: -1, agent: -1 }, '', signal)));
       let straysSent = false;
       for (let refusals = 0; ; ) {
         const read: GetNewMessageResponse = await this.call('getNewMessage', { chatId: this.chatId, ...this.offsets, epoch: this.marker }, signal);
@@ -326,10 +326,16 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     const uploads = splitUploads(whole ? this.copy.whole() : this.copy.above(server), maxBytes);
     let answer: Chat | undefined;
     let complete = false;
+    // Every upload but a whole copy's first extends one incarnation. Should it reach another
+    // (a failover, a restart in between), the server refuses it: taken there, it would be a
+    // piece of history without what comes before it. The next read then says what to do.
+    let base = whole || !this.detects ? '' : serverEpoch;
     for (const messages of uploads.length > 0 ? uploads : [[]]) {
-      const response = await this.call('rebuild', { chat: this.chatCopy(messages) }, signal);
+      const response = await this.call('rebuild', { chat: this.chatCopy(messages, base) }, signal);
+      if (response.code === REBUILD) return [];
       answer = response.chat;
       complete = !response.truncated;
+      if (this.detects) base = answer?.epoch ?? '';
     }
     this.visitor ??= answer?.visitor;
     this.beginTime ??= answer?.beginTime;
@@ -401,9 +407,10 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     return { ...DEFAULT_BACKOFF, ...this.options.backoff };
   }
 
-  private chatCopy(messages: ChatMessage[]): Chat {
+  /** An upload; `base` is the incarnation it extends, empty for (the first part of) a whole copy. */
+  private chatCopy(messages: ChatMessage[], base: string): Chat {
     const { visitorOffset, agentOffset } = this.offsets;
-    return { id: this.chatId, visitorDataOffset: visitorOffset, agentDataOffset: agentOffset, messages, visitor: this.visitor, beginTime: this.beginTime, epoch: this.marker };
+    return { id: this.chatId, visitorDataOffset: visitorOffset, agentDataOffset: agentOffset, messages, visitor: this.visitor, beginTime: this.beginTime, epoch: base };
   }
 
   private messageType(): MessageType {

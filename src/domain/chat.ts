@@ -10,6 +10,11 @@ export interface ChatCopy {
   readonly beginTime: Date | undefined;
   /** Each message with the offset the client holds it at, in any order. */
   readonly messages: readonly Message[];
+  /**
+   * The incarnation this upload extends (an incremental upload, or a later part of a copy sent
+   * in several calls): merged only into that one. Empty or absent: a whole copy, merged into any.
+   */
+  readonly epoch?: string;
 }
 
 /** What a merge changed. */

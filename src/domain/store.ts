@@ -43,8 +43,12 @@ export interface ReadOutcome {
   readonly messages: readonly Message[];
 }
 
-/** The answer to a rebuild: the server's chat after the merge. */
+/**
+ * The answer to a rebuild: the server's chat after the merge; or, when the upload extends
+ * another incarnation (`rebuildRequired`), the server's offsets and epoch, nothing merged.
+ */
 export interface RebuildOutcome {
+  readonly rebuildRequired: boolean;
   readonly chatId: string;
   readonly epoch: string;
   readonly visitor: Visitor | undefined;
@@ -143,15 +147,35 @@ export class ChatStore {
     return evicted;
   }
 
-  /** Merges a client's copy into the server's chat, creating the chat if needed. */
+  /**
+   * Merges a client's copy into the server's chat, creating the chat if needed. An upload that
+   * extends an incarnation (`copy.epoch`) is merged only into that one: it is a piece of a
+   * history, and anywhere else it would arrive without what comes before it.
+   */
   rebuild(copy: ChatCopy): RebuildOutcome {
     requireId('chat.id', copy.id, this.limits.maxIdBytes);
     const existing = this.chats.get(copy.id);
+    if (copy.epoch && copy.epoch !== existing?.epoch) {
+      return {
+        rebuildRequired: true,
+        chatId: copy.id,
+        epoch: existing?.epoch ?? '',
+        visitor: existing?.visitor,
+        beginTime: existing?.beginTime ?? this.clock.now(),
+        offsets: existing?.offsets ?? MISSING_CHAT_OFFSETS,
+        messages: [],
+        truncated: false,
+        created: false,
+        added: 0,
+        displaced: 0,
+      };
+    }
     const fresh = this.checkUpload(copy, existing);
     const chat = this.touch(existing ?? this.create(copy.id));
     const { added, displaced } = chat.merge({ ...copy, messages: fresh });
     const page = chat.snapshot(this.limits.maxResponseBytes);
     return {
+      rebuildRequired: false,
       chatId: chat.id,
       epoch: chat.epoch,
       visitor: chat.visitor,

@@ -67,6 +67,7 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger): Ch
         {
           chatId: outcome.chatId,
           epoch: outcome.epoch,
+          rebuildRequired: outcome.rebuildRequired,
           created: outcome.created,
           uploaded: copy.messages.length,
           added: outcome.added,
@@ -78,7 +79,7 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger): Ch
         'rebuild',
       );
       return {
-        code: resultCode(false),
+        code: resultCode(outcome.rebuildRequired),
         chat: {
           id: outcome.chatId,
           ...wireOffsets(outcome.offsets),

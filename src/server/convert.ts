@@ -38,6 +38,7 @@ export function toChatCopy(chat: WireChat | undefined, now: Date): ChatCopy {
   if (!chat) throw invalid('chat is required');
   return {
     id: chat.id,
+    epoch: chat.epoch,
     visitor: chat.visitor && toVisitor(chat.visitor),
     beginTime: chat.beginTime,
     messages: chat.messages.map((m) => ({

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { type ChatMessage, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
-import { ChatSdkError, ChatSession, type ChatSessionOptions } from '../../src/client/index.js';
+import { ChatSdkError, ChatSession, type ChatSessionOptions, MemoryStore } from '../../src/client/index.js';
 import type { ChatMethod, RequestOf, ResponseOf, Transport } from '../../src/client/transport.js';
 
 /** Answers each call with the next scripted step; records what was sent. */
@@ -53,6 +53,40 @@ describe('ChatSession with a scripted transport', () => {
     expect(error).to.be.instanceOf(ChatSdkError).and.include({ kind: 'aborted' });
     expect(session.messages.map((m) => m.id)).to.deep.equal(['a1']);
     expect(announced).to.deep.equal(['a1']);
+    await session.close();
+  });
+
+  it('sends each later part of a whole copy as extending the incarnation the first part reached, and adopts nothing when one is refused', async () => {
+    const store = new MemoryStore();
+    const mine = [message('v1', 1, MessageType.MESSAGE_TYPE_VISITOR), message('v2', 2, MessageType.MESSAGE_TYPE_VISITOR)];
+    await store.save({ chatId: 'c', messages: mine, outbox: [], epoch: 'old' });
+    const visitorChat = (epoch: string) => ({ ...chat(mine, epoch, 0), visitorDataOffset: 2 });
+    const transport = new ScriptedTransport([
+      () => ({ code: REBUILD, visitorDataOffset: 0, agentDataOffset: 0, messages: [], epoch: 'e2' }),
+      () => ({ code: OK, chat: { ...visitorChat('e2'), messages: mine.slice(0, 1), visitorDataOffset: 1 }, truncated: false }),
+      // e2's server restarted before the second part arrived: an empty incarnation refuses it.
+      () => ({ code: REBUILD, chat: { ...chat([], ''), visitorDataOffset: -1, agentDataOffset: -1 }, truncated: false }),
+      () => ({ code: REBUILD, visitorDataOffset: -1, agentDataOffset: -1, messages: [], epoch: 'e3' }),
+      () => ({ code: OK, chat: { ...visitorChat('e3'), messages: mine.slice(0, 1), visitorDataOffset: 1 }, truncated: false }),
+      () => ({ code: OK, chat: visitorChat('e3'), truncated: false }),
+      () => ({ code: OK, visitorDataOffset: 2, agentDataOffset: 0, messages: [], epoch: 'e3' }),
+    ]);
+    const session = await open(transport, { store, maxUploadBytes: 1024 + 60 });
+    await session.sync();
+    const calls = transport.sent.map(({ method, request }) => {
+      const epoch = method === 'rebuild' ? (request as { chat: { epoch: string } }).chat.epoch : (request as { epoch: string }).epoch;
+      return `${method} ${epoch || '(none)'}`;
+    });
+    expect(calls).to.deep.equal([
+      'getNewMessage old',
+      'rebuild (none)', // a whole copy's first part merges anywhere
+      'rebuild e2', // the second extends what the first reached
+      'getNewMessage old', // refused: nothing adopted, the copy still refers to its old epoch
+      'rebuild (none)',
+      'rebuild e3',
+      'getNewMessage e3',
+    ]);
+    expect(session.messages.map((m) => `${m.id}@${m.dataOffset}`)).to.deep.equal(['v1@1', 'v2@2']);
     await session.close();
   });
 });

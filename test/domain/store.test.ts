@@ -240,6 +240,23 @@ describe('ChatStore', () => {
       for (const [expected, act] of cases) expect(expectRefused(store, 'c', 'invalid-argument', act).message).to.contain(expected);
     });
 
+    it('merges an upload that extends an incarnation only into that one, and never creates the chat for it', () => {
+      const store = testStore();
+      store.rebuild({ id: 'c', visitor: undefined, beginTime: undefined, messages: [held('v1', 1)] }); // epoch e1
+      // A later part of a copy whose first part reached e1 arrives after a restart, or at another server:
+      const misdirected = store.rebuild({ id: 'c', epoch: 'e0', visitor: undefined, beginTime: undefined, messages: [held('v9', 5)] });
+      expect(misdirected).to.include({ rebuildRequired: true, epoch: 'e1', added: 0 });
+      expect(misdirected.offsets).to.deep.equal({ visitor: 1, agent: 0 });
+      expect(store.getNewMessages('c', origin).offsets, 'nothing merged').to.deep.equal({ visitor: 1, agent: 0 });
+      const elsewhere = store.rebuild({ id: 'other', epoch: 'e1', visitor: undefined, beginTime: undefined, messages: [held('w2', 2)] });
+      expect(elsewhere).to.include({ rebuildRequired: true, epoch: '' });
+      expect(elsewhere.offsets).to.deep.equal({ visitor: -1, agent: -1 });
+      expect(store.size, 'the missing chat was not created').to.equal(1);
+      const extending = store.rebuild({ id: 'c', epoch: 'e1', visitor: undefined, beginTime: undefined, messages: [held('v2', 2)] });
+      expect(extending).to.include({ rebuildRequired: false, added: 1 });
+      expect(extending.offsets).to.deep.equal({ visitor: 2, agent: 0 });
+    });
+
     it('refuses chats beyond the server limit and messages beyond the chat limit', () => {
       const store = testStore({ maxChats: 1, maxMessagesPerChat: 2 });
       store.rebuild({ id: 'c', visitor: undefined, beginTime: undefined, messages: [held('v1', 1)] });

@@ -187,7 +187,9 @@ export interface Chat {
   /**
    * The server's incarnation of the chat (docs/protocol.md): a
    * random id the server gives a chat when it creates it. Offsets are only comparable under
-   * the same epoch. In an upload it is the epoch the client last held (informational).
+   * the same epoch. In an upload: the incarnation the upload extends (an incremental upload,
+   * or a later part of a copy sent in several calls), which the server merges only into that
+   * incarnation; empty for a whole copy (or its first part), which merges into any.
    */
   epoch: string;
 }
@@ -313,7 +315,11 @@ export interface RebuildRequest {
 
 /** RebuildResponse answers Rebuild with what the server now holds. */
 export interface RebuildResponse {
-  /** OK. */
+  /**
+   * OK; or RESULT_CODE_REBUILD_REQUIRED when the upload extends another incarnation than the
+   * server's (chat.epoch): nothing was merged, and chat carries only the server's offsets and
+   * epoch (-1/-1 and empty when it has no such chat). Read again, and rebuild as it says.
+   */
   code: ResultCode;
   /**
    * The server's chat after the merge. Its messages are the server's, in conversation order,
