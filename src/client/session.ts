@@ -315,8 +315,8 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
    * order. Under the same epoch the server's history extends this copy's, so only what lies
    * above its offsets goes up (an incremental rebuild). Under another epoch (or none) the
    * histories may differ anywhere: everything goes up, and the copy then takes the server's
-   * placement of every message, from the answer when it holds the whole chat, else by reading
-   * the chat again from offset 0.
+   * placement of every message, from the answer when it holds the whole chat, else from
+   * reading the whole chat from offset 0 first.
    */
   private async rebuild(server: { visitor: number; agent: number }, serverEpoch: string, signal: AbortSignal): Promise<ChatMessage[]> {
     const maxBytes = this.options.maxUploadBytes ?? 3 * 1024 * 1024;
@@ -339,16 +339,38 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     }
     this.visitor ??= answer?.visitor;
     this.beginTime ??= answer?.beginTime;
+    // After a whole upload the copy takes the server's placement of every message at once:
+    // placing some and keeping the rest where another history put them would mix two
+    // numberings, and a later upload would send messages up out of order.
+    const view = complete ? answer?.messages : whole ? await this.readAll(answer?.epoch ?? '', signal) : undefined;
+    if (whole && !view) return []; // that incarnation is gone: the next read says what to do
     if (this.detects && answer?.epoch) this.epoch = answer.epoch;
     this.unverified = false;
-    let fresh: ChatMessage[] = [];
-    if (complete && answer) fresh = this.copy.adopt(answer.messages);
-    else if (whole) this.copy.unplaceAll(); // the reads that follow place everything again
+    const fresh = view ? this.copy.adopt(view) : [];
     await this.persist();
     const uploaded = uploads.flat().length;
     const reason = server.visitor < 0 ? 'missing' : diverged ? 'diverged' : uploaded === strays && strays > 0 ? 'strays' : 'behind';
     this.emit('rebuild', { address: this.transport.address, serverBefore: server, reason, uploaded });
     return fresh;
+  }
+
+  /**
+   * The whole chat as incarnation `epoch` holds it, read page by page from offset 0;
+   * undefined when the server no longer holds that incarnation.
+   */
+  private async readAll(epoch: string, signal: AbortSignal): Promise<ChatMessage[] | undefined> {
+    const messages: ChatMessage[] = [];
+    const at = { visitorOffset: 0, agentOffset: 0 };
+    for (;;) {
+      const page = await this.call('getNewMessage', { chatId: this.chatId, ...at, epoch: this.detects ? epoch : '' }, signal);
+      if (page.code === REBUILD) return undefined;
+      if (page.messages.length === 0) return messages;
+      for (const m of page.messages) {
+        messages.push(m);
+        const side = m.messageType === MessageType.MESSAGE_TYPE_VISITOR ? 'visitorOffset' : 'agentOffset';
+        at[side] = Math.max(at[side], m.dataOffset);
+      }
+    }
   }
 
   /** One call, retried with backoff (and failover) while it fails for transient reasons. */

@@ -89,4 +89,56 @@ describe('ChatSession with a scripted transport', () => {
     expect(session.messages.map((m) => `${m.id}@${m.dataOffset}`)).to.deep.equal(['v1@1', 'v2@2']);
     await session.close();
   });
+
+  it('after a whole upload too large for one answer, reads the whole chat before taking any placement from it', async () => {
+    const store = new MemoryStore();
+    const mine = [message('v1', 1, MessageType.MESSAGE_TYPE_VISITOR), message('v2', 2, MessageType.MESSAGE_TYPE_VISITOR)];
+    await store.save({ chatId: 'c', messages: mine, outbox: [], epoch: 'old' });
+    const stop = new AbortController();
+    const x = message('x', 1, MessageType.MESSAGE_TYPE_VISITOR);
+    const transport = new ScriptedTransport([
+      () => ({ code: REBUILD, visitorDataOffset: 1, agentDataOffset: 0, messages: [], epoch: 'e2' }),
+      // e2 held x at 1 and put v1, v2 after it; the answer holds only its first page.
+      () => ({ code: OK, chat: { ...chat([x], 'e2', 0), visitorDataOffset: 3 }, truncated: true }),
+      () => ({ code: OK, visitorDataOffset: 3, agentDataOffset: 0, messages: [x, { ...mine[0]!, dataOffset: 2 }], epoch: 'e2' }),
+      () => {
+        stop.abort();
+        throw new ChatSdkError('aborted', 'the caller stopped waiting');
+      },
+      () => ({ code: REBUILD, visitorDataOffset: 3, agentDataOffset: 0, messages: [], epoch: 'e2' }),
+      () => ({ code: OK, chat: { ...chat([x], 'e2', 0), visitorDataOffset: 3 }, truncated: true }),
+      () => ({ code: OK, visitorDataOffset: 3, agentDataOffset: 0, messages: [x, { ...mine[0]!, dataOffset: 2 }], epoch: 'e2' }),
+      () => ({ code: OK, visitorDataOffset: 3, agentDataOffset: 0, messages: [{ ...mine[1]!, dataOffset: 3 }], epoch: 'e2' }),
+      () => ({ code: OK, visitorDataOffset: 3, agentDataOffset: 0, messages: [], epoch: 'e2' }),
+      () => ({ code: OK, visitorDataOffset: 3, agentDataOffset: 0, messages: [], epoch: 'e2' }),
+    ]);
+    const session = await open(transport, { store });
+    const held = () => session.messages.map((m) => `${m.id}@${m.dataOffset}`);
+
+    const error = await session.sync({ signal: stop.signal }).catch((e: unknown) => e);
+    expect(error).to.be.instanceOf(ChatSdkError).and.include({ kind: 'aborted' });
+    // Half a view taken would hold x@1 and v1@2 with v2 unplaced: v2 would then go up after
+    // whatever the copy places next. The copy keeps its old placement until it has the whole view.
+    expect(held()).to.deep.equal(['v1@1', 'v2@2']);
+
+    await session.sync();
+    expect(held()).to.deep.equal(['x@1', 'v1@2', 'v2@3']);
+    const epochs = transport.sent.map(({ method, request }) =>
+      method === 'rebuild' ? 'rebuild' : `${method} ${(request as { epoch: string }).epoch} from ${(request as { visitorOffset: number }).visitorOffset}`,
+    );
+    expect(epochs).to.deep.equal([
+      'getNewMessage old from 2',
+      'rebuild',
+      'getNewMessage e2 from 0',
+      'getNewMessage e2 from 2',
+      'getNewMessage old from 2', // nothing adopted: still the old epoch
+      'rebuild',
+      'getNewMessage e2 from 0',
+      'getNewMessage e2 from 2',
+      'getNewMessage e2 from 3',
+      'getNewMessage e2 from 3',
+    ]);
+    await session.close();
+  });
 });
+
