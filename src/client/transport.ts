@@ -48,20 +48,42 @@ export interface Transport {
   close(): void;
 }
 
+/** How soon a transport that failed over tries its first address again, and how that backs off. */
+export interface ReturnOptions {
+  /** First wait before trying the first address again after leaving it. */
+  readonly firstMs: number;
+  /** Longest wait, reached by doubling while the first address keeps failing. */
+  readonly maxMs: number;
+}
+
+export const DEFAULT_RETURN: ReturnOptions = Object.freeze({ firstMs: 1_000, maxMs: 30_000 });
+
 /**
  * Calls ChatService on one of several servers: the current one until `failover()` moves to
  * the next. A single address behind a load balancer works the same way (failover then just
  * reconnects through the balancer).
+ *
+ * The first address is home. After failing over away from it, the transport tries it again
+ * after `returns.firstMs`, doubling the wait (up to `returns.maxMs`) while it keeps failing.
+ * So once a dead server is back, every client given the same list ends up on the same server
+ * again; without this, clients that failed over at different times could stay on two live
+ * servers for good, each holding part of the chat.
  */
 export class ChatTransport implements Transport {
   private readonly clients: (ChatServiceClient | undefined)[];
   private current = 0;
+  private leftHomeAt = 0;
+  private returnDelayMs: number;
+  private returning = false;
 
   constructor(
     private readonly addresses: readonly string[],
     private readonly callTimeoutMs: number,
     private readonly channelCredentials: ChannelCredentials = credentials.createInsecure(),
+    private readonly returns: ReturnOptions = DEFAULT_RETURN,
+    private readonly now: () => number = Date.now,
   ) {
+    this.returnDelayMs = returns.firstMs;
     if (addresses.length === 0) throw new ChatSdkError('rejected', 'at least one server address is needed');
     this.clients = addresses.map(() => undefined);
   }
@@ -75,11 +97,20 @@ export class ChatTransport implements Transport {
   failover(): void {
     this.clients[this.current]?.close();
     this.clients[this.current] = undefined;
+    if (this.current === 0) {
+      this.returnDelayMs = this.returning ? Math.min(this.returns.maxMs, this.returnDelayMs * 2) : this.returns.firstMs;
+      this.leftHomeAt = this.now();
+    }
+    this.returning = false;
     this.current = (this.current + 1) % this.addresses.length;
   }
 
   /** One call to the current server, with a deadline, cancelled when `signal` aborts. */
   call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
+    if (this.current !== 0 && this.now() - this.leftHomeAt >= this.returnDelayMs) {
+      this.current = 0;
+      this.returning = true;
+    }
     // A channel of its own (not grpc-js's shared subchannel pool), so a failover really reconnects.
     const client = (this.clients[this.current] ??= new ChatServiceClient(this.address, this.channelCredentials, {
       'grpc.use_local_subchannel_pool': 1,
@@ -92,7 +123,10 @@ export class ChatTransport implements Transport {
         signal?.removeEventListener('abort', onAbort);
         if (signal?.aborted) reject(new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason }));
         else if (error) reject(error);
-        else resolve(response);
+        else {
+          if (this.current === 0) this.returning = false;
+          resolve(response);
+        }
       });
       signal?.addEventListener('abort', onAbort, { once: true });
     });
