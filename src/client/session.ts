@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter, on } from 'node:events';
 import { setTimeout as delay } from 'node:timers/promises';
-import { type ChannelCredentials, type ServiceError, status } from '@grpc/grpc-js';
 import {
   type Chat,
   type ChatMessage,
@@ -10,82 +9,13 @@ import {
   ResultCode,
   type Visitor,
 } from '../../generated/chat/v1/chat.js';
-import { backoffDelayMs, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.js';
-import { ChatSdkError, isTransient, rejected } from './errors.js';
+import { RetryingCaller } from './caller.js';
+import { ChatSdkError } from './errors.js';
 import { type ClientOffsets, LocalCopy } from './local-copy.js';
 import { type LocalStore, MemoryStore, type PendingMessage } from './local-store.js';
-import { type ChatMethod, ChatTransport, type RequestOf, type ResponseOf, type Transport } from './transport.js';
+import type { ChatSessionEvents, ChatSessionOptions } from './options.js';
+import { ChatTransport, type Transport } from './transport.js';
 import { splitUploads } from './upload.js';
-
-/** Who a session speaks as. A service posts bot messages (or system notices) on the agent side. */
-export type Role =
-  | { readonly kind: 'visitor'; readonly visitorId?: string }
-  | { readonly kind: 'agent'; readonly agentId: string }
-  | { readonly kind: 'service'; readonly serviceId: string; readonly messageType?: 'bot' | 'system' };
-
-export interface ChatSessionOptions {
-  readonly chatId: string;
-  readonly role: Role;
-  /** Server addresses to fail over across, or one load-balanced address. */
-  readonly servers: readonly string[];
-  /** Replaces the gRPC transport to `servers` (simulations, custom channels). */
-  readonly transport?: Transport;
-  /**
-   * Carry the chat's epoch so that a server whose history differs from this copy's is rebuilt
-   * even when the offsets look fine (docs/protocol.md). Default true; false speaks the
-   * original offsets-only protocol, which can lose messages (PROTOCOL.md section 4).
-   */
-  readonly detectDivergence?: boolean;
-  /** Where the copy lives; in memory unless given (use FileStore for a durable copy). */
-  readonly store?: LocalStore;
-  /** The visitor's details, uploaded with the copy when a server is rebuilt. */
-  readonly visitor?: Visitor;
-  readonly pollIntervalMs?: number;
-  readonly callTimeoutMs?: number;
-  /** Largest Rebuild request, in bytes (gRPC's default limit is 4 MiB). */
-  readonly maxUploadBytes?: number;
-  readonly backoff?: Partial<BackoffOptions>;
-  readonly credentials?: ChannelCredentials;
-  /** Closes the session when it fires. */
-  readonly signal?: AbortSignal;
-  /** Source of message ids, of jitter and of waiting, injectable for tests and simulations. */
-  readonly newId?: () => string;
-  readonly random?: () => number;
-  readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
-}
-
-/** A rebuild this session did, as reported by the `rebuild` event. */
-export interface RebuildEvent {
-  readonly address: string;
-  /** The offsets the server answered REBUILD_REQUIRED with (-1/-1: it had no such chat). */
-  readonly serverBefore: { readonly visitor: number; readonly agent: number };
-  /**
-   * Why: `missing`, the server had no such chat; `diverged`, its chat is another incarnation
-   * (epoch), so the whole copy went up; `behind`, the same history but shorter, so only what
-   * it lacked went up; `strays`, messages of ours had lost their offsets and went up again.
-   */
-  readonly reason: 'missing' | 'diverged' | 'behind' | 'strays';
-  readonly uploaded: number;
-}
-
-/** A failed call the session is about to retry, as reported by the `retry` event. */
-export interface RetryEvent {
-  readonly address: string;
-  readonly error: ServiceError;
-  readonly attempt: number;
-  readonly delayMs: number;
-}
-
-export interface ChatSessionEvents {
-  /** A message this copy did not hold before (sent by anyone, this device included). */
-  message: [ChatMessage];
-  rebuild: [RebuildEvent];
-  retry: [RetryEvent];
-  /** A call succeeded on this address (after a start, or a failover). */
-  connected: [string];
-  /** Background polling failed for good (the server refused a request); polling goes on. */
-  failure: [ChatSdkError];
-}
 
 const REBUILD = ResultCode.RESULT_CODE_REBUILD_REQUIRED;
 
@@ -96,12 +26,12 @@ const REBUILD = ResultCode.RESULT_CODE_REBUILD_REQUIRED;
  */
 export class ChatSession extends EventEmitter<ChatSessionEvents> {
   private readonly transport: Transport;
+  private readonly caller: RetryingCaller;
   private readonly closing = new AbortController();
   private readonly waiters = new Map<string, { resolve(m: ChatMessage): void; reject(e: Error): void }>();
   private queue: Promise<unknown> = Promise.resolve();
   private draining: Promise<void> | undefined;
   private polling: Promise<void> | undefined;
-  private connectedTo: string | undefined;
   /** The copy holds messages but no epoch: it must be checked against a server before use. */
   private unverified: boolean;
 
@@ -118,6 +48,10 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     super();
     this.unverified = this.detects && epoch === undefined && copy.size > 0;
     this.transport = options.transport ?? new ChatTransport(options.servers, options.callTimeoutMs ?? 5_000, options.credentials);
+    this.caller = new RetryingCaller(this.transport, options, {
+      retry: (event) => this.emit('retry', event),
+      connected: (address) => this.emit('connected', address),
+    });
     options.signal?.addEventListener('abort', () => void this.close(), { once: true });
   }
 
@@ -260,8 +194,8 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
       const position = { chatId: this.chatId, ...this.offsets, epoch: this.marker };
       const response =
         role.kind === 'visitor'
-          ? await this.call('addVisitorMessage', { ...position, message: { ...message, senderId: role.visitorId ?? '' } }, signal)
-          : await this.call('addAgentMessage', { ...position, agentId: role.kind === 'agent' ? role.agentId : role.serviceId, message }, signal);
+          ? await this.caller.call('addVisitorMessage', { ...position, message: { ...message, senderId: role.visitorId ?? '' } }, signal)
+          : await this.caller.call('addAgentMessage', { ...position, agentId: role.kind === 'agent' ? role.agentId : role.serviceId, message }, signal);
       if (response.code !== REBUILD && response.message) {
         this.learnEpoch(response.epoch);
         this.outbox = this.outbox.filter((m) => m.id !== pending.id);
@@ -270,7 +204,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
         for (const m of fresh) this.emit('message', m);
         return response.message;
       }
-      await this.pause(refusals, signal);
+      await this.caller.pause(refusals, signal);
       await this.catchUp(signal);
     }
   }
@@ -284,10 +218,10 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
       while (this.unverified) fresh.push(...(await this.rebuild({ visitor: -1, agent: -1 }, '', signal)));
       let straysSent = false;
       for (let refusals = 0; ; ) {
-        const read: GetNewMessageResponse = await this.call('getNewMessage', { chatId: this.chatId, ...this.offsets, epoch: this.marker }, signal);
+        const read: GetNewMessageResponse = await this.caller.call('getNewMessage', { chatId: this.chatId, ...this.offsets, epoch: this.marker }, signal);
         const server = { visitor: read.visitorDataOffset, agent: read.agentDataOffset };
         if (read.code === REBUILD) {
-          await this.pause(refusals++, signal);
+          await this.caller.pause(refusals++, signal);
           fresh.push(...(await this.rebuild(server, read.epoch, signal)));
           continue;
         }
@@ -331,7 +265,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     // piece of history without what comes before it. The next read then says what to do.
     let base = whole || !this.detects ? '' : serverEpoch;
     for (const messages of uploads.length > 0 ? uploads : [[]]) {
-      const response = await this.call('rebuild', { chat: this.chatCopy(messages, base) }, signal);
+      const response = await this.caller.call('rebuild', { chat: this.chatCopy(messages, base) }, signal);
       if (response.code === REBUILD) return [];
       answer = response.chat;
       complete = !response.truncated;
@@ -362,7 +296,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     const messages: ChatMessage[] = [];
     const at = { visitorOffset: 0, agentOffset: 0 };
     for (;;) {
-      const page = await this.call('getNewMessage', { chatId: this.chatId, ...at, epoch: this.detects ? epoch : '' }, signal);
+      const page = await this.caller.call('getNewMessage', { chatId: this.chatId, ...at, epoch: this.detects ? epoch : '' }, signal);
       if (page.code === REBUILD) return undefined;
       if (page.messages.length === 0) return messages;
       for (const m of page.messages) {
@@ -370,43 +304,6 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
         const side = m.messageType === MessageType.MESSAGE_TYPE_VISITOR ? 'visitorOffset' : 'agentOffset';
         at[side] = Math.max(at[side], m.dataOffset);
       }
-    }
-  }
-
-  /** One call, retried with backoff (and failover) while it fails for transient reasons. */
-  private async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
-    let exhausted = 0;
-    for (let attempt = 0; ; attempt += 1) {
-      try {
-        const response = await this.transport.call(method, request, signal);
-        if (this.connectedTo !== this.transport.address) this.emit('connected', (this.connectedTo = this.transport.address));
-        return response;
-      } catch (error) {
-        if (error instanceof ChatSdkError) throw error;
-        if (!isTransient(error)) throw rejected(error as ServiceError);
-        // A full server is worth trying elsewhere; once every server said so, the limit is the chat's.
-        if ((error as ServiceError).code === status.RESOURCE_EXHAUSTED && ++exhausted >= this.options.servers.length) {
-          throw rejected(error as ServiceError);
-        }
-        const delayMs = backoffDelayMs(attempt, this.backoff(), this.options.random ?? Math.random);
-        this.emit('retry', { address: this.transport.address, error: error as ServiceError, attempt, delayMs });
-        this.connectedTo = undefined;
-        this.transport.failover();
-        await this.sleep(delayMs, signal);
-      }
-    }
-  }
-
-  /** Backs off after repeated REBUILD_REQUIRED answers (servers flapping), never before the first. */
-  private async pause(refusals: number, signal: AbortSignal): Promise<void> {
-    if (refusals > 0) await this.sleep(backoffDelayMs(refusals - 1, this.backoff(), this.options.random ?? Math.random), signal);
-  }
-
-  private async sleep(ms: number, signal: AbortSignal): Promise<void> {
-    try {
-      await (this.options.sleep ? this.options.sleep(ms, signal) : delay(ms, undefined, { signal }));
-    } catch {
-      throw new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason });
     }
   }
 
@@ -425,9 +322,6 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     if (this.detects && this.epoch === undefined && epoch) this.epoch = epoch;
   }
 
-  private backoff(): BackoffOptions {
-    return { ...DEFAULT_BACKOFF, ...this.options.backoff };
-  }
 
   /** An upload; `base` is the incarnation it extends, empty for (the first part of) a whole copy. */
   private chatCopy(messages: ChatMessage[], base: string): Chat {

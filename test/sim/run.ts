@@ -1,7 +1,7 @@
 import { type ChatMessage, MessageType } from '../../generated/chat/v1/chat.js';
 import { ChatSdkError } from '../../src/client/errors.js';
 import { MemoryStore } from '../../src/client/local-store.js';
-import { ChatSession, type Role } from '../../src/client/session.js';
+import { ChatSession, type Role } from '../../src/client/index.js';
 import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { checkInvariants, type ClientState, SimulationFailure } from './invariants.js';
 import { derived } from './random.js';

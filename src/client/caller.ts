@@ -1,0 +1,68 @@
+import { setTimeout as delay } from 'node:timers/promises';
+import { type ServiceError, status } from '@grpc/grpc-js';
+import { backoffDelayMs, DEFAULT_BACKOFF } from './backoff.js';
+import { ChatSdkError, isTransient, rejected } from './errors.js';
+import type { ChatSessionOptions, RetryEvent } from './options.js';
+import type { ChatMethod, RequestOf, ResponseOf, Transport } from './transport.js';
+
+/** What a caller reports as it goes. */
+export interface CallerEvents {
+  retry(event: RetryEvent): void;
+  /** A call succeeded on an address other than the last one that answered. */
+  connected(address: string): void;
+}
+
+/**
+ * Makes calls through a transport, retrying with capped exponential backoff and full jitter
+ * (and a failover to the next server) while they fail for transient reasons.
+ */
+export class RetryingCaller {
+  private connectedTo: string | undefined;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly options: Pick<ChatSessionOptions, 'servers' | 'backoff' | 'random' | 'sleep'>,
+    private readonly events: CallerEvents,
+  ) {}
+
+  /** One call, retried until it succeeds, fails for good (`rejected`), or `signal` aborts. */
+  async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
+    let exhausted = 0;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        const response = await this.transport.call(method, request, signal);
+        if (this.connectedTo !== this.transport.address) this.events.connected((this.connectedTo = this.transport.address));
+        return response;
+      } catch (error) {
+        if (error instanceof ChatSdkError) throw error;
+        if (!isTransient(error)) throw rejected(error as ServiceError);
+        // A full server is worth trying elsewhere; once every server said so, the limit is the chat's.
+        if ((error as ServiceError).code === status.RESOURCE_EXHAUSTED && ++exhausted >= this.options.servers.length) {
+          throw rejected(error as ServiceError);
+        }
+        const delayMs = this.delayMs(attempt);
+        this.events.retry({ address: this.transport.address, error: error as ServiceError, attempt, delayMs });
+        this.connectedTo = undefined;
+        this.transport.failover();
+        await this.sleep(delayMs, signal);
+      }
+    }
+  }
+
+  /** Backs off after repeated REBUILD_REQUIRED answers (servers flapping), never before the first. */
+  async pause(refusals: number, signal: AbortSignal): Promise<void> {
+    if (refusals > 0) await this.sleep(this.delayMs(refusals - 1), signal);
+  }
+
+  private delayMs(attempt: number): number {
+    return backoffDelayMs(attempt, { ...DEFAULT_BACKOFF, ...this.options.backoff }, this.options.random ?? Math.random);
+  }
+
+  private async sleep(ms: number, signal: AbortSignal): Promise<void> {
+    try {
+      await (this.options.sleep ? this.options.sleep(ms, signal) : delay(ms, undefined, { signal }));
+    } catch {
+      throw new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason });
+    }
+  }
+}

@@ -1,0 +1,76 @@
+import type { ChannelCredentials, ServiceError } from '@grpc/grpc-js';
+import type { ChatMessage, Visitor } from '../../generated/chat/v1/chat.js';
+import type { BackoffOptions } from './backoff.js';
+import type { ChatSdkError } from './errors.js';
+import type { LocalStore } from './local-store.js';
+import type { Transport } from './transport.js';
+
+/** Who a session speaks as. A service posts bot messages (or system notices) on the agent side. */
+export type Role =
+  | { readonly kind: 'visitor'; readonly visitorId?: string }
+  | { readonly kind: 'agent'; readonly agentId: string }
+  | { readonly kind: 'service'; readonly serviceId: string; readonly messageType?: 'bot' | 'system' };
+
+export interface ChatSessionOptions {
+  readonly chatId: string;
+  readonly role: Role;
+  /** Server addresses to fail over across, or one load-balanced address. */
+  readonly servers: readonly string[];
+  /** Replaces the gRPC transport to `servers` (simulations, custom channels). */
+  readonly transport?: Transport;
+  /**
+   * Carry the chat's epoch so that a server whose history differs from this copy's is rebuilt
+   * even when the offsets look fine (docs/protocol.md). Default true; false speaks the
+   * original offsets-only protocol, which can lose messages (PROTOCOL.md section 4).
+   */
+  readonly detectDivergence?: boolean;
+  /** Where the copy lives; in memory unless given (use FileStore for a durable copy). */
+  readonly store?: LocalStore;
+  /** The visitor's details, uploaded with the copy when a server is rebuilt. */
+  readonly visitor?: Visitor;
+  readonly pollIntervalMs?: number;
+  readonly callTimeoutMs?: number;
+  /** Largest Rebuild request, in bytes (gRPC's default limit is 4 MiB). */
+  readonly maxUploadBytes?: number;
+  readonly backoff?: Partial<BackoffOptions>;
+  readonly credentials?: ChannelCredentials;
+  /** Closes the session when it fires. */
+  readonly signal?: AbortSignal;
+  /** Source of message ids, of jitter and of waiting, injectable for tests and simulations. */
+  readonly newId?: () => string;
+  readonly random?: () => number;
+  readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+}
+
+/** A rebuild this session did, as reported by the `rebuild` event. */
+export interface RebuildEvent {
+  readonly address: string;
+  /** The offsets the server answered REBUILD_REQUIRED with (-1/-1: it had no such chat). */
+  readonly serverBefore: { readonly visitor: number; readonly agent: number };
+  /**
+   * Why: `missing`, the server had no such chat; `diverged`, its chat is another incarnation
+   * (epoch), so the whole copy went up; `behind`, the same history but shorter, so only what
+   * it lacked went up; `strays`, messages of ours had lost their offsets and went up again.
+   */
+  readonly reason: 'missing' | 'diverged' | 'behind' | 'strays';
+  readonly uploaded: number;
+}
+
+/** A failed call the session is about to retry, as reported by the `retry` event. */
+export interface RetryEvent {
+  readonly address: string;
+  readonly error: ServiceError;
+  readonly attempt: number;
+  readonly delayMs: number;
+}
+
+export interface ChatSessionEvents {
+  /** A message this copy did not hold before (sent by anyone, this device included). */
+  message: [ChatMessage];
+  rebuild: [RebuildEvent];
+  retry: [RetryEvent];
+  /** A call succeeded on this address (after a start, or a failover). */
+  connected: [string];
+  /** Background polling failed for good (the server refused a request); polling goes on. */
+  failure: [ChatSdkError];
+}
