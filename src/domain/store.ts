@@ -1,5 +1,6 @@
 import { Chat, type ChatCopy } from './chat.js';
 import { ChatError, invalid } from './errors.js';
+import { freshMessages } from './upload-check.js';
 import { randomUUID } from 'node:crypto';
 import { type Clock, type Limits, systemClock } from './limits.js';
 import {
@@ -11,7 +12,7 @@ import {
   type Position,
   type Visitor,
   needsRebuild,
-  sideOf,
+  sameMessage,
 } from './message.js';
 import { checkLength, requireContent, requireId, requireKnownType, requireOffsets, typeName } from './validate.js';
 
@@ -228,47 +229,13 @@ export class ChatStore {
 
   /** Validates an upload against the chat; returns the messages the chat lacks. */
   private checkUpload(copy: ChatCopy, chat: Chat | undefined): Message[] {
-    const { maxIdBytes, maxContentBytes, maxMessagesPerChat } = this.limits;
-    if (copy.visitor) {
-      checkLength('chat.visitor.id', copy.visitor.id, maxIdBytes);
-      checkLength('chat.visitor.name', copy.visitor.name, maxIdBytes);
-      checkLength('chat.visitor.email', copy.visitor.email, maxIdBytes);
-    }
-    const ids = new Set<string>();
-    const claimed = { visitor: new Set<number>(), agent: new Set<number>() };
-    const fresh: Message[] = [];
-    copy.messages.forEach((message, i) => {
-      const field = `chat.messages[${i}]`;
-      requireId(`${field}.id`, message.id, maxIdBytes);
-      if (ids.has(message.id)) throw invalid(`${field}.id "${message.id}" appears twice in the upload`);
-      ids.add(message.id);
-      if (message.type === undefined || (message.type as number) === 0) {
-        throw invalid(`${field}.message_type is required in an upload`);
-      }
-      requireKnownType(`${field}.message_type`, message.type);
-      if (!Number.isSafeInteger(message.dataOffset) || message.dataOffset < 1) {
-        throw invalid(`${field}.data_offset must be 1 or more (the offset you hold it at); got ${message.dataOffset}`);
-      }
-      const side = claimed[sideOf(message.type)];
-      if (side.has(message.dataOffset)) {
-        throw invalid(`${field}.data_offset ${message.dataOffset} is claimed twice on the ${sideOf(message.type)} side`);
-      }
-      side.add(message.dataOffset);
-      requireContent(`${field}.content`, message.content, maxContentBytes);
-      checkLength(`${field}.sender_id`, message.senderId, maxIdBytes);
-
-      const stored = chat?.find(message.id);
-      if (!stored) fresh.push(message);
-      else if (!sameMessage(stored, message)) {
-        throw invalid(`${field} (id "${message.id}") differs from the message the server holds under that id`);
-      }
-    });
+    const fresh = freshMessages(copy, chat, this.limits);
     if (!chat && this.chats.size >= this.limits.maxChats) throw this.full();
     const total = (chat?.size ?? 0) + fresh.length;
-    if (total > maxMessagesPerChat) {
+    if (total > this.limits.maxMessagesPerChat) {
       throw new ChatError(
         'resource-exhausted',
-        `chat "${copy.id}" would hold ${total} messages; the limit is ${maxMessagesPerChat}`,
+        `chat "${copy.id}" would hold ${total} messages; the limit is ${this.limits.maxMessagesPerChat}`,
       );
     }
     return fresh;
@@ -289,8 +256,4 @@ export class ChatStore {
   private full(): ChatError {
     return new ChatError('resource-exhausted', `this server holds ${this.chats.size} chats, its limit; try another server`);
   }
-}
-
-function sameMessage(a: Pick<Message, 'type' | 'content' | 'senderId'>, b: Pick<Message, 'type' | 'content' | 'senderId'>): boolean {
-  return a.type === b.type && a.content === b.content && a.senderId === b.senderId;
 }
