@@ -10,6 +10,8 @@ export interface Limits {
   readonly maxChats: number;
   /** Most messages one chat holds. */
   readonly maxMessagesPerChat: number;
+  /** Most watch subscriptions one server serves, over all chats. */
+  readonly maxWatchers: number;
 }
 
 /** A source of the current time, injected so tests can fix it. */

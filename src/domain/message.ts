@@ -66,3 +66,8 @@ export interface Visitor {
 export function needsRebuild(caller: Position, server: Offsets, epoch: string): boolean {
   return caller.visitor > server.visitor || caller.agent > server.agent || (!!caller.epoch && caller.epoch !== epoch);
 }
+
+/** Whether two messages under one id are the same message (what a resend or an upload must keep). */
+export function sameMessage(a: Pick<Message, 'type' | 'content' | 'senderId'>, b: Pick<Message, 'type' | 'content' | 'senderId'>): boolean {
+  return a.type === b.type && a.content === b.content && a.senderId === b.senderId;
+}

@@ -1,5 +1,6 @@
 import { Chat, type ChatCopy } from './chat.js';
 import { ChatError, invalid } from './errors.js';
+import { freshMessages } from './upload-check.js';
 import { randomUUID } from 'node:crypto';
 import { type Clock, type Limits, systemClock } from './limits.js';
 import {
@@ -11,9 +12,10 @@ import {
   type Position,
   type Visitor,
   needsRebuild,
-  sideOf,
+  sameMessage,
 } from './message.js';
 import { checkLength, requireContent, requireId, requireKnownType, requireOffsets, typeName } from './validate.js';
+import { type ChatListener, ChatWatchers } from './watchers.js';
 
 /** A message as a sender submits it; `type` undefined means the role's default type. */
 export interface Submission {
@@ -72,6 +74,7 @@ const AGENT_SIDE_TYPES = new Set([MessageType.Agent, MessageType.Bot, MessageTyp
  */
 export class ChatStore {
   private readonly chats = new Map<string, Chat>();
+  private readonly watchers: ChatWatchers;
 
   /**
    * @param newEpoch names each chat incarnation; random by default (a restarted server, or a
@@ -81,7 +84,9 @@ export class ChatStore {
     private readonly limits: Limits,
     private readonly clock: Clock = systemClock,
     private readonly newEpoch: () => string = randomUUID,
-  ) {}
+  ) {
+    this.watchers = new ChatWatchers(limits.maxWatchers);
+  }
 
   /** How many chats are held. */
   get size(): number {
@@ -128,21 +133,47 @@ export class ChatStore {
       const created = this.create(chatId);
       return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: created.epoch, messages: [] };
     }
-    const { offsets, epoch } = this.touch(chat);
-    if (needsRebuild(caller, offsets, epoch)) return { rebuildRequired: true, offsets, epoch, messages: [] };
-    return { rebuildRequired: false, offsets, epoch, messages: chat.readAfter(caller, this.limits.maxResponseBytes).messages };
+    return this.read(chat, caller);
   }
 
-  /** Drops a chat (to free memory); the next call about it finds it missing. */
+  /**
+   * Reads as {@link getNewMessages} does, for a caller whose request was validated before (a
+   * watcher), except that a missing chat stays missing: answered with -1/-1 and no epoch.
+   */
+  readNew(chatId: string, caller: Position): ReadOutcome {
+    const chat = this.chats.get(chatId);
+    if (!chat) return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: '', messages: [] };
+    return this.read(chat, caller);
+  }
+
+  /**
+   * Subscribes to a chat (which need not exist yet): `listener` is told synchronously after
+   * every change, so a read in the same synchronous step as this call misses nothing. Returns
+   * the function that cancels the subscription. Refused (RESOURCE_EXHAUSTED) at
+   * `maxWatchers`. A watched chat is never evicted as idle.
+   */
+  watch(chatId: string, listener: ChatListener): () => void {
+    requireId('chat_id', chatId, this.limits.maxIdBytes);
+    return this.watchers.add(chatId, listener);
+  }
+
+  /** How many watch subscriptions are open. */
+  get watcherCount(): number {
+    return this.watchers.size;
+  }
+
+  /** Drops a chat (to free memory); the next call about it finds it missing. Its watchers are told. */
   evict(chatId: string): boolean {
-    return this.chats.delete(chatId);
+    if (!this.chats.delete(chatId)) return false;
+    this.watchers.notify(chatId, 'evicted');
+    return true;
   }
 
-  /** Drops every chat no request has touched since `before`; returns how many. */
+  /** Drops every chat no request has touched since `before`, unless it is watched; returns how many. */
   evictIdle(before: Date): number {
     let evicted = 0;
     for (const [id, chat] of this.chats) {
-      if (chat.lastActive < before && this.chats.delete(id)) evicted += 1;
+      if (chat.lastActive < before && !this.watchers.watched(id) && this.chats.delete(id)) evicted += 1;
     }
     return evicted;
   }
@@ -173,6 +204,7 @@ export class ChatStore {
     const fresh = this.checkUpload(copy, existing);
     const chat = this.touch(existing ?? this.create(copy.id));
     const { added, displaced } = chat.merge({ ...copy, messages: fresh });
+    if (added > 0) this.watchers.notify(chat.id, 'messages');
     const page = chat.snapshot(this.limits.maxResponseBytes);
     return {
       rebuildRequired: false,
@@ -223,52 +255,26 @@ export class ChatStore {
       throw new ChatError('resource-exhausted', `chat "${chat.id}" is full: it holds ${chat.size} messages, the limit`);
     }
     const appended = chat.append(message, this.clock.now());
+    this.watchers.notify(chat.id, 'messages');
     return { rebuildRequired: false, offsets: chat.offsets, epoch, message: appended };
+  }
+
+  /** The messages above the caller's offsets, one page; or a rebuild, as the protocol says. */
+  private read(chat: Chat, caller: Position): ReadOutcome {
+    const { offsets, epoch } = this.touch(chat);
+    if (needsRebuild(caller, offsets, epoch)) return { rebuildRequired: true, offsets, epoch, messages: [] };
+    return { rebuildRequired: false, offsets, epoch, messages: chat.readAfter(caller, this.limits.maxResponseBytes).messages };
   }
 
   /** Validates an upload against the chat; returns the messages the chat lacks. */
   private checkUpload(copy: ChatCopy, chat: Chat | undefined): Message[] {
-    const { maxIdBytes, maxContentBytes, maxMessagesPerChat } = this.limits;
-    if (copy.visitor) {
-      checkLength('chat.visitor.id', copy.visitor.id, maxIdBytes);
-      checkLength('chat.visitor.name', copy.visitor.name, maxIdBytes);
-      checkLength('chat.visitor.email', copy.visitor.email, maxIdBytes);
-    }
-    const ids = new Set<string>();
-    const claimed = { visitor: new Set<number>(), agent: new Set<number>() };
-    const fresh: Message[] = [];
-    copy.messages.forEach((message, i) => {
-      const field = `chat.messages[${i}]`;
-      requireId(`${field}.id`, message.id, maxIdBytes);
-      if (ids.has(message.id)) throw invalid(`${field}.id "${message.id}" appears twice in the upload`);
-      ids.add(message.id);
-      if (message.type === undefined || (message.type as number) === 0) {
-        throw invalid(`${field}.message_type is required in an upload`);
-      }
-      requireKnownType(`${field}.message_type`, message.type);
-      if (!Number.isSafeInteger(message.dataOffset) || message.dataOffset < 1) {
-        throw invalid(`${field}.data_offset must be 1 or more (the offset you hold it at); got ${message.dataOffset}`);
-      }
-      const side = claimed[sideOf(message.type)];
-      if (side.has(message.dataOffset)) {
-        throw invalid(`${field}.data_offset ${message.dataOffset} is claimed twice on the ${sideOf(message.type)} side`);
-      }
-      side.add(message.dataOffset);
-      requireContent(`${field}.content`, message.content, maxContentBytes);
-      checkLength(`${field}.sender_id`, message.senderId, maxIdBytes);
-
-      const stored = chat?.find(message.id);
-      if (!stored) fresh.push(message);
-      else if (!sameMessage(stored, message)) {
-        throw invalid(`${field} (id "${message.id}") differs from the message the server holds under that id`);
-      }
-    });
+    const fresh = freshMessages(copy, chat, this.limits);
     if (!chat && this.chats.size >= this.limits.maxChats) throw this.full();
     const total = (chat?.size ?? 0) + fresh.length;
-    if (total > maxMessagesPerChat) {
+    if (total > this.limits.maxMessagesPerChat) {
       throw new ChatError(
         'resource-exhausted',
-        `chat "${copy.id}" would hold ${total} messages; the limit is ${maxMessagesPerChat}`,
+        `chat "${copy.id}" would hold ${total} messages; the limit is ${this.limits.maxMessagesPerChat}`,
       );
     }
     return fresh;
@@ -289,8 +295,4 @@ export class ChatStore {
   private full(): ChatError {
     return new ChatError('resource-exhausted', `this server holds ${this.chats.size} chats, its limit; try another server`);
   }
-}
-
-function sameMessage(a: Pick<Message, 'type' | 'content' | 'senderId'>, b: Pick<Message, 'type' | 'content' | 'senderId'>): boolean {
-  return a.type === b.type && a.content === b.content && a.senderId === b.senderId;
 }

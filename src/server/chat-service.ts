@@ -1,3 +1,4 @@
+import type { handleServerStreamingCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type {
   AddAgentMessageRequest,
@@ -9,10 +10,12 @@ import type {
   GetNewMessageResponse,
   RebuildRequest,
   RebuildResponse,
+  WatchChatRequest,
+  WatchChatResponse,
 } from '../../generated/chat/v1/chat.js';
 import type { Clock } from '../domain/limits.js';
 import type { ChatStore, SendOutcome } from '../domain/store.js';
-import { resultCode, toChatCopy, toSubmission, toWireMessage, wireOffsets } from './convert.js';
+import { readResponse, resultCode, toChatCopy, toSubmission, toWireMessage, wireOffsets } from './convert.js';
 import { unary } from './unary.js';
 
 /** The four RPCs as plain functions from request to response; errors are thrown. */
@@ -45,19 +48,10 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger): Ch
         }),
       ),
 
-    getNewMessage: (request) => {
-      const outcome = store.getNewMessages(request.chatId, {
-        visitor: request.visitorOffset,
-        agent: request.agentOffset,
-        epoch: request.epoch,
-      });
-      return {
-        code: resultCode(outcome.rebuildRequired),
-        ...wireOffsets(outcome.offsets),
-        messages: outcome.messages.map(toWireMessage),
-        epoch: outcome.epoch,
-      };
-    },
+    getNewMessage: (request) =>
+      readResponse(
+        store.getNewMessages(request.chatId, { visitor: request.visitorOffset, agent: request.agentOffset, epoch: request.epoch }),
+      ),
 
     rebuild: (request) => {
       const started = performance.now();
@@ -94,14 +88,23 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger): Ch
   };
 }
 
-/** The handlers adapted to grpc-js, with every error mapped to a status in one place. */
-export function chatServiceHandlers(store: ChatStore, clock: Clock, logger: Logger): ChatServiceServer {
+/**
+ * The handlers adapted to grpc-js, with every error mapped to a status in one place. WatchChat
+ * is a stream, and comes ready-made (src/server/watch.ts).
+ */
+export function chatServiceHandlers(
+  store: ChatStore,
+  clock: Clock,
+  logger: Logger,
+  watchChat: handleServerStreamingCall<WatchChatRequest, WatchChatResponse>,
+): ChatServiceServer {
   const handlers = chatHandlers(store, clock, logger);
   return {
     addVisitorMessage: unary('AddVisitorMessage', handlers.addVisitorMessage, logger),
     addAgentMessage: unary('AddAgentMessage', handlers.addAgentMessage, logger),
     getNewMessage: unary('GetNewMessage', handlers.getNewMessage, logger),
     rebuild: unary('Rebuild', handlers.rebuild, logger),
+    watchChat,
   };
 }
 

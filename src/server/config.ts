@@ -11,6 +11,23 @@ export interface Config extends Limits {
   readonly shutdownGraceMs: number;
   /** A chat no request touched for this long is dropped to free memory; clients rebuild it. 0: never. */
   readonly idleChatTtlMs: number;
+  /**
+   * A watcher whose stream has not taken its last response for this long (the client reads
+   * too slowly, or not at all) is cut off with RESOURCE_EXHAUSTED; it watches again from its
+   * offsets.
+   */
+  readonly watchStallMs: number;
+  /**
+   * After a cut-off, how long the status may wait behind responses the client has not read
+   * before the stream is reset (ENHANCE_YOUR_CALM, which clients report as RESOURCE_EXHAUSTED).
+   */
+  readonly watchCutoffGraceMs: number;
+  /** How often the server pings a connection to learn whether the peer is still there. */
+  readonly keepaliveTimeMs: number;
+  /** How long a ping may go unanswered before the connection (and its watches) is dropped. */
+  readonly keepaliveTimeoutMs: number;
+  /** How often clients may ping (with or without calls in flight), for their own keepalive. */
+  readonly keepaliveMinPingIntervalMs: number;
 }
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
@@ -24,6 +41,12 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   maxResponseBytes: 3 * 1024 * 1024,
   maxChats: 100_000,
   maxMessagesPerChat: 1_000_000,
+  maxWatchers: 10_000,
+  watchStallMs: 30_000,
+  watchCutoffGraceMs: 1_000,
+  keepaliveTimeMs: 60_000,
+  keepaliveTimeoutMs: 20_000,
+  keepaliveMinPingIntervalMs: 10_000,
 });
 
 /** Each setting's flag (kebab-case) and environment variable (SCREAMING_SNAKE_CASE). */
@@ -55,7 +78,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
 
 /** Every setting's flag and variable, for --help. */
 export function usage(): string {
-  const lines = SETTINGS.map((key) => `  --${flagOf(key).padEnd(24)} ${envOf(key).padEnd(24)} default ${DEFAULT_CONFIG[key]}`);
+  const lines = SETTINGS.map((key) => `  --${flagOf(key).padEnd(32)} ${envOf(key).padEnd(32)} default ${DEFAULT_CONFIG[key]}`);
   return ['Usage: npm start -- [flags]   (each flag can also be set by its environment variable)', ...lines].join('\n');
 }
 

@@ -8,7 +8,7 @@ import {
 import type { ChatCopy } from '../domain/chat.js';
 import { invalid } from '../domain/errors.js';
 import type { Message, MessageType, Offsets, Visitor } from '../domain/message.js';
-import type { Submission } from '../domain/store.js';
+import type { ReadOutcome, Submission } from '../domain/store.js';
 
 /** Translations between the wire (generated types) and the domain, and nothing else. */
 
@@ -58,6 +58,22 @@ function toVisitor(visitor: WireVisitor): Visitor {
 
 export function resultCode(rebuildRequired: boolean): ResultCode {
   return rebuildRequired ? ResultCode.RESULT_CODE_REBUILD_REQUIRED : ResultCode.RESULT_CODE_OK;
+}
+
+/** A read's answer, as GetNewMessageResponse and WatchChatResponse (the same fields) carry it. */
+export function readResponse(outcome: ReadOutcome): {
+  code: ResultCode;
+  visitorDataOffset: number;
+  agentDataOffset: number;
+  messages: ChatMessage[];
+  epoch: string;
+} {
+  return {
+    code: resultCode(outcome.rebuildRequired),
+    ...wireOffsets(outcome.offsets),
+    messages: outcome.messages.map(toWireMessage),
+    epoch: outcome.epoch,
+  };
 }
 
 export function wireOffsets(offsets: Offsets): { visitorDataOffset: number; agentDataOffset: number } {

@@ -1,4 +1,4 @@
-import { Server, ServerCredentials } from '@grpc/grpc-js';
+import { Server, ServerCredentials, type ServerOptions } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { ChatServiceService } from '../../generated/chat/v1/chat.js';
@@ -8,6 +8,7 @@ import { chatServiceHandlers } from './chat-service.js';
 import type { Config } from './config.js';
 import { withDecodeFailures } from './decoding.js';
 import { addReflection } from './reflection.js';
+import { Watches } from './watch.js';
 
 const CHAT_SERVICE = 'chat.v1.ChatService';
 
@@ -16,9 +17,11 @@ export interface ChatServer {
   /** The port it listens on (useful when it was asked for port 0). */
   readonly port: number;
   readonly store: ChatStore;
+  /** The open WatchChat streams (one being cut off counts until it has ended). */
+  readonly watches: { readonly size: number };
   /**
-   * Stops taking calls, reports NOT_SERVING, lets calls in flight finish for up to
-   * `graceMs`, then cuts off whatever is left.
+   * Stops taking calls, reports NOT_SERVING, ends open watches (UNAVAILABLE), lets calls in
+   * flight finish for up to `graceMs`, then cuts off whatever is left.
    */
   stop(graceMs?: number): Promise<void>;
 }
@@ -26,8 +29,9 @@ export interface ChatServer {
 /** Starts the chat, health and reflection services on `config.host:config.port`. */
 export async function startServer(config: Config, logger: Logger, clock: Clock = systemClock): Promise<ChatServer> {
   const store = new ChatStore(config, clock);
-  const server = new Server();
-  server.addService(withDecodeFailures(ChatServiceService), chatServiceHandlers(store, clock, logger));
+  const watches = new Watches(store, config, logger);
+  const server = new Server(serverOptions(config));
+  server.addService(withDecodeFailures(ChatServiceService), chatServiceHandlers(store, clock, logger, watches.handler));
   const health = new HealthImplementation({ '': 'SERVING', [CHAT_SERVICE]: 'SERVING' });
   health.addToServer(server);
   addReflection(server);
@@ -46,6 +50,7 @@ export async function startServer(config: Config, logger: Logger, clock: Clock =
     stopping ??= new Promise<void>((resolve) => {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(CHAT_SERVICE, 'NOT_SERVING');
+      watches.endAll();
       const deadline = setTimeout(() => server.forceShutdown(), graceMs);
       server.tryShutdown(() => {
         clearTimeout(deadline);
@@ -54,7 +59,21 @@ export async function startServer(config: Config, logger: Logger, clock: Clock =
     });
     return stopping;
   };
-  return { port, store, stop };
+  return { port, store, watches, stop };
+}
+
+/**
+ * grpc-js server options: keepalive pings, so a dead peer's connection (and its watches) is
+ * noticed, and a policy that lets clients ping for their own keepalive. (grpc-js 1.14 does not
+ * police client pings; the policy is stated for servers and proxies that do.)
+ */
+export function serverOptions(config: Config): ServerOptions {
+  return {
+    'grpc.keepalive_time_ms': config.keepaliveTimeMs,
+    'grpc.keepalive_timeout_ms': config.keepaliveTimeoutMs,
+    'grpc.http2.min_ping_interval_without_data_ms': config.keepaliveMinPingIntervalMs,
+    'grpc.keepalive_permit_without_calls': 1,
+  };
 }
 
 /** Evicts chats idle for `ttlMs`, checking a few times per TTL (at least once a minute). */

@@ -20,3 +20,26 @@ export function toServiceError(error: unknown, method: string, logger: Logger): 
   logger.error({ err: error, method }, 'unexpected error');
   return { code: status.INTERNAL, details: 'internal error; the server logged the details', metadata: new Metadata() };
 }
+
+/**
+ * Ends a watch whose client did not take a response for `stallMs`: it reads too slowly (or
+ * not at all), and the server holds no backlog for it.
+ */
+export function watchFellBehind(chatId: string, stallMs: number): Partial<ServiceError> {
+  return {
+    code: status.RESOURCE_EXHAUSTED,
+    details:
+      `the watch of chat "${chatId}" fell behind: the client took no response for ${stallMs} ms; ` +
+      'watch again from the offsets of the last response you received',
+    metadata: new Metadata(),
+  };
+}
+
+/** Ends a watch because the server is shutting down. */
+export function serverStopping(): Partial<ServiceError> {
+  return {
+    code: status.UNAVAILABLE,
+    details: 'the server is shutting down; watch again from your offsets, on another server if need be',
+    metadata: new Metadata(),
+  };
+}

@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -301,6 +303,38 @@ export interface GetNewMessageResponse {
   /**
    * New messages in conversation order: each side continues the caller's offsets without a
    * gap. When the caller's offsets plus these are still below the server's, call again.
+   */
+  messages: ChatMessage[];
+  /** The server chat's epoch (empty when the server had no such chat). */
+  epoch: string;
+}
+
+/** WatchChatRequest starts a watch from the caller's position. */
+export interface WatchChatRequest {
+  /** The chat to watch. */
+  chatId: string;
+  /** The caller's contiguous visitor offset. */
+  visitorOffset: number;
+  /** The caller's contiguous agent offset. */
+  agentOffset: number;
+  /**
+   * The epoch of the server chat the caller's offsets refer to, from an earlier response; as
+   * in GetNewMessageRequest. Empty: offsets only (the original protocol).
+   */
+  epoch: string;
+}
+
+/** WatchChatResponse is one page of a watch: the same meaning as GetNewMessageResponse. */
+export interface WatchChatResponse {
+  /** OK, or REBUILD_REQUIRED (the last response of the stream). */
+  code: ResultCode;
+  /** The server's visitor offset when this page was read (-1 when the server had no such chat). */
+  visitorDataOffset: number;
+  /** The server's agent offset when this page was read (-1 when the server had no such chat). */
+  agentDataOffset: number;
+  /**
+   * Messages in conversation order: each side continues the previous response's position
+   * (the request's, for the first response) without a gap.
    */
   messages: ChatMessage[];
   /** The server chat's epoch (empty when the server had no such chat). */
@@ -1747,6 +1781,278 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
   },
 };
 
+function createBaseWatchChatRequest(): WatchChatRequest {
+  return { chatId: "", visitorOffset: 0, agentOffset: 0, epoch: "" };
+}
+
+export const WatchChatRequest: MessageFns<WatchChatRequest> = {
+  encode(message: WatchChatRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chatId !== "") {
+      writer.uint32(10).string(message.chatId);
+    }
+    if (message.visitorOffset !== 0) {
+      writer.uint32(16).int64(message.visitorOffset);
+    }
+    if (message.agentOffset !== 0) {
+      writer.uint32(24).int64(message.agentOffset);
+    }
+    if (message.epoch !== "") {
+      writer.uint32(34).string(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchChatRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchChatRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chatId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.visitorOffset = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.agentOffset = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchChatRequest {
+    return {
+      chatId: isSet(object.chatId)
+        ? globalThis.String(object.chatId)
+        : isSet(object.chat_id)
+        ? globalThis.String(object.chat_id)
+        : "",
+      visitorOffset: isSet(object.visitorOffset)
+        ? globalThis.Number(object.visitorOffset)
+        : isSet(object.visitor_offset)
+        ? globalThis.Number(object.visitor_offset)
+        : 0,
+      agentOffset: isSet(object.agentOffset)
+        ? globalThis.Number(object.agentOffset)
+        : isSet(object.agent_offset)
+        ? globalThis.Number(object.agent_offset)
+        : 0,
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
+    };
+  },
+
+  toJSON(message: WatchChatRequest): unknown {
+    const obj: any = {};
+    if (message.chatId !== "") {
+      obj.chatId = message.chatId;
+    }
+    if (message.visitorOffset !== 0) {
+      obj.visitorOffset = Math.round(message.visitorOffset);
+    }
+    if (message.agentOffset !== 0) {
+      obj.agentOffset = Math.round(message.agentOffset);
+    }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchChatRequest>, I>>(base?: I): WatchChatRequest {
+    return WatchChatRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchChatRequest>, I>>(object: I): WatchChatRequest {
+    const message = createBaseWatchChatRequest();
+    message.chatId = object.chatId ?? "";
+    message.visitorOffset = object.visitorOffset ?? 0;
+    message.agentOffset = object.agentOffset ?? 0;
+    message.epoch = object.epoch ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchChatResponse(): WatchChatResponse {
+  return { code: 0, visitorDataOffset: 0, agentDataOffset: 0, messages: [], epoch: "" };
+}
+
+export const WatchChatResponse: MessageFns<WatchChatResponse> = {
+  encode(message: WatchChatResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.visitorDataOffset !== 0) {
+      writer.uint32(16).int64(message.visitorDataOffset);
+    }
+    if (message.agentDataOffset !== 0) {
+      writer.uint32(24).int64(message.agentDataOffset);
+    }
+    for (const v of message.messages) {
+      ChatMessage.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.epoch !== "") {
+      writer.uint32(42).string(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchChatResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchChatResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.visitorDataOffset = longToNumber(reader.int64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.agentDataOffset = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.messages.push(ChatMessage.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchChatResponse {
+    return {
+      code: isSet(object.code) ? resultCodeFromJSON(object.code) : 0,
+      visitorDataOffset: isSet(object.visitorDataOffset)
+        ? globalThis.Number(object.visitorDataOffset)
+        : isSet(object.visitor_data_offset)
+        ? globalThis.Number(object.visitor_data_offset)
+        : 0,
+      agentDataOffset: isSet(object.agentDataOffset)
+        ? globalThis.Number(object.agentDataOffset)
+        : isSet(object.agent_data_offset)
+        ? globalThis.Number(object.agent_data_offset)
+        : 0,
+      messages: globalThis.Array.isArray(object?.messages)
+        ? object.messages.map((e: any) => ChatMessage.fromJSON(e))
+        : [],
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
+    };
+  },
+
+  toJSON(message: WatchChatResponse): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = resultCodeToJSON(message.code);
+    }
+    if (message.visitorDataOffset !== 0) {
+      obj.visitorDataOffset = Math.round(message.visitorDataOffset);
+    }
+    if (message.agentDataOffset !== 0) {
+      obj.agentDataOffset = Math.round(message.agentDataOffset);
+    }
+    if (message.messages?.length) {
+      obj.messages = message.messages.map((e) => ChatMessage.toJSON(e));
+    }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchChatResponse>, I>>(base?: I): WatchChatResponse {
+    return WatchChatResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchChatResponse>, I>>(object: I): WatchChatResponse {
+    const message = createBaseWatchChatResponse();
+    message.code = object.code ?? 0;
+    message.visitorDataOffset = object.visitorDataOffset ?? 0;
+    message.agentDataOffset = object.agentDataOffset ?? 0;
+    message.messages = object.messages?.map((e) => ChatMessage.fromPartial(e)) || [];
+    message.epoch = object.epoch ?? "";
+    return message;
+  },
+};
+
 function createBaseRebuildRequest(): RebuildRequest {
   return { chat: undefined };
 }
@@ -1984,6 +2290,39 @@ export const ChatServiceService = {
     responseSerialize: (value: RebuildResponse): Buffer => Buffer.from(RebuildResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RebuildResponse => RebuildResponse.decode(value),
   },
+  /**
+   * WatchChat pushes new messages as the server accepts them, instead of the caller polling
+   * GetNewMessage. The request is the caller's position, as in GetNewMessage. The server first
+   * sends what the caller lacks, in pages under the response size budget (the first response
+   * comes at once, even when it carries no messages: the watch is then established), and then
+   * every message as it is accepted. There is no gap and no duplicate between catch-up and
+   * live: each response continues the previous one's position (the request's, for the first),
+   * so after a response the caller holds its old offsets plus that response's messages on each
+   * side.
+   *
+   * A response with RESULT_CODE_REBUILD_REQUIRED is the last one, and the stream then ends
+   * with OK. It comes when the chat is missing (the server creates it empty; offsets -1/-1),
+   * when either caller offset is ahead of the server's, when the request carries another
+   * epoch than the chat's, and when the chat is evicted while watched (offsets -1/-1, empty
+   * epoch). The client rebuilds as after GetNewMessage, then watches again.
+   *
+   * Other ends: RESOURCE_EXHAUSTED when the server already serves its limit of watchers, or
+   * when the caller does not take the responses for too long (--watch-stall-ms): it fell
+   * behind, and watches again from the offsets of the last response it received. (A caller
+   * that reads nothing at all may see the stream reset with ENHANCE_YOUR_CALM, which gRPC
+   * clients report as RESOURCE_EXHAUSTED too.) UNAVAILABLE when the server shuts down: watch
+   * again, on another server if need be. INVALID_ARGUMENT for an empty chat_id or a negative
+   * offset, as in GetNewMessage.
+   */
+  watchChat: {
+    path: "/chat.v1.ChatService/WatchChat" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchChatRequest): Buffer => Buffer.from(WatchChatRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchChatRequest => WatchChatRequest.decode(value),
+    responseSerialize: (value: WatchChatResponse): Buffer => Buffer.from(WatchChatResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchChatResponse => WatchChatResponse.decode(value),
+  },
 } as const;
 
 export interface ChatServiceServer extends UntypedServiceImplementation {
@@ -2013,6 +2352,31 @@ export interface ChatServiceServer extends UntypedServiceImplementation {
    * a large copy may be uploaded in several calls whose union is the whole chat.
    */
   rebuild: handleUnaryCall<RebuildRequest, RebuildResponse>;
+  /**
+   * WatchChat pushes new messages as the server accepts them, instead of the caller polling
+   * GetNewMessage. The request is the caller's position, as in GetNewMessage. The server first
+   * sends what the caller lacks, in pages under the response size budget (the first response
+   * comes at once, even when it carries no messages: the watch is then established), and then
+   * every message as it is accepted. There is no gap and no duplicate between catch-up and
+   * live: each response continues the previous one's position (the request's, for the first),
+   * so after a response the caller holds its old offsets plus that response's messages on each
+   * side.
+   *
+   * A response with RESULT_CODE_REBUILD_REQUIRED is the last one, and the stream then ends
+   * with OK. It comes when the chat is missing (the server creates it empty; offsets -1/-1),
+   * when either caller offset is ahead of the server's, when the request carries another
+   * epoch than the chat's, and when the chat is evicted while watched (offsets -1/-1, empty
+   * epoch). The client rebuilds as after GetNewMessage, then watches again.
+   *
+   * Other ends: RESOURCE_EXHAUSTED when the server already serves its limit of watchers, or
+   * when the caller does not take the responses for too long (--watch-stall-ms): it fell
+   * behind, and watches again from the offsets of the last response it received. (A caller
+   * that reads nothing at all may see the stream reset with ENHANCE_YOUR_CALM, which gRPC
+   * clients report as RESOURCE_EXHAUSTED too.) UNAVAILABLE when the server shuts down: watch
+   * again, on another server if need be. INVALID_ARGUMENT for an empty chat_id or a negative
+   * offset, as in GetNewMessage.
+   */
+  watchChat: handleServerStreamingCall<WatchChatRequest, WatchChatResponse>;
 }
 
 export interface ChatServiceClient extends Client {
@@ -2098,6 +2462,36 @@ export interface ChatServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RebuildResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * WatchChat pushes new messages as the server accepts them, instead of the caller polling
+   * GetNewMessage. The request is the caller's position, as in GetNewMessage. The server first
+   * sends what the caller lacks, in pages under the response size budget (the first response
+   * comes at once, even when it carries no messages: the watch is then established), and then
+   * every message as it is accepted. There is no gap and no duplicate between catch-up and
+   * live: each response continues the previous one's position (the request's, for the first),
+   * so after a response the caller holds its old offsets plus that response's messages on each
+   * side.
+   *
+   * A response with RESULT_CODE_REBUILD_REQUIRED is the last one, and the stream then ends
+   * with OK. It comes when the chat is missing (the server creates it empty; offsets -1/-1),
+   * when either caller offset is ahead of the server's, when the request carries another
+   * epoch than the chat's, and when the chat is evicted while watched (offsets -1/-1, empty
+   * epoch). The client rebuilds as after GetNewMessage, then watches again.
+   *
+   * Other ends: RESOURCE_EXHAUSTED when the server already serves its limit of watchers, or
+   * when the caller does not take the responses for too long (--watch-stall-ms): it fell
+   * behind, and watches again from the offsets of the last response it received. (A caller
+   * that reads nothing at all may see the stream reset with ENHANCE_YOUR_CALM, which gRPC
+   * clients report as RESOURCE_EXHAUSTED too.) UNAVAILABLE when the server shuts down: watch
+   * again, on another server if need be. INVALID_ARGUMENT for an empty chat_id or a negative
+   * offset, as in GetNewMessage.
+   */
+  watchChat(request: WatchChatRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchChatResponse>;
+  watchChat(
+    request: WatchChatRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchChatResponse>;
 }
 
 export const ChatServiceClient = makeGenericClientConstructor(ChatServiceService, "chat.v1.ChatService") as unknown as {

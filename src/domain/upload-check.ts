@@ -1,0 +1,49 @@
+import type { Chat, ChatCopy } from './chat.js';
+import { invalid } from './errors.js';
+import type { Limits } from './limits.js';
+import { type Message, sameMessage, sideOf } from './message.js';
+import { checkLength, requireContent, requireId, requireKnownType } from './validate.js';
+
+/**
+ * Validates the messages of an upload (Rebuild) against the chat it goes into, and returns
+ * those the chat lacks. Refuses (INVALID_ARGUMENT) a malformed upload and one that alters a
+ * message the chat holds; the chat and server limits are the store's to check.
+ */
+export function freshMessages(copy: ChatCopy, chat: Chat | undefined, limits: Pick<Limits, 'maxIdBytes' | 'maxContentBytes'>): Message[] {
+  const { maxIdBytes, maxContentBytes } = limits;
+  if (copy.visitor) {
+    checkLength('chat.visitor.id', copy.visitor.id, maxIdBytes);
+    checkLength('chat.visitor.name', copy.visitor.name, maxIdBytes);
+    checkLength('chat.visitor.email', copy.visitor.email, maxIdBytes);
+  }
+  const ids = new Set<string>();
+  const claimed = { visitor: new Set<number>(), agent: new Set<number>() };
+  const fresh: Message[] = [];
+  copy.messages.forEach((message, i) => {
+    const field = `chat.messages[${i}]`;
+    requireId(`${field}.id`, message.id, maxIdBytes);
+    if (ids.has(message.id)) throw invalid(`${field}.id "${message.id}" appears twice in the upload`);
+    ids.add(message.id);
+    if (message.type === undefined || (message.type as number) === 0) {
+      throw invalid(`${field}.message_type is required in an upload`);
+    }
+    requireKnownType(`${field}.message_type`, message.type);
+    if (!Number.isSafeInteger(message.dataOffset) || message.dataOffset < 1) {
+      throw invalid(`${field}.data_offset must be 1 or more (the offset you hold it at); got ${message.dataOffset}`);
+    }
+    const side = claimed[sideOf(message.type)];
+    if (side.has(message.dataOffset)) {
+      throw invalid(`${field}.data_offset ${message.dataOffset} is claimed twice on the ${sideOf(message.type)} side`);
+    }
+    side.add(message.dataOffset);
+    requireContent(`${field}.content`, message.content, maxContentBytes);
+    checkLength(`${field}.sender_id`, message.senderId, maxIdBytes);
+
+    const stored = chat?.find(message.id);
+    if (!stored) fresh.push(message);
+    else if (!sameMessage(stored, message)) {
+      throw invalid(`${field} (id "${message.id}") differs from the message the server holds under that id`);
+    }
+  });
+  return fresh;
+}
