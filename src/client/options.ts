@@ -28,6 +28,9 @@ export interface ChatSessionOptions {
   readonly store?: LocalStore;
   /** The visitor's details, uploaded with the copy when a server is rebuilt. */
   readonly visitor?: Visitor;
+  /** How `start()` receives: `watch` (the default; the server pushes) or `poll`. */
+  readonly receive?: 'watch' | 'poll';
+  /** How often `start()` polls, with `receive: 'poll'`. */
   readonly pollIntervalMs?: number;
   readonly callTimeoutMs?: number;
   /** Largest Rebuild request, in bytes (gRPC's default limit is 4 MiB). */

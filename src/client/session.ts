@@ -10,7 +10,8 @@ import {
   type Visitor,
 } from '../../generated/chat/v1/chat.js';
 import { RetryingCaller } from './caller.js';
-import { ChatSdkError } from './errors.js';
+import { type ServiceError, status } from '@grpc/grpc-js';
+import { ChatSdkError, isTransient, rejected } from './errors.js';
 import { type ClientOffsets, LocalCopy } from './local-copy.js';
 import { type LocalStore, MemoryStore, type PendingMessage } from './local-store.js';
 import type { ChatSessionEvents, ChatSessionOptions } from './options.js';
@@ -31,7 +32,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
   private readonly waiters = new Map<string, { resolve(m: ChatMessage): void; reject(e: Error): void }>();
   private queue: Promise<unknown> = Promise.resolve();
   private draining: Promise<void> | undefined;
-  private polling: Promise<void> | undefined;
+  private receiving: Promise<void> | undefined;
   /** The copy holds messages but no epoch: it must be checked against a server before use. */
   private unverified: boolean;
 
@@ -114,10 +115,15 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     return this.exclusive(() => this.catchUp(this.signalFor(options.signal)));
   }
 
-  /** Polls every `pollIntervalMs` until `stop()` or `close()`; new messages arrive as events. */
+  /**
+   * Receives in the background until `close()`, new messages arriving as events and through
+   * `updates()`: by watching (a WatchChat stream the server pushes to, resumed after it breaks,
+   * on another server if need be, with a rebuild when needed), or by polling every
+   * `pollIntervalMs` with `receive: 'poll'` or a transport that cannot watch.
+   */
   start(): void {
     this.ensureOpen();
-    this.polling ??= this.poll();
+    this.receiving ??= this.options.receive !== 'poll' && this.transport.watch ? this.watch() : this.poll();
   }
 
   /**
@@ -142,8 +148,46 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     this.closing.abort(new ChatSdkError('closed', 'the session was closed'));
     for (const waiter of this.waiters.values()) waiter.reject(new ChatSdkError('closed', 'the session was closed before the server acknowledged the message'));
     this.waiters.clear();
-    await Promise.allSettled([this.draining, this.polling, this.queue]);
+    await Promise.allSettled([this.draining, this.receiving, this.queue]);
     this.transport.close();
+  }
+
+  /** Catches up (rebuilding if asked), watches from there, and starts over whenever the watch ends or breaks. */
+  private async watch(): Promise<void> {
+    const signal = this.closing.signal;
+    for (let breaks = 0; !signal.aborted; ) {
+      try {
+        await this.exclusive(() => this.catchUp(signal));
+        const stream = this.transport.watch!({ chatId: this.chatId, ...this.offsets, epoch: this.marker }, signal);
+        let answered = false;
+        for await (const response of stream) {
+          answered = true;
+          breaks = 0;
+          if (response.code === REBUILD) break; // the server's last word: catch up and watch again
+          await this.exclusive(() => this.takePushed(response.messages, response.epoch));
+        }
+        if (!answered) await this.caller.pause(++breaks, signal); // ended at once: do not spin
+      } catch (error) {
+        if (signal.aborted) return;
+        if (error instanceof ChatSdkError) {
+          if (error.kind === 'rejected') this.emit('failure', error);
+        } else if (!isTransient(error)) {
+          this.emit('failure', rejected(error as ServiceError));
+        } else if ((error as ServiceError).code !== status.RESOURCE_EXHAUSTED) {
+          this.transport.failover(); // the server died or a proxy broke the stream; a cut-off slow watcher just resumes
+        }
+        await this.caller.pause(++breaks, signal).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Takes pushed messages into the copy, stores and announces the new ones. */
+  private async takePushed(messages: readonly ChatMessage[], epoch: string): Promise<void> {
+    this.learnEpoch(epoch);
+    const fresh = this.copy.take(messages);
+    if (fresh.length === 0) return;
+    await this.persist();
+    for (const message of fresh) this.emit('message', message);
   }
 
   private async poll(): Promise<void> {

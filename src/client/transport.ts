@@ -16,6 +16,8 @@ import {
   type GetNewMessageResponse,
   type RebuildRequest,
   type RebuildResponse,
+  type WatchChatRequest,
+  type WatchChatResponse,
 } from '../../generated/chat/v1/chat.js';
 import { ChatSdkError } from './errors.js';
 
@@ -43,6 +45,11 @@ export interface Transport {
   readonly address: string;
   /** One call; rejects with a grpc-js ServiceError (or a ChatSdkError when aborted). */
   call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>>;
+  /**
+   * Opens a WatchChat stream: its responses, ending when the server ends the stream; an error
+   * (a grpc-js ServiceError) when it breaks. Transports without it leave sessions polling.
+   */
+  watch?(request: WatchChatRequest, signal: AbortSignal): AsyncIterable<WatchChatResponse>;
   /** Moves on after a failed call. */
   failover(): void;
   close(): void;
@@ -107,14 +114,8 @@ export class ChatTransport implements Transport {
 
   /** One call to the current server, with a deadline, cancelled when `signal` aborts. */
   call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
-    if (this.current !== 0 && this.now() - this.leftHomeAt >= this.returnDelayMs) {
-      this.current = 0;
-      this.returning = true;
-    }
-    // A channel of its own (not grpc-js's shared subchannel pool), so a failover really reconnects.
-    const client = (this.clients[this.current] ??= new ChatServiceClient(this.address, this.channelCredentials, {
-      'grpc.use_local_subchannel_pool': 1,
-    }));
+    this.returnHome();
+    const client = this.client();
     const invoke = client[method].bind(client) as unknown as Unary<RequestOf<M>, ResponseOf<M>>;
     return new Promise((resolve, reject) => {
       const onAbort = () => call.cancel();
@@ -130,6 +131,37 @@ export class ChatTransport implements Transport {
       });
       signal?.addEventListener('abort', onAbort, { once: true });
     });
+  }
+
+  /** A watch on the current server, without a deadline, cancelled when `signal` aborts. */
+  watch(request: WatchChatRequest, signal: AbortSignal): AsyncIterable<WatchChatResponse> {
+    this.returnHome();
+    const stream = this.client().watchChat(request, new Metadata());
+    const onAbort = () => stream.cancel();
+    signal.addEventListener('abort', onAbort, { once: true });
+    stream.on('close', () => signal.removeEventListener('abort', onAbort));
+    return stream;
+  }
+
+  /** The current server's client, made on first use. */
+  private client(): ChatServiceClient {
+    // A channel of its own (not grpc-js's shared subchannel pool), so a failover really
+    // reconnects; keepalive pings, so a watch on a dead server is noticed. The server lets
+    // clients ping every 10 s at most (keepaliveMinPingIntervalMs).
+    return (this.clients[this.current] ??= new ChatServiceClient(this.address, this.channelCredentials, {
+      'grpc.use_local_subchannel_pool': 1,
+      'grpc.keepalive_time_ms': 15_000,
+      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    }));
+  }
+
+  /** Tries the first address again once the wait since leaving it has passed. */
+  private returnHome(): void {
+    if (this.current !== 0 && this.now() - this.leftHomeAt >= this.returnDelayMs) {
+      this.current = 0;
+      this.returning = true;
+    }
   }
 
   /** Closes every channel. */
