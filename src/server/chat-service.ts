@@ -18,7 +18,7 @@ import type { ChatStore, SendOutcome } from '../domain/store.js';
 import { readResponse, resultCode, toChatCopy, toSubmission, toWireMessage, wireOffsets } from './convert.js';
 import { unary } from './unary.js';
 
-/** The four RPCs as plain functions from request to response; errors are thrown. */
+/** The four unary RPCs as plain functions from request to response; errors are thrown. */
 export interface ChatHandlers {
   addVisitorMessage(request: AddVisitorMessageRequest): AddVisitorMessageResponse;
   addAgentMessage(request: AddAgentMessageRequest): AddAgentMessageResponse;

@@ -63,7 +63,7 @@ export class Watches {
  * dirty. A response the stream does not take within `watchStallMs` cuts the watcher off.
  */
 class Watcher {
-  private readonly chatId: string;
+  private chatId = '';
   private position: Position = { visitor: 0, agent: 0 };
   private unsubscribe: () => void = () => {};
   /** A response is in flight (its write callback, or a 'drain', is still due). */
@@ -83,7 +83,6 @@ class Watcher {
     private readonly logger: Logger,
     private readonly onClosed: () => void,
   ) {
-    this.chatId = call.request.chatId;
     call.once('cancelled', () => this.closed());
     call.once('close', () => this.closed());
     call.once('finish', () => clearTimeout(this.resetTimer));
@@ -94,7 +93,8 @@ class Watcher {
     try {
       const failure = decodeFailure(this.call.request);
       if (failure !== undefined) throw invalid(`the WatchChat request could not be decoded: ${failure}`);
-      const { visitorOffset, agentOffset, epoch } = this.call.request;
+      const { chatId, visitorOffset, agentOffset, epoch } = this.call.request;
+      this.chatId = chatId;
       const caller = { visitor: visitorOffset, agent: agentOffset, epoch };
       // One synchronous step: every change after the first read is heard.
       this.unsubscribe = this.store.watch(this.chatId, () => this.heard());

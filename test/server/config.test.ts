@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { ConfigError, DEFAULT_CONFIG, loadConfig } from '../../src/server/config.js';
+import { serverOptions } from '../../src/server/server.js';
 
 describe('configuration', () => {
   it('defaults to 0.0.0.0:50051 with the documented limits', () => {
@@ -11,6 +12,17 @@ describe('configuration', () => {
     const env = { HOST: '127.0.0.1', PORT: '6000', MAX_CONTENT_BYTES: '100' };
     expect(loadConfig([], env)).to.include({ host: '127.0.0.1', port: 6000, maxContentBytes: 100 });
     expect(loadConfig(['--port', '7000', '--max-chats=5'], env)).to.include({ port: 7000, maxChats: 5, maxContentBytes: 100 });
+  });
+
+  it('takes the watch and keepalive settings, and hands keepalive to grpc-js', () => {
+    const config = loadConfig(['--watch-stall-ms', '500', '--keepalive-min-ping-interval-ms=5000'], { MAX_WATCHERS: '7', KEEPALIVE_TIME_MS: '1000' });
+    expect(config).to.include({ watchStallMs: 500, maxWatchers: 7, keepaliveTimeMs: 1000, keepaliveTimeoutMs: 20_000, watchCutoffGraceMs: 1_000 });
+    expect(serverOptions(config)).to.deep.equal({
+      'grpc.keepalive_time_ms': 1000,
+      'grpc.keepalive_timeout_ms': 20_000,
+      'grpc.http2.min_ping_interval_without_data_ms': 5000,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
   });
 
   it('refuses numbers that are not whole, ports out of range and unknown flags', () => {

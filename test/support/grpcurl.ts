@@ -1,5 +1,5 @@
 import type { JsonValue } from '@bufbuild/protobuf';
-import { describe, invoke, listServices, reflectRegistry } from './reflection-client.js';
+import { describe, invokeAll, listServices, reflectRegistry } from './reflection-client.js';
 
 /** What a grpcurl command line asks for. */
 export type GrpcurlCommand =
@@ -92,8 +92,9 @@ export function parseGrpcurl(argv: readonly string[]): ParsedGrpcurl {
 /**
  * Runs a grpcurl command line against `address` (replacing the address written in it) and
  * returns what grpcurl would print: service or method names one a line, a description, or
- * the response as 2-space-indented protojson. A non-OK status rejects with grpc-js's
- * ServiceError, whose `code` is the status.
+ * each response as 2-space-indented protojson (a stream's responses one after the other, once
+ * it has ended). A non-OK status rejects with grpc-js's ServiceError, whose `code` is the
+ * status.
  */
 export async function grpcurl(argv: readonly string[], address: string): Promise<string> {
   const { command } = parseGrpcurl(argv);
@@ -112,7 +113,13 @@ export async function grpcurl(argv: readonly string[], address: string): Promise
     }
     case 'invoke': {
       const request = JSON.parse(command.data) as JsonValue;
-      return JSON.stringify(await invoke(address, command.method, request, { emitDefaults: command.emitDefaults }), null, 2);
+      const responses = await invokeAll(address, command.method, request, { emitDefaults: command.emitDefaults });
+      return responses.map((response) => JSON.stringify(response, null, 2)).join('\n');
     }
   }
+}
+
+/** The responses in grpcurl's output for a call: JSON objects one after another, each from column 0. */
+export function parseResponses(output: string): unknown[] {
+  return output.trim() === '' ? [] : output.split(/\n(?=\{)/).map((text) => JSON.parse(text) as unknown);
 }

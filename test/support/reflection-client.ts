@@ -188,7 +188,9 @@ export interface InvokeOptions {
 function findMethod(registry: FileRegistry, serviceName: string, methodName: string): DescMethod {
   const method = registry.getService(serviceName)?.methods.find((m) => m.name === methodName);
   if (!method) throw new Error(`${serviceName}/${methodName} is not in the reflected descriptors`);
-  if (method.methodKind !== 'unary') throw new Error(`${serviceName}/${methodName} is ${method.methodKind}; only unary calls are supported`);
+  if (method.methodKind !== 'unary' && method.methodKind !== 'server_streaming') {
+    throw new Error(`${serviceName}/${methodName} is ${method.methodKind}; only unary and server-streaming calls are supported`);
+  }
   return method;
 }
 
@@ -198,25 +200,48 @@ function findMethod(registry: FileRegistry, serviceName: string, methodName: str
  * with grpc-js's ServiceError (its `code` is the status).
  */
 export async function invoke(address: string, fullMethod: string, request: JsonValue, options: InvokeOptions = {}): Promise<JsonValue> {
+  const responses = await invokeAll(address, fullMethod, request, { ...options, unaryOnly: true });
+  return responses[0]!;
+}
+
+/**
+ * Calls a unary or server-streaming method as {@link invoke} does, and returns every response
+ * (one for a unary call) once the call has ended with OK. A stream that has not ended within
+ * the call timeout rejects with DEADLINE_EXCEEDED, so a watch that never ends cannot hang a test.
+ */
+export async function invokeAll(
+  address: string,
+  fullMethod: string,
+  request: JsonValue,
+  options: InvokeOptions & { readonly unaryOnly?: boolean } = {},
+): Promise<JsonValue[]> {
   const match = /^\/?([\w.]+)[/.](\w+)$/.exec(fullMethod);
   if (!match) throw new Error(`expected pkg.Service/Method, got ${fullMethod}`);
   const [, serviceName = '', methodName = ''] = match;
   return withReflection(address, async (reflection, client) => {
     const registry = strictRegistry(await collectFiles(reflection, serviceName));
     const method = findMethod(registry, serviceName, methodName);
+    if (options.unaryOnly && method.methodKind !== 'unary') throw new Error(`${fullMethod} is not unary`);
     const body = Buffer.from(toBinary(method.input, fromJson(method.input, request, { registry })));
     const passThrough = (bytes: Buffer) => bytes;
-    const reply = await new Promise<Buffer>((resolve, reject) =>
-      client.makeUnaryRequest(
-        `/${serviceName}/${methodName}`,
-        passThrough,
-        passThrough,
-        body,
-        { deadline: Date.now() + CALL_TIMEOUT_MS },
-        (error: ServiceError | null, response?: Buffer) => (error ? reject(error) : resolve(response!)),
-      ),
+    const path = `/${serviceName}/${methodName}`;
+    const deadline = Date.now() + CALL_TIMEOUT_MS;
+    const replies = await new Promise<Buffer[]>((resolve, reject) => {
+      if (method.methodKind === 'unary') {
+        client.makeUnaryRequest(path, passThrough, passThrough, body, { deadline }, (error: ServiceError | null, response?: Buffer) =>
+          error ? reject(error) : resolve([response!]),
+        );
+        return;
+      }
+      const received: Buffer[] = [];
+      const call = client.makeServerStreamRequest(path, passThrough, passThrough, body, { deadline });
+      call.on('data', (response: Buffer) => received.push(response));
+      call.on('error', reject);
+      call.on('end', () => resolve(received));
+    });
+    return replies.map((reply) =>
+      toJson(method.output, fromBinary(method.output, reply), { registry, alwaysEmitImplicit: options.emitDefaults ?? false }),
     );
-    return toJson(method.output, fromBinary(method.output, reply), { registry, alwaysEmitImplicit: options.emitDefaults ?? false });
   });
 }
 
