@@ -1,31 +1,19 @@
 import { once } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { ChatSdkError, ChatSession, type ChatSessionOptions, MemoryStore, MessageType, type RetryEvent } from '../../src/client/index.js';
+import { ChatSdkError, type ChatSession, MemoryStore, MessageType, type RetryEvent } from '../../src/client/index.js';
 import { chatApi } from '../support/chat-api.js';
-import { type ServerProcess, spawnServer, startTestServer, type TestServer } from '../support/servers.js';
+import { startTestServer } from '../support/servers.js';
+import { sessionHarness } from '../support/sessions.js';
 
 const transcript = (session: ChatSession) => session.messages.map((m) => `${m.id}@${m.dataOffset}: ${m.content}`);
-const fast = { initialMs: 5, maxMs: 50 };
 
 describe('ChatSession against real servers', () => {
-  const sessions: ChatSession[] = [];
-  const servers: TestServer[] = [];
-  const processes: ServerProcess[] = [];
-  const open = async (options: ChatSessionOptions) => {
-    const session = await ChatSession.open({ backoff: fast, ...options });
-    sessions.push(session);
-    return session;
-  };
-  afterEach(async () => {
-    await Promise.all(sessions.splice(0).map((s) => s.close()));
-    await Promise.all(servers.splice(0).map((s) => s.close()));
-    await Promise.all(processes.splice(0).map((p) => p.kill()));
-  });
+  const harness = sessionHarness();
+  const open = harness.open;
 
   it('lets a visitor and an agent talk, each send landing in order and reaching the other', async () => {
-    const server = await startTestServer();
-    servers.push(server);
+    const server = await harness.server();
     const visitor = await open({ chatId: 'talk', role: { kind: 'visitor', visitorId: 'vis-1' }, servers: [server.address] });
     const agent = await open({ chatId: 'talk', role: { kind: 'agent', agentId: 'agent-7' }, servers: [server.address] });
 
@@ -43,8 +31,7 @@ describe('ChatSession against real servers', () => {
   });
 
   it('offers new messages as events and as an async iterator while polling', async () => {
-    const server = await startTestServer();
-    servers.push(server);
+    const server = await harness.server();
     const agent = await open({ chatId: 'push', role: { kind: 'agent', agentId: 'agent-7' }, servers: [server.address], pollIntervalMs: 10 });
     const visitor = await open({ chatId: 'push', role: { kind: 'visitor' }, servers: [server.address] });
     await agent.sync();
@@ -63,8 +50,7 @@ describe('ChatSession against real servers', () => {
   });
 
   it('rejects what the server refuses with a typed error and goes on with the next send', async () => {
-    const server = await startTestServer({ maxContentBytes: 10 });
-    servers.push(server);
+    const server = await harness.server({ maxContentBytes: 10 });
     const visitor = await open({ chatId: 'bad', role: { kind: 'visitor' }, servers: [server.address] });
     const tooLong = visitor.send('far too long for this server');
     const fine = visitor.send('short');
@@ -75,8 +61,7 @@ describe('ChatSession against real servers', () => {
   });
 
   it('rejects with RESOURCE_EXHAUSTED once every server has said a limit is reached', async () => {
-    const server = await startTestServer({ maxMessagesPerChat: 1 });
-    servers.push(server);
+    const server = await harness.server({ maxMessagesPerChat: 1 });
     const visitor = await open({ chatId: 'full', role: { kind: 'visitor' }, servers: [server.address] });
     await visitor.send('the only message');
     const error = await visitor.send('one too many').then(() => expect.fail('accepted'), (e: unknown) => e);
@@ -85,8 +70,7 @@ describe('ChatSession against real servers', () => {
   });
 
   it('a client that lost its local copy rejoins and receives the whole chat (scenario 9)', async () => {
-    const server = await startTestServer();
-    servers.push(server);
+    const server = await harness.server();
     const visitor = await open({ chatId: 'rejoin', role: { kind: 'visitor' }, servers: [server.address] });
     const agent = await open({ chatId: 'rejoin', role: { kind: 'agent', agentId: 'a' }, servers: [server.address] });
     for (let i = 0; i < 5; i += 1) {
@@ -100,10 +84,8 @@ describe('ChatSession against real servers', () => {
   });
 
   it('rebuilds a chat larger than one gRPC message through uploads under the limit', async () => {
-    const server = await startTestServer();
-    servers.push(server);
-    const writerServer = await startTestServer();
-    servers.push(writerServer);
+    const server = await harness.server();
+    const writerServer = await harness.server();
     const writer = await open({ chatId: 'big', role: { kind: 'visitor' }, servers: [writerServer.address] });
     for (let i = 0; i < 80; i += 1) await writer.send(String.fromCharCode(97 + (i % 26)).repeat(60_000), { id: `m${i}` });
 
@@ -130,8 +112,7 @@ describe('ChatSession against real servers', () => {
     expect(closed).to.be.instanceOf(ChatSdkError).and.include({ kind: 'closed' });
     expect((await store.load('outbox'))!.outbox.map((m) => m.id)).to.deep.equal(['queued-1']);
 
-    const server = await startTestServer();
-    servers.push(server);
+    const server = await harness.server();
     const online = await open({ chatId: 'outbox', role: { kind: 'visitor' }, servers: [server.address], store });
     const delivered = once(online, 'message');
     expect(online.pending.map((m) => m.id)).to.deep.equal(['queued-1']);
@@ -141,8 +122,7 @@ describe('ChatSession against real servers', () => {
   });
 
   it('stops waiting when a signal aborts, without unsending; a sync with an aborted signal rejects', async () => {
-    const server = await startTestServer();
-    servers.push(server);
+    const server = await harness.server();
     const visitor = await open({ chatId: 'abort', role: { kind: 'visitor' }, servers: [server.address] });
     const stop = new AbortController();
     stop.abort();
@@ -155,7 +135,7 @@ describe('ChatSession against real servers', () => {
   });
 
   it('fails over to the next server when its server process is killed mid-conversation', async () => {
-    processes.push(await spawnServer(), await spawnServer());
+    const processes = await harness.processes(2);
     const addresses = processes.map((p) => p.address);
     const visitor = await open({ chatId: 'fo', role: { kind: 'visitor' }, servers: addresses, callTimeoutMs: 500 });
     const agent = await open({ chatId: 'fo', role: { kind: 'agent', agentId: 'a' }, servers: addresses });

@@ -1,9 +1,8 @@
 import { once } from 'node:events';
 import { expect } from 'chai';
-import { type ChatMessage, ChatSession, type ChatSessionOptions } from '../../src/client/index.js';
-import { type ServerProcess, spawnServer, startTestServer, type TestServer } from '../support/servers.js';
+import type { ChatMessage, ChatSession } from '../../src/client/index.js';
+import { sessionHarness } from '../support/sessions.js';
 
-const fast = { initialMs: 5, maxMs: 50 };
 /** So long that a message arriving within a test can only have been pushed, not polled. */
 const NEVER_POLL = 10 * 60_000;
 
@@ -20,23 +19,11 @@ function arrival(session: ChatSession, id: string): Promise<ChatMessage> {
 }
 
 describe('ChatSession receiving by watch', () => {
-  const sessions: ChatSession[] = [];
-  const servers: TestServer[] = [];
-  const processes: ServerProcess[] = [];
-  const open = async (options: ChatSessionOptions) => {
-    const session = await ChatSession.open({ backoff: fast, pollIntervalMs: NEVER_POLL, ...options });
-    sessions.push(session);
-    return session;
-  };
-  afterEach(async () => {
-    await Promise.all(sessions.splice(0).map((s) => s.close()));
-    await Promise.all(servers.splice(0).map((s) => s.close()));
-    await Promise.all(processes.splice(0).map((p) => p.kill()));
-  });
+  const harness = sessionHarness({ pollIntervalMs: NEVER_POLL });
+  const open = harness.open;
 
   it('watches by default: what the visitor sends is pushed to the agent, in order', async () => {
-    const server = await startTestServer();
-    servers.push(server);
+    const server = await harness.server();
     const visitor = await open({ chatId: 'push', role: { kind: 'visitor' }, servers: [server.address] });
     const agent = await open({ chatId: 'push', role: { kind: 'agent', agentId: 'a' }, servers: [server.address] });
     await visitor.send('before the watch', { id: 'v0' });
@@ -51,8 +38,7 @@ describe('ChatSession receiving by watch', () => {
   });
 
   it('polls when asked to', async () => {
-    const server = await startTestServer();
-    servers.push(server);
+    const server = await harness.server();
     const visitor = await open({ chatId: 'poll', role: { kind: 'visitor' }, servers: [server.address] });
     const agent = await open({ chatId: 'poll', role: { kind: 'agent', agentId: 'a' }, servers: [server.address], receive: 'poll', pollIntervalMs: 20 });
     const got = arrival(agent, 'v1');
@@ -62,7 +48,7 @@ describe('ChatSession receiving by watch', () => {
   });
 
   it('resumes on another server after its server is killed, rebuilding it, and misses nothing', async () => {
-    processes.push(await spawnServer(), await spawnServer());
+    const processes = await harness.processes(2);
     const addresses = processes.map((p) => p.address);
     const visitor = await open({ chatId: 'resume', role: { kind: 'visitor' }, servers: addresses });
     const agent = await open({ chatId: 'resume', role: { kind: 'agent', agentId: 'a' }, servers: addresses });

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { Cast, expectInvariants, type Participant, syncEveryone } from './invariants.js';
 import { RestartableServer } from './restartable.js';
+import { seeded } from '../support/random.js';
 
 /** CHAOS_SEED=n replays a run's choices (the timing of real processes still varies). */
 const SEED = process.env.CHAOS_SEED ? Number(process.env.CHAOS_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -9,18 +10,6 @@ const STEPS = 120;
 const SERVER_EVENT_CHANCE = 0.15;
 /** Chance that a client's step is a send (not awaited: it may be in flight at the next kill) rather than a sync. */
 const SEND_CHANCE = 0.6;
-
-/** mulberry32: a small, seeded, good-enough generator. */
-function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe(`chaos: three servers SIGKILLed and restarted at random during a conversation (seed ${SEED})`, function () {
   this.timeout(45_000);

@@ -4,7 +4,7 @@ import { MemoryStore } from '../../src/client/local-store.js';
 import { ChatSession, type Role } from '../../src/client/index.js';
 import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { checkInvariants, type ClientState, SimulationFailure } from './invariants.js';
-import { derived } from './random.js';
+import { derived } from '../support/random.js';
 import { type Action, CLIENT_NAMES, type FaultRates, type Schedule, SERVER_NAMES } from './schedule.js';
 import { NO_FAULTS, quiescence, SimClock, SimNetwork, SimServer, SimTransport } from './world.js';
 

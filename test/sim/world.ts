@@ -7,7 +7,7 @@ import type { Clock, Limits } from '../../src/domain/limits.js';
 import { ChatStore } from '../../src/domain/store.js';
 import { type ChatHandlers, chatHandlers } from '../../src/server/chat-service.js';
 import { toServiceError } from '../../src/server/status.js';
-import { below, chance, type Random } from './random.js';
+import { below, chance, type Random } from '../support/random.js';
 
 /**
  * The simulated world: servers running the real domain and handler code, and a network that
