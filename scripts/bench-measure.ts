@@ -1,0 +1,163 @@
+/**
+ * What `npm run bench` measures and how: the settings and report it passes between processes,
+ * a window of latencies, a pacer for open-loop calls at a fixed rate, percentiles, and CPU
+ * time from /proc.
+ */
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+
+/** What the parent asks for (see scripts/bench.ts for the defaults). */
+export interface LoadSettings {
+  readonly address: string;
+  /** The server's pid, to read its CPU time from /proc. */
+  readonly serverPid: number;
+  readonly chats: number;
+  readonly measureSeconds: number;
+  readonly warmupSeconds: number;
+  /** Each visitor sends one message this often, the chats staggered evenly. */
+  readonly sendEveryMs: number;
+  /** One polling mode per entry: each agent calls GetNewMessage this often, staggered evenly. */
+  readonly pollIntervalsMs: readonly number[];
+  /** gRPC channels (each its own HTTP/2 connection) shared by all chats. */
+  readonly channels: number;
+  /** Baseline calls per second, spread over a few empty chats. */
+  readonly baselinePerSecond: number;
+  readonly callTimeoutMs: number;
+}
+
+/** Percentiles of one set of latencies. */
+export interface Figures {
+  readonly samples: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly maxMs: number;
+}
+
+export type Mode = 'push' | 'polling';
+
+/** One mode's measured window. */
+export interface PhaseReport {
+  readonly mode: Mode;
+  /** Polling mode: how often each agent polled. */
+  readonly pollIntervalMs: number | undefined;
+  readonly seconds: number;
+  readonly sends: number;
+  readonly sendsPerSecond: number;
+  /** Send start to the agent's receipt, for messages sent in the window. */
+  readonly delivery: Figures;
+  /** Sent in the window but not received by the end of the drain (or whose send failed). */
+  readonly undelivered: number;
+  /** AddVisitorMessage round trip (send start to the visitor's acknowledgement). */
+  readonly sendAck: Figures;
+  /** GetNewMessage on an empty chat, round trip. */
+  readonly baseline: Figures;
+  readonly pollsPerSecond: number;
+  /** Poll ticks skipped because that agent's previous poll had not come back. */
+  readonly pollsSkipped: number;
+  readonly errors: number;
+  readonly loadCpuPercent: number;
+  /** undefined where /proc/<pid>/stat cannot be read. */
+  readonly serverCpuPercent: number | undefined;
+  /** Every process on the machine (all cores; undefined where /proc/stat cannot be read). */
+  readonly machineCpuPercent: number | undefined;
+  readonly loadLoopDelayP99Ms: number;
+}
+
+export interface LoadReport {
+  readonly setupMs: number;
+  readonly phases: readonly PhaseReport[];
+}
+
+/** What this process tells its parent. */
+export type LoadMessage = { kind: 'progress'; text: string } | { kind: 'report'; report: LoadReport };
+
+/** The event-loop delay histogram's sampling period. */
+export const LOOP_DELAY_RESOLUTION_MS = 10;
+/** After a window, how long messages sent in it may still take to arrive (plus one poll interval). */
+export const DRAIN_MS = 5_000;
+
+/** Linux reports /proc CPU times in USER_HZ, which is 100 on every mainstream architecture. */
+const USER_HZ = 100;
+
+/** The latencies and counts of one measured window. */
+export class Window {
+  recording = false;
+  readonly delivery: number[] = [];
+  readonly sendAck: number[] = [];
+  readonly baseline: number[] = [];
+  /** Send start time of each message sent in the window and not yet received, by id. */
+  readonly inFlight = new Map<string, number>();
+  sends = 0;
+  polls = 0;
+  pollsSkipped = 0;
+  errors = 0;
+
+  /** The agent received `id`. */
+  received(id: string, at: number): void {
+    const sentAt = this.inFlight.get(id);
+    if (sentAt === undefined) return; // sent outside the window
+    this.inFlight.delete(id);
+    this.delivery.push(at - sentAt);
+  }
+}
+
+/** Calls `action(0)`, `action(1)`, ... at `perSecond` from `start()`, evenly spaced. */
+export class Pacer {
+  private startedAt = 0;
+  private next = 0;
+  private running = false;
+
+  constructor(
+    private readonly perSecond: number,
+    private readonly action: (n: number) => void,
+  ) {}
+
+  start(): void {
+    this.startedAt = performance.now();
+    this.running = true;
+  }
+
+  stop(): void {
+    this.running = false;
+  }
+
+  tick(now: number): void {
+    if (!this.running) return;
+    const due = Math.floor(((now - this.startedAt) * this.perSecond) / 1000);
+    while (this.next < due) this.action(this.next++);
+  }
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  return sorted.length === 0 ? NaN : sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/** p50 and p99 by nearest rank, and the largest. */
+export function figures(latencies: readonly number[]): Figures {
+  const sorted = Float64Array.from(latencies).sort();
+  const values = Array.from(sorted);
+  return { samples: values.length, p50Ms: percentile(values, 50), p99Ms: percentile(values, 99), maxMs: values.at(-1) ?? NaN };
+}
+
+/** A process's CPU time so far, in ms (undefined where /proc is not readable). */
+export function processCpuMs(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / USER_HZ; // utime and stime
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU time every process on the machine has used so far (all cores), in ms (undefined where /proc is not readable). */
+export function machineBusyMs(): number | undefined {
+  try {
+    const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
+    const [user, nice, system, , , irq, softirq, steal] = ticks.map(Number) as number[];
+    return ((user! + nice! + system! + irq! + softirq! + steal!) * 1000) / USER_HZ; // all but idle and iowait; steal is time other virtual machines took
+  } catch {
+    return undefined;
+  }
+}
+

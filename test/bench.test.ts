@@ -1,0 +1,58 @@
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+
+const REPO = fileURLToPath(new URL('..', import.meta.url));
+const BENCH = path.join(REPO, 'dist/scripts/bench.js');
+const SOURCES = ['scripts/bench.ts', 'scripts/bench-load.ts', 'scripts/bench-measure.ts', 'scripts/bench-report.ts'];
+const BUILD_TIMEOUT_MS = 120_000;
+const BENCH_TIMEOUT_MS = 30_000;
+/** A bench small enough for `npm test`: it checks the bench runs, not how fast anything is. */
+const SMALL = { BENCH_CHATS: '20', BENCH_SECONDS: '2', BENCH_WARMUP_SECONDS: '1', BENCH_POLL_MS: '100' };
+
+/** Whether dist/ lacks the bench or is older than its sources (`npm test` builds first; `mocha FILE` may not). */
+async function buildIsStale(): Promise<boolean> {
+  const built = await stat(BENCH).then((s) => s.mtimeMs, () => 0);
+  const sources = await Promise.all(SOURCES.map(async (file) => (await stat(path.join(REPO, file))).mtimeMs));
+  return built < Math.max(...sources);
+}
+
+describe('npm run bench (a small run)', function () {
+  this.timeout(BUILD_TIMEOUT_MS + BENCH_TIMEOUT_MS);
+
+  before(async () => {
+    if (await buildIsStale()) await promisify(execFile)('npm', ['run', 'build', '--silent'], { cwd: REPO, timeout: BUILD_TIMEOUT_MS });
+  });
+
+  it('exits 0 and prints a push row, a polling row and the reading, with every message delivered', async () => {
+    // SIGTERM on timeout lets the bench kill its server and load processes before it exits.
+    const child = spawn(process.execPath, [BENCH], {
+      cwd: REPO,
+      env: { ...process.env, ...SMALL },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: BENCH_TIMEOUT_MS,
+      killSignal: 'SIGTERM',
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = await once(child, 'exit');
+
+    expect(code, `${stdout}\n${stderr}`).to.equal(0);
+    expect(stdout).to.match(/^push \(WatchChat\) +\| +\d+ \| +[\d.]+ \| +[\d.]+ \| +[\d.]+×$/m);
+    expect(stdout).to.match(/^polling every 100 ms +\| +\d+ \| +[\d.]+ \| +[\d.]+ \| +[\d.]+×$/m);
+    expect(stdout).to.match(/^push p50 is [\d.]+ ms, polling p50 [\d.]+ ms every 100 ms \([\d.]+× of push/m);
+    const { report } = JSON.parse(stdout.trim().split('\n').at(-1)!) as { report: { phases: { mode: string; sends: number; delivery: { samples: number }; undelivered: number; errors: number }[] } };
+    expect(report.phases.map((p) => p.mode)).to.deep.equal(['push', 'polling']);
+    for (const phase of report.phases) {
+      expect(phase.sends, phase.mode).to.be.greaterThan(0);
+      expect(phase.delivery.samples, phase.mode).to.equal(phase.sends);
+      expect([phase.undelivered, phase.errors], phase.mode).to.deep.equal([0, 0]);
+    }
+  });
+});
