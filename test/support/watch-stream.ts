@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import type { ClientReadableStream, status, StatusObject } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type ChatServiceClient, MessageType, ResultCode, WatchChatRequest, type WatchChatResponse } from '../../generated/chat/v1/chat.js';
@@ -122,7 +123,7 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
+    await delay(5); // poll the condition; the deadline above bounds the wait
   }
 }
 
