@@ -102,4 +102,37 @@ describe('ChatSession behind one load-balanced address (haproxy)', function () {
     expect(visitor.pending).to.deep.equal([]);
     expect(agent.pending).to.deep.equal([]);
   });
+
+  it('keeps a watch going through the same address: the stream haproxy broke is resumed on B, rebuilt', async () => {
+    const a = await spawnServer();
+    processes.push(a);
+    const b = await spawnServer();
+    processes.push(b);
+    const lb = (balancer = await startHaproxy([a.address, b.address]));
+    const open = async (role: ChatSessionOptions['role']) => {
+      // A poll interval far beyond the test: whatever the agent gets is pushed.
+      const session = await ChatSession.open({ chatId: CHAT, role, servers: [lb.address], backoff: { initialMs: 5, maxMs: 100 }, pollIntervalMs: 600_000 });
+      sessions.push(session);
+      return session;
+    };
+    const visitor = await open({ kind: 'visitor', visitorId: 'vis-1' });
+    const agent = await open({ kind: 'agent', agentId: 'agent-7' });
+    // Every arrival is recorded from the start: a push may come before the test asks for it.
+    const received = new Set<string>();
+    const waiting = new Map<string, () => void>();
+    agent.on('message', (m) => {
+      received.add(m.id);
+      waiting.get(m.id)?.();
+    });
+    const arrived = (id: string) => new Promise<void>((resolve) => (received.has(id) ? resolve() : waiting.set(id, resolve)));
+    agent.start();
+    await visitor.send('before', { id: 'v-before' });
+    await arrived('v-before');
+
+    await a.kill();
+    await visitor.send('after A died', { id: 'v-after' });
+    await arrived('v-after');
+    expect(agent.messages.map(line)).to.deep.equal(visitor.messages.map(line));
+    expect((await serverView(b.address)).map(line), "B's view").to.deep.equal(visitor.messages.map(line));
+  });
 });
