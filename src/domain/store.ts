@@ -201,9 +201,10 @@ export class ChatStore {
         displaced: 0,
       };
     }
-    const fresh = this.checkUpload(copy, existing);
+    this.checkUpload(copy, existing);
     const chat = this.touch(existing ?? this.create(copy.id));
-    const { added, displaced } = chat.merge({ ...copy, messages: fresh });
+    // The whole copy: the messages the chat holds are the anchors that keep the uploader's order.
+    const { added, displaced } = chat.merge(copy);
     if (added > 0) this.watchers.notify(chat.id, 'messages');
     const page = chat.snapshot(this.limits.maxResponseBytes);
     return {
@@ -266,8 +267,8 @@ export class ChatStore {
     return { rebuildRequired: false, offsets, epoch, messages: chat.readAfter(caller, this.limits.maxResponseBytes).messages };
   }
 
-  /** Validates an upload against the chat; returns the messages the chat lacks. */
-  private checkUpload(copy: ChatCopy, chat: Chat | undefined): Message[] {
+  /** Validates an upload against the chat and the limits; refuses it before anything changes. */
+  private checkUpload(copy: ChatCopy, chat: Chat | undefined): void {
     const fresh = freshMessages(copy, chat, this.limits);
     if (!chat && this.chats.size >= this.limits.maxChats) throw this.full();
     const total = (chat?.size ?? 0) + fresh.length;
@@ -277,7 +278,6 @@ export class ChatStore {
         `chat "${copy.id}" would hold ${total} messages; the limit is ${this.limits.maxMessagesPerChat}`,
       );
     }
-    return fresh;
   }
 
   private create(chatId: string): Chat {

@@ -215,6 +215,16 @@ describe('ChatStore', () => {
       expect(ids(last.messages)).to.deep.equal(ids(all));
     });
 
+    it('keeps the uploader\'s order around messages the server holds elsewhere', () => {
+      const store = testStore();
+      const copy = (...messages: ReturnType<typeof held>[]) => ({ id: 'c', visitor: undefined, beginTime: undefined, messages });
+      store.rebuild(copy(held('a', 1)));
+      store.rebuild(copy(held('m1', 4))); // beyond a gap: the server holds m1 at 4
+      // The uploader holds m1 at 2 and m2 after it; offset 3 is free, but m2 must follow m1.
+      const merged = store.rebuild(copy(held('a', 1), held('m1', 2), held('m2', 3)));
+      expect(merged.messages.map((m) => `${m.dataOffset}:${m.id}`)).to.deep.equal(['1:a', '4:m1', '5:m2']);
+    });
+
     it('adds only what the server lacks and keeps what it holds at its offsets', () => {
       const store = testStore();
       store.rebuild({ id: 'c', visitor: undefined, beginTime: undefined, messages: [held('v1', 1), held('y', 2)] });
