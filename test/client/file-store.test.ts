@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import { FileStore, LocalStoreError } from '../../src/client/file-store.js';
 import type { LocalChatState } from '../../src/client/local-store.js';
 import { growingState, sampleState } from './fixtures/states.js';
+import { killChildren } from '../support/servers.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const CHILD = fileURLToPath(new URL('./fixtures/save-in-child.ts', import.meta.url));
@@ -34,12 +35,7 @@ describe('FileStore', () => {
   }
 
   afterEach(async () => {
-    for (const child of children) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
-      }
-    }
+    await killChildren(children);
     children.clear();
     await Promise.all(directories.splice(0).map((d) => rm(d, { recursive: true, force: true })));
   });

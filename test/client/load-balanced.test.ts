@@ -40,19 +40,23 @@ describe('ChatSession behind one load-balanced address (haproxy)', function () {
     await Promise.all(processes.splice(0).map((p) => p.kill()));
   });
 
-  it('goes on through the same address when the server behind it dies: haproxy moves to B and the sessions rebuild B', async () => {
+  /** Servers A and B behind haproxy, and a visitor and an agent that know only haproxy's address. */
+  const setUp = async (options: Partial<ChatSessionOptions> = {}) => {
     const a = await spawnServer();
     processes.push(a);
     const b = await spawnServer();
     processes.push(b);
     const lb = (balancer = await startHaproxy([a.address, b.address]));
     const open = async (role: ChatSessionOptions['role']) => {
-      const session = await ChatSession.open({ chatId: CHAT, role, servers: [lb.address], backoff: { initialMs: 5, maxMs: 100 } });
+      const session = await ChatSession.open({ chatId: CHAT, role, servers: [lb.address], backoff: { initialMs: 5, maxMs: 100 }, ...options });
       sessions.push(session);
       return session;
     };
-    const visitor = await open({ kind: 'visitor', visitorId: 'vis-1' });
-    const agent = await open({ kind: 'agent', agentId: 'agent-7' });
+    return { a, b, lb, visitor: await open({ kind: 'visitor', visitorId: 'vis-1' }), agent: await open({ kind: 'agent', agentId: 'agent-7' }) };
+  };
+
+  it('goes on through the same address when the server behind it dies: haproxy moves to B and the sessions rebuild B', async () => {
+    const { a, b, lb, visitor, agent } = await setUp();
     const retries: { who: string; address: string; code: status; details: string }[] = [];
     const rebuilds: RebuildEvent[] = [];
     for (const [who, session] of [['visitor', visitor], ['agent', agent]] as const) {
@@ -104,19 +108,8 @@ describe('ChatSession behind one load-balanced address (haproxy)', function () {
   });
 
   it('keeps a watch going through the same address: the stream haproxy broke is resumed on B, rebuilt', async () => {
-    const a = await spawnServer();
-    processes.push(a);
-    const b = await spawnServer();
-    processes.push(b);
-    const lb = (balancer = await startHaproxy([a.address, b.address]));
-    const open = async (role: ChatSessionOptions['role']) => {
-      // A poll interval far beyond the test: whatever the agent gets is pushed.
-      const session = await ChatSession.open({ chatId: CHAT, role, servers: [lb.address], backoff: { initialMs: 5, maxMs: 100 }, pollIntervalMs: 600_000 });
-      sessions.push(session);
-      return session;
-    };
-    const visitor = await open({ kind: 'visitor', visitorId: 'vis-1' });
-    const agent = await open({ kind: 'agent', agentId: 'agent-7' });
+    // A poll interval far beyond the test: whatever the agent gets is pushed.
+    const { a, b, visitor, agent } = await setUp({ pollIntervalMs: 600_000 });
     // Every arrival is recorded from the start: a push may come before the test asks for it.
     const received = new Set<string>();
     const waiting = new Map<string, () => void>();

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Cast, expectInvariants, type Participant, syncEveryone } from './invariants.js';
+import { type Cast, expectInvariants, type Participant, stage, syncEveryone } from './invariants.js';
 import { RestartableServer } from './restartable.js';
 import { seeded } from '../support/random.js';
 
@@ -13,13 +13,10 @@ const SEND_CHANCE = 0.6;
 
 describe(`chaos: three servers SIGKILLed and restarted at random during a conversation (seed ${SEED})`, function () {
   this.timeout(45_000);
-  const cast = new Cast();
-  const servers: RestartableServer[] = [];
-  afterEach(async function () {
+  afterEach(function () {
     if (this.currentTest?.state === 'failed') console.log(`chaos failed with seed ${SEED}: replay its choices with CHAOS_SEED=${SEED}`);
-    await cast.closeAll();
-    await Promise.all(servers.splice(0).map((s) => s.dispose()));
   });
+  const { cast, servers } = stage();
 
   it('ends, once restarts stop and everyone syncs, with invariants 1-5 holding', async () => {
     const random = seeded(SEED);

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Cast, expectInvariants, OFFSETS_ONLY, readServer, syncEveryone } from './invariants.js';
+import { expectInvariants, OFFSETS_ONLY, readServer, syncEveryone, stage } from './invariants.js';
 import { RestartableServer } from './restartable.js';
 
 /**
@@ -9,12 +9,7 @@ import { RestartableServer } from './restartable.js';
  */
 describe(`scenario 5: diverged histories after a failover${OFFSETS_ONLY ? ' (OFFSETS_ONLY=1: offsets only, expected to fail)' : ''}`, function () {
   this.timeout(30_000);
-  const cast = new Cast();
-  const servers: RestartableServer[] = [];
-  afterEach(async () => {
-    await cast.closeAll();
-    await Promise.all(servers.splice(0).map((s) => s.dispose()));
-  });
+  const { cast, servers } = stage();
 
   const startPair = async () => {
     const [a, b] = await Promise.all([RestartableServer.start('A'), RestartableServer.start('B')]);

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { Cast, expectInvariants, waitFor } from './invariants.js';
+import { expectInvariants, waitFor, stage } from './invariants.js';
 import { RestartableServer } from './restartable.js';
 
 /** Short enough for a test to wait out, long enough that a conversation step never spans it. */
@@ -8,12 +8,7 @@ const EVICTED = 'evicted idle chats';
 
 describe('scenario 6: a server evicts an idle chat', function () {
   this.timeout(20_000);
-  const cast = new Cast();
-  const servers: RestartableServer[] = [];
-  afterEach(async () => {
-    await cast.closeAll();
-    await Promise.all(servers.splice(0).map((s) => s.dispose()));
-  });
+  const { cast, servers } = stage();
 
   it('drops the idle chat to free memory; the next client call rebuilds it; nothing is lost', async () => {
     const chatId = 'idle';

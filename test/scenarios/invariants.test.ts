@@ -2,7 +2,7 @@ import { credentials } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatServiceClient, MessageType } from '../../generated/chat/v1/chat.js';
 import { chatApi } from '../support/chat-api.js';
-import { Cast, expectInvariants } from './invariants.js';
+import { expectInvariants, stage } from './invariants.js';
 import { RestartableServer } from './restartable.js';
 
 const visitorMessage = (id: string, dataOffset: number) => ({ id, dataOffset, content: `text of ${id}`, messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(1_000 * dataOffset) });
@@ -10,12 +10,7 @@ const visitorMessage = (id: string, dataOffset: number) => ({ id, dataOffset, co
 /** The checker the scenarios rely on must be able to fail: each broken invariant is caught. */
 describe('the scenario invariant checker', function () {
   this.timeout(20_000);
-  const cast = new Cast();
-  const servers: RestartableServer[] = [];
-  afterEach(async () => {
-    await cast.closeAll();
-    await Promise.all(servers.splice(0).map((s) => s.dispose()));
-  });
+  const { cast, servers } = stage();
 
   const upload = async (server: RestartableServer, chatId: string, messages: ReturnType<typeof visitorMessage>[]) => {
     const client = new ChatServiceClient(server.address, credentials.createInsecure());

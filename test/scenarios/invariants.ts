@@ -11,6 +11,7 @@ import {
   type Role,
 } from '../../src/client/index.js';
 import { chatApi } from '../support/chat-api.js';
+import type { RestartableServer } from './restartable.js';
 
 /**
  * `OFFSETS_ONLY=1` runs every scenario session with `detectDivergence: false`: the original,
@@ -95,6 +96,20 @@ export class Cast {
   async closeAll(): Promise<void> {
     await Promise.all(this.participants.splice(0).map((p) => p.session.close()));
   }
+}
+
+/**
+ * A cast and the servers of one describe block, all closed and disposed after each test.
+ * Call it inside `describe`: it registers the `afterEach`.
+ */
+export function stage(): { readonly cast: Cast; readonly servers: RestartableServer[] } {
+  const cast = new Cast();
+  const servers: RestartableServer[] = [];
+  afterEach(async () => {
+    await cast.closeAll();
+    await Promise.all(servers.splice(0).map((s) => s.dispose()));
+  });
+  return { cast, servers };
 }
 
 /**

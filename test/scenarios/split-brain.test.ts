@@ -1,6 +1,6 @@
 import { setTimeout } from 'node:timers/promises';
 import { expect } from 'chai';
-import { Cast, expectInvariants, syncEveryone } from './invariants.js';
+import { expectInvariants, syncEveryone, stage } from './invariants.js';
 import { RestartableServer } from './restartable.js';
 
 /**
@@ -12,12 +12,7 @@ import { RestartableServer } from './restartable.js';
  */
 describe('clients of one chat given a list of servers', function () {
   this.timeout(20_000);
-  const cast = new Cast();
-  const servers: RestartableServer[] = [];
-  afterEach(async () => {
-    await cast.closeAll();
-    await Promise.all(servers.splice(0).map((s) => s.dispose()));
-  });
+  const { cast, servers } = stage();
 
   it('converge on the first address once a dead server is back', async () => {
     const chatId = 'split';

@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { credentials, status } from '@grpc/grpc-js';
@@ -7,7 +6,7 @@ import { expect } from 'chai';
 import { ChatServiceClient, MessageType } from '../../generated/chat/v1/chat.js';
 import type { Config } from '../../src/server/config.js';
 import { type ChatApi, chatApi } from '../support/chat-api.js';
-import { startTestServer, type TestServer } from '../support/servers.js';
+import { killChildren, startTestServer, type TestServer } from '../support/servers.js';
 import { expectEnd, type Held, WatchStream, waitFor } from '../support/watch-stream.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/watch-in-child.ts', import.meta.url));
@@ -75,12 +74,7 @@ describe('WatchChat under backpressure, dead peers and shutdown', () => {
   }
 
   afterEach(async () => {
-    for (const child of children) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await once(child, 'exit');
-      }
-    }
+    await killChildren(children);
     children.clear();
     for (const stream of streams.splice(0)) stream.call.cancel();
     for (const client of clients.splice(0)) client.close();

@@ -88,3 +88,15 @@ export async function spawnServer(env: Record<string, string> = {}): Promise<Ser
     },
   };
 }
+
+/** SIGKILLs every child still running and waits until each is gone. */
+export async function killChildren(children: Iterable<ChildProcess>): Promise<void> {
+  await Promise.all(
+    [...children].map(async (child) => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGKILL');
+      await exited;
+    }),
+  );
+}
