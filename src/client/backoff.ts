@@ -8,8 +8,6 @@ export interface BackoffOptions {
   readonly multiplier: number;
 }
 
-export const DEFAULT_BACKOFF: BackoffOptions = Object.freeze({ initialMs: 50, maxMs: 2_000, multiplier: 2 });
-
 /**
  * The delay before retry number `attempt` (0-based): uniform in [0, ceiling), where the
  * ceiling grows from `initialMs` by `multiplier` up to `maxMs`. Full jitter spreads the

@@ -1,7 +1,9 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { type ServiceError, status } from '@grpc/grpc-js';
-import { backoffDelayMs, DEFAULT_BACKOFF } from './backoff.js';
+import { backoffDelayMs } from './backoff.js';
+import { CLIENT_DEFAULTS } from './defaults.js';
 import { ChatSdkError, isTransient, rejected } from './errors.js';
+import { abortedBy } from './signals.js';
 import type { ChatSessionOptions, RetryEvent } from './options.js';
 import type { ChatMethod, RequestOf, ResponseOf, Transport } from './transport.js';
 
@@ -29,9 +31,10 @@ export class RetryingCaller {
   async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
     let exhausted = 0;
     for (let attempt = 0; ; attempt += 1) {
+      const address = this.transport.address;
       try {
         const response = await this.transport.call(method, request, signal);
-        if (this.connectedTo !== this.transport.address) this.events.connected((this.connectedTo = this.transport.address));
+        if (this.connectedTo !== address) this.events.connected((this.connectedTo = address));
         return response;
       } catch (error) {
         if (error instanceof ChatSdkError) throw error;
@@ -41,9 +44,9 @@ export class RetryingCaller {
           throw rejected(error as ServiceError);
         }
         const delayMs = this.delayMs(attempt);
-        this.events.retry({ address: this.transport.address, error: error as ServiceError, attempt, delayMs });
+        this.events.retry({ address, error: error as ServiceError, attempt, delayMs });
         this.connectedTo = undefined;
-        this.transport.failover();
+        this.transport.failover(address);
         await this.sleep(delayMs, signal);
       }
     }
@@ -54,15 +57,20 @@ export class RetryingCaller {
     if (refusals > 0) await this.sleep(this.delayMs(refusals - 1), signal);
   }
 
+  /** Waits `ms` (with the session's injectable sleep), rejecting with `aborted` when `signal` fires. */
+  wait(ms: number, signal: AbortSignal): Promise<void> {
+    return this.sleep(ms, signal);
+  }
+
   private delayMs(attempt: number): number {
-    return backoffDelayMs(attempt, { ...DEFAULT_BACKOFF, ...this.options.backoff }, this.options.random ?? Math.random);
+    return backoffDelayMs(attempt, { ...CLIENT_DEFAULTS.backoff, ...this.options.backoff }, this.options.random ?? Math.random);
   }
 
   private async sleep(ms: number, signal: AbortSignal): Promise<void> {
     try {
       await (this.options.sleep ? this.options.sleep(ms, signal) : delay(ms, undefined, { signal }));
     } catch {
-      throw new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason });
+      throw abortedBy(signal);
     }
   }
 }

@@ -4,6 +4,8 @@ export type { ChatSessionEvents, ChatSessionOptions, RebuildEvent, RetryEvent, R
 export { ChatSdkError, type ChatSdkErrorKind } from './errors.js';
 export { type LocalChatState, type LocalStore, MemoryStore, type PendingMessage } from './local-store.js';
 export { FileStore, LocalStoreError } from './file-store.js';
-export type { ClientOffsets } from './local-copy.js';
+export type { ClientOffsets } from './wire.js';
+export { placement } from './placement.js';
+export { CHAT_ID_HEADER } from './transport.js';
 export type { BackoffOptions } from './backoff.js';
 export { type ChatMessage, MessageType, type Visitor } from '../../generated/chat/v1/chat.js';

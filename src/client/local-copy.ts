@@ -1,14 +1,6 @@
-import { type ChatMessage, MessageType } from '../../generated/chat/v1/chat.js';
+import type { ChatMessage } from '../../generated/chat/v1/chat.js';
 import { interleave } from '../domain/conversation.js';
-
-type Side = 'visitor' | 'agent';
-const sideOf = (m: ChatMessage): Side => (m.messageType === MessageType.MESSAGE_TYPE_VISITOR ? 'visitor' : 'agent');
-
-/** A side's position: messages held contiguously from offset 1 (PROTOCOL.md section 2). */
-export interface ClientOffsets {
-  readonly visitorOffset: number;
-  readonly agentOffset: number;
-}
+import { type Offsets, type Side, sideOf } from './wire.js';
 
 /**
  * A client's copy of one chat: messages by id and by side and offset, with the offsets as
@@ -26,8 +18,9 @@ export class LocalCopy {
     this.take(messages);
   }
 
-  get offsets(): ClientOffsets {
-    return { visitorOffset: this.contiguous.visitor, agentOffset: this.contiguous.agent };
+  /** The contiguous prefix held on each side. */
+  get offsets(): Offsets {
+    return { ...this.contiguous };
   }
 
   /** Messages whose offset another message took, waiting to be uploaded again. */
@@ -92,7 +85,7 @@ export class LocalCopy {
    * placed messages above its offsets, ordered by offset so each upload extends the server's
    * contiguous prefix, then the strays, renumbered to follow them (see {@link whole}).
    */
-  above(server: { readonly visitor: number; readonly agent: number }): ChatMessage[] {
+  above(server: Offsets): ChatMessage[] {
     const placed = [...this.byId.values()].filter((m) => m.dataOffset > server[sideOf(m)]);
     const last = (side: Side) => Math.max(server[side], ...placed.filter((m) => sideOf(m) === side).map((m) => m.dataOffset));
     return byOffset([...placed, ...this.renumberedStrays({ visitor: last('visitor'), agent: last('agent') })]);
@@ -121,7 +114,7 @@ export class LocalCopy {
    * refuses an upload that claims an offset twice), and one far above `last` would leave a
    * hole where later sends land before messages sent earlier.
    */
-  private renumberedStrays(last: { readonly visitor: number; readonly agent: number }): ChatMessage[] {
+  private renumberedStrays(last: Offsets): ChatMessage[] {
     const next = { ...last };
     return [...this.strays.values()]
       .sort((a, b) => a.dataOffset - b.dataOffset)

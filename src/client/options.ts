@@ -3,7 +3,7 @@ import type { ChatMessage, Visitor } from '../../generated/chat/v1/chat.js';
 import type { BackoffOptions } from './backoff.js';
 import type { ChatSdkError } from './errors.js';
 import type { LocalStore } from './local-store.js';
-import type { Transport } from './transport.js';
+import type { HomeProbeOptions, Transport } from './transport.js';
 
 /** Who a session speaks as. A service posts bot messages (or system notices) on the agent side. */
 export type Role =
@@ -14,7 +14,11 @@ export type Role =
 export interface ChatSessionOptions {
   readonly chatId: string;
   readonly role: Role;
-  /** Server addresses to fail over across, or one load-balanced address. */
+  /**
+   * Server addresses, or one load-balanced address. Give every client of a deployment the same
+   * list, spelled the same way: each chat's home is picked from it by rendezvous hashing
+   * (placement.ts), alike on every client, with the other addresses as its fallbacks in order.
+   */
   readonly servers: readonly string[];
   /** Replaces the gRPC transport to `servers` (simulations, custom channels). */
   readonly transport?: Transport;
@@ -30,16 +34,20 @@ export interface ChatSessionOptions {
   readonly visitor?: Visitor;
   /** How `start()` receives: `watch` (the default; the server pushes) or `poll`. */
   readonly receive?: 'watch' | 'poll';
-  /** How often `start()` polls, with `receive: 'poll'`. */
+  /** How often `start()` polls, with `receive: 'poll'`. Defaults for this and below: defaults.ts. */
   readonly pollIntervalMs?: number;
+  /** Deadline of one call. */
   readonly callTimeoutMs?: number;
   /** Largest Rebuild request, in bytes (gRPC's default limit is 4 MiB). */
   readonly maxUploadBytes?: number;
+  /** Retries of failed calls. */
   readonly backoff?: Partial<BackoffOptions>;
+  /** How often a session away from its chat's home checks whether the home is back. */
+  readonly homeProbe?: Partial<HomeProbeOptions>;
   readonly credentials?: ChannelCredentials;
   /** Closes the session when it fires. */
   readonly signal?: AbortSignal;
-  /** Source of message ids, of jitter and of waiting, injectable for tests and simulations. */
+  /** Source of message ids, of jitter and of waiting (retries, polling), injectable for tests and simulations. */
   readonly newId?: () => string;
   readonly random?: () => number;
   readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>;

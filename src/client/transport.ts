@@ -1,11 +1,4 @@
-import {
-  type CallOptions,
-  type ChannelCredentials,
-  type ClientUnaryCall,
-  credentials,
-  Metadata,
-  type ServiceError,
-} from '@grpc/grpc-js';
+import { type CallOptions, type ChannelCredentials, type ClientUnaryCall, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import {
   type AddAgentMessageRequest,
   type AddAgentMessageResponse,
@@ -19,7 +12,10 @@ import {
   type WatchChatRequest,
   type WatchChatResponse,
 } from '../../generated/chat/v1/chat.js';
+import { HealthCheckResponse_ServingStatus, HealthClient } from '../../generated/health/v1/health.js';
+import { CLIENT_DEFAULTS } from './defaults.js';
 import { ChatSdkError } from './errors.js';
+import { placement } from './placement.js';
 
 type Unary<Req, Res> = (
   request: Req,
@@ -39,6 +35,9 @@ export type ChatMethod = keyof ChatCalls;
 export type RequestOf<M extends ChatMethod> = ChatCalls[M][0];
 export type ResponseOf<M extends ChatMethod> = ChatCalls[M][1];
 
+/** The request metadata that names the chat a call is about, for balancers that hash on it. */
+export const CHAT_ID_HEADER = 'x-chat-id';
+
 /** How a session reaches ChatService: gRPC in production, anything with the same calls in a simulation. */
 export interface Transport {
   /** Where calls go now. */
@@ -46,86 +45,124 @@ export interface Transport {
   /** One call; rejects with a grpc-js ServiceError (or a ChatSdkError when aborted). */
   call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>>;
   /**
-   * Opens a WatchChat stream: its responses, ending when the server ends the stream; an error
-   * (a grpc-js ServiceError) when it breaks. Transports without it leave sessions polling.
+   * Opens a WatchChat stream to the current address: its responses, ending when the server ends
+   * the stream; an error (a grpc-js ServiceError) when it breaks. Transports without it leave
+   * sessions polling.
    */
   watch?(request: WatchChatRequest, signal: AbortSignal): AsyncIterable<WatchChatResponse>;
-  /** Moves on after a failed call. */
-  failover(): void;
+  /**
+   * Moves on after a call or stream failed at `from` (the current address when not given); a
+   * failure at an address the transport already left changes nothing.
+   */
+  failover(from?: string): void;
+  /**
+   * Tells `listener` whenever calls start going to another address (a failover, or a return
+   * to a better-placed server that is back); returns the function that stops telling it. A
+   * session restarts its watch there.
+   */
+  onMove?(listener: (address: string) => void): () => void;
   close(): void;
 }
 
-/** How soon a transport that failed over tries its first address again, and how that backs off. */
-export interface ReturnOptions {
-  /** First wait before trying the first address again after leaving it. */
+/** How a transport looks for its chat's better-placed servers while it is away from them. */
+export interface HomeProbeOptions {
   readonly firstMs: number;
-  /** Longest wait, reached by doubling while the first address keeps failing. */
   readonly maxMs: number;
+  readonly checkTimeoutMs: number;
 }
 
-export const DEFAULT_RETURN: ReturnOptions = Object.freeze({ firstMs: 1_000, maxMs: 30_000 });
+export interface ChatTransportOptions {
+  readonly chatId: string;
+  /** The servers, or one load-balanced address. */
+  readonly addresses: readonly string[];
+  readonly callTimeoutMs?: number;
+  readonly credentials?: ChannelCredentials;
+  readonly homeProbe?: Partial<HomeProbeOptions>;
+  /** Jitter of the probe waits; Math.random by default. */
+  readonly random?: () => number;
+}
 
 /**
- * Calls ChatService on one of several servers: the current one until `failover()` moves to
- * the next. A single address behind a load balancer works the same way (failover then just
- * reconnects through the balancer).
+ * Calls ChatService for one chat on one of several servers, tried in the chat's placement
+ * order (placement.ts), which every client computes alike: so all participants of a chat use
+ * the same server, its home, and when the home dies, the same next one.
  *
- * The first address is home. After failing over away from it, the transport tries it again
- * after `returns.firstMs`, doubling the wait (up to `returns.maxMs`) while it keeps failing.
- * So once a dead server is back, every client given the same list ends up on the same server
- * again; without this, clients that failed over at different times could stay on two live
- * servers for good, each holding part of the chat.
+ * `failover()` moves down the order after a failure. While not on the best-placed address,
+ * the transport asks the better-placed servers' health service whether they are back (after
+ * `homeProbe.firstMs`, doubling up to `homeProbe.maxMs`), and returns to the best one that
+ * answers SERVING, telling `onMove` listeners. So once failures stop, every client of a chat
+ * is back on its home within about `homeProbe.maxMs` plus a health check. Every call and watch
+ * carries the chat id as `x-chat-id` metadata, for a load balancer that hashes on it.
  */
 export class ChatTransport implements Transport {
+  private readonly ranking: readonly string[];
   private readonly clients: (ChatServiceClient | undefined)[];
+  private readonly listeners = new Set<(address: string) => void>();
+  private readonly probe: HomeProbeOptions;
+  private readonly callTimeoutMs: number;
+  private readonly channelCredentials: ChannelCredentials;
+  private readonly random: () => number;
   private current = 0;
-  private leftHomeAt = 0;
-  private returnDelayMs: number;
-  private returning = false;
+  private probeDelayMs: number;
+  private probeTimer: NodeJS.Timeout | undefined;
+  /** The current address was reached by a probe, and no call has succeeded there since. */
+  private promoted = false;
+  private closed = false;
 
-  constructor(
-    private readonly addresses: readonly string[],
-    private readonly callTimeoutMs: number,
-    private readonly channelCredentials: ChannelCredentials = credentials.createInsecure(),
-    private readonly returns: ReturnOptions = DEFAULT_RETURN,
-    private readonly now: () => number = Date.now,
-  ) {
-    this.returnDelayMs = returns.firstMs;
-    if (addresses.length === 0) throw new ChatSdkError('rejected', 'at least one server address is needed');
-    this.clients = addresses.map(() => undefined);
+  constructor(private readonly options: ChatTransportOptions) {
+    if (options.addresses.length === 0) throw new ChatSdkError('rejected', 'at least one server address is needed');
+    this.ranking = placement(options.chatId, options.addresses);
+    this.clients = this.ranking.map(() => undefined);
+    this.probe = { ...CLIENT_DEFAULTS.homeProbe, ...options.homeProbe };
+    this.probeDelayMs = this.probe.firstMs;
+    this.callTimeoutMs = options.callTimeoutMs ?? CLIENT_DEFAULTS.callTimeoutMs;
+    this.channelCredentials = options.credentials ?? credentials.createInsecure();
+    this.random = options.random ?? Math.random;
   }
 
   /** The address calls go to now. */
   get address(): string {
-    return this.addresses[this.current]!;
+    return this.ranking[this.current]!;
   }
 
-  /** Moves to the next address (round robin); drops the failed channel so it reconnects fresh. */
-  failover(): void {
-    this.clients[this.current]?.close();
-    this.clients[this.current] = undefined;
-    if (this.current === 0) {
-      this.returnDelayMs = this.returning ? Math.min(this.returns.maxMs, this.returnDelayMs * 2) : this.returns.firstMs;
-      this.leftHomeAt = this.now();
-    }
-    this.returning = false;
-    this.current = (this.current + 1) % this.addresses.length;
+  /** The addresses in this chat's placement order: the home first. */
+  get order(): readonly string[] {
+    return this.ranking;
+  }
+
+  onMove(listener: (address: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Moves to the next address in placement order; drops the failed channel so it reconnects fresh. */
+  failover(from?: string): void {
+    if (this.closed || (from !== undefined && from !== this.address)) return;
+    this.drop(this.current);
+    if (this.ranking.length === 1) return; // one (load-balanced) address: reconnect through it
+    // A server a probe found SERVING that then failed a call: wait longer before trusting it again.
+    this.probeDelayMs = this.promoted ? Math.min(this.probe.maxMs, this.probeDelayMs * 2) : this.probe.firstMs;
+    this.promoted = false;
+    this.moveTo((this.current + 1) % this.ranking.length);
   }
 
   /** One call to the current server, with a deadline, cancelled when `signal` aborts. */
   call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
-    this.returnHome();
-    const client = this.client();
+    const at = this.current;
+    const client = this.client(at);
     const invoke = client[method].bind(client) as unknown as Unary<RequestOf<M>, ResponseOf<M>>;
     return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason }));
       const onAbort = () => call.cancel();
-      const deadline = Date.now() + this.callTimeoutMs;
-      const call = invoke(request, new Metadata(), { deadline }, (error, response) => {
+      const call = invoke(request, this.metadata(), { deadline: Date.now() + this.callTimeoutMs }, (error, response) => {
         signal?.removeEventListener('abort', onAbort);
         if (signal?.aborted) reject(new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason }));
         else if (error) reject(error);
         else {
-          if (this.current === 0) this.returning = false;
+          if (at === this.current && this.promoted) {
+            this.promoted = false;
+            this.probeDelayMs = this.probe.firstMs;
+          }
           resolve(response);
         }
       });
@@ -135,38 +172,87 @@ export class ChatTransport implements Transport {
 
   /** A watch on the current server, without a deadline, cancelled when `signal` aborts. */
   watch(request: WatchChatRequest, signal: AbortSignal): AsyncIterable<WatchChatResponse> {
-    this.returnHome();
-    const stream = this.client().watchChat(request, new Metadata());
+    const stream = this.client(this.current).watchChat(request, this.metadata());
     const onAbort = () => stream.cancel();
-    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
     stream.on('close', () => signal.removeEventListener('abort', onAbort));
     return stream;
   }
 
-  /** The current server's client, made on first use. */
-  private client(): ChatServiceClient {
+  /** Closes every channel and stops probing. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.probeTimer);
+    this.listeners.clear();
+    for (let i = 0; i < this.clients.length; i += 1) this.drop(i);
+  }
+
+  private moveTo(index: number): void {
+    if (index === this.current) return;
+    this.current = index;
+    this.scheduleProbe();
+    for (const listener of [...this.listeners]) listener(this.address);
+  }
+
+  /** While away from the home, looks again after the current wait (jittered to between half and all of it). */
+  private scheduleProbe(): void {
+    clearTimeout(this.probeTimer);
+    this.probeTimer = undefined;
+    if (this.closed || this.current === 0) return;
+    const waitMs = this.probeDelayMs / 2 + (this.random() * this.probeDelayMs) / 2;
+    this.probeTimer = setTimeout(() => void this.probeBetter(), waitMs);
+    this.probeTimer.unref(); // probing never keeps a process alive
+  }
+
+  /** Health-checks every better-placed server at once and moves to the best one SERVING. */
+  private async probeBetter(): Promise<void> {
+    const better = this.ranking.slice(0, this.current).map((_, index) => index);
+    const serving = await Promise.all(better.map((index) => this.serving(index)));
+    if (this.closed) return;
+    const best = serving.indexOf(true);
+    if (best >= 0 && best < this.current) {
+      this.promoted = true;
+      this.moveTo(best);
+      return;
+    }
+    this.probeDelayMs = Math.min(this.probe.maxMs, this.probeDelayMs * 2);
+    this.scheduleProbe();
+  }
+
+  /** Whether the server at `index` answers its health check with SERVING for ChatService. */
+  private serving(index: number): Promise<boolean> {
+    const health = new HealthClient(this.ranking[index]!, this.channelCredentials, { channelOverride: this.client(index).getChannel() });
+    return new Promise((resolve) => {
+      health.check({ service: 'chat.v1.ChatService' }, this.metadata(), { deadline: Date.now() + this.probe.checkTimeoutMs }, (error, response) => {
+        const up = !error && response.status === HealthCheckResponse_ServingStatus.SERVING;
+        // A fresh channel for the next probe: a failed one would wait out grpc-js's reconnect backoff.
+        if (!up && index !== this.current) this.drop(index);
+        resolve(up);
+      });
+    });
+  }
+
+  private metadata(): Metadata {
+    const metadata = new Metadata();
+    metadata.set(CHAT_ID_HEADER, this.options.chatId);
+    return metadata;
+  }
+
+  /** The client of the server at `index`, made on first use. */
+  private client(index: number): ChatServiceClient {
     // A channel of its own (not grpc-js's shared subchannel pool), so a failover really
-    // reconnects; keepalive pings, so a watch on a dead server is noticed. The server lets
-    // clients ping every 10 s at most (keepaliveMinPingIntervalMs).
-    return (this.clients[this.current] ??= new ChatServiceClient(this.address, this.channelCredentials, {
+    // reconnects; keepalive pings, so a watch on a dead or frozen server is noticed.
+    return (this.clients[index] ??= new ChatServiceClient(this.ranking[index]!, this.channelCredentials, {
       'grpc.use_local_subchannel_pool': 1,
-      'grpc.keepalive_time_ms': 15_000,
-      'grpc.keepalive_timeout_ms': 5_000,
+      'grpc.keepalive_time_ms': CLIENT_DEFAULTS.keepalive.timeMs,
+      'grpc.keepalive_timeout_ms': CLIENT_DEFAULTS.keepalive.timeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
     }));
   }
 
-  /** Tries the first address again once the wait since leaving it has passed. */
-  private returnHome(): void {
-    if (this.current !== 0 && this.now() - this.leftHomeAt >= this.returnDelayMs) {
-      this.current = 0;
-      this.returning = true;
-    }
-  }
-
-  /** Closes every channel. */
-  close(): void {
-    for (const client of this.clients) client?.close();
-    this.clients.fill(undefined);
+  private drop(index: number): void {
+    this.clients[index]?.close();
+    this.clients[index] = undefined;
   }
 }

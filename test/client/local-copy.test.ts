@@ -12,9 +12,9 @@ const agentMsg = (id: string, dataOffset: number, seconds = dataOffset) => msg(i
 describe('LocalCopy', () => {
   it('counts contiguous prefixes per side; a message beyond a gap does not advance them', () => {
     const copy = new LocalCopy([msg('v1', 1), msg('v3', 3), agentMsg('a1', 1)]);
-    expect(copy.offsets).to.deep.equal({ visitorOffset: 1, agentOffset: 1 });
+    expect(copy.offsets).to.deep.equal({ visitor: 1, agent: 1 });
     expect(copy.take([msg('v2', 2)]).map((m) => m.id)).to.deep.equal(['v2']);
-    expect(copy.offsets).to.deep.equal({ visitorOffset: 3, agentOffset: 1 });
+    expect(copy.offsets).to.deep.equal({ visitor: 3, agent: 1 });
   });
 
   it('takes a message once, however often it is delivered', () => {
@@ -34,7 +34,7 @@ describe('LocalCopy', () => {
     const copy = new LocalCopy([msg('v1', 1), msg('x', 2)]);
     copy.take([msg('y', 2)]);
     expect(copy.strayMessages.map((m) => m.id)).to.deep.equal(['x']);
-    expect(copy.offsets.visitorOffset).to.equal(2);
+    expect(copy.offsets.visitor).to.equal(2);
     copy.take([msg('x', 3)]); // the server placed it anew
     expect(copy.strayMessages).to.have.length(0);
     expect(copy.conversation().map((m) => `${m.id}@${m.dataOffset}`)).to.deep.equal(['v1@1', 'y@2', 'x@3']);
@@ -44,7 +44,7 @@ describe('LocalCopy', () => {
     const copy = new LocalCopy([msg('v1', 1), msg('x', 2)]);
     const fresh = copy.adopt([msg('v1', 1), msg('y', 2), msg('x', 3), agentMsg('a1', 1)]);
     expect(fresh.map((m) => m.id)).to.deep.equal(['y', 'a1']);
-    expect(copy.offsets).to.deep.equal({ visitorOffset: 3, agentOffset: 1 });
+    expect(copy.offsets).to.deep.equal({ visitor: 3, agent: 1 });
   });
 
   it('uploads only what lies above the server\'s offsets, or everything for -1/-1', () => {
@@ -56,7 +56,7 @@ describe('LocalCopy', () => {
   it('uploads the whole copy renumbered without gaps, so a new server gets no hole', () => {
     const copy = new LocalCopy([msg('v1', 1), msg('own', 7), agentMsg('a2', 2)]);
     expect(copy.whole().map((m) => `${m.id}@${m.dataOffset}`)).to.deep.equal(['v1@1', 'a2@1', 'own@2']);
-    expect(copy.offsets, 'the copy itself keeps the server\'s placement').to.deep.equal({ visitorOffset: 1, agentOffset: 0 });
+    expect(copy.offsets, 'the copy itself keeps the server\'s placement').to.deep.equal({ visitor: 1, agent: 0 });
   });
 
   it('uploads strays after the placed messages with fresh offsets: never one claimed twice, never a hole', () => {

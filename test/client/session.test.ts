@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { ChatSdkError, type ChatSession, MemoryStore, MessageType, type RetryEvent } from '../../src/client/index.js';
+import { ChatSdkError, type ChatSession, MemoryStore, MessageType, placement, type RetryEvent } from '../../src/client/index.js';
 import { chatApi } from '../support/chat-api.js';
 import { startTestServer } from '../support/servers.js';
 import { sessionHarness } from '../support/sessions.js';
@@ -135,7 +135,10 @@ describe('ChatSession against real servers', () => {
   });
 
   it('fails over to the next server when its server process is killed mid-conversation', async () => {
-    const processes = await harness.processes(2);
+    const started = await harness.processes(2);
+    // The chat's home first: the placement every client computes for it.
+    const order = placement('fo', started.map((p) => p.address));
+    const processes = order.map((address) => started.find((p) => p.address === address)!);
     const addresses = processes.map((p) => p.address);
     const visitor = await open({ chatId: 'fo', role: { kind: 'visitor' }, servers: addresses, callTimeoutMs: 500 });
     const agent = await open({ chatId: 'fo', role: { kind: 'agent', agentId: 'a' }, servers: addresses });
