@@ -11,7 +11,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { ChatServiceClient, type GetNewMessageResponse, ResultCode } from '../generated/chat/v1/chat.js';
-import { type ChatMessage, ChatSession, MessageType } from '../src/client/index.js';
+import { type ChatMessage, ChatSession, MessageType, placement } from '../src/client/index.js';
 
 const STARTUP_TIMEOUT_MS = 20_000;
 const STEP_TIMEOUT_MS = 10_000;
@@ -182,9 +182,12 @@ async function main(): Promise<boolean> {
   say('from their own copies. At the end their copies and B\'s view must be identical.\n');
 
   say('1. Starting servers A and B');
-  const servers = await Promise.all(['A', 'B'].map(startServer));
+  const started = await Promise.all(['1', '2'].map(startServer));
+  // A is the chat's home: the server every client of this chat picks first (src/client/placement.ts).
+  const order = placement(CHAT_ID, started.map((s) => s.address));
+  const servers = order.map((address, i) => ({ ...started.find((s) => s.address === address)!, name: i === 0 ? 'A' : 'B' }));
   const [a, b] = servers as [Server, Server];
-  for (const s of servers) say(`   ${s.name} is listening on ${s.address} (pid ${s.child.pid})`);
+  for (const s of servers) say(`   ${s.name} is listening on ${s.address} (pid ${s.child.pid})${s === a ? ", the chat's home" : ""}`);
 
   say(`\n2. Opening a visitor session and an agent session for chat "${CHAT_ID}" with servers [A, B]`);
   const options = { chatId: CHAT_ID, servers: [a.address, b.address], callTimeoutMs: CALL_TIMEOUT_MS, backoff: { initialMs: 50, maxMs: 500 } };

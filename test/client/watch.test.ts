@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { expect } from 'chai';
 import type { ChatMessage, ChatSession } from '../../src/client/index.js';
+import { chatIdPlaced } from '../support/placement.js';
 import { sessionHarness } from '../support/sessions.js';
 
 /** So long that a message arriving within a test can only have been pushed, not polled. */
@@ -50,8 +51,9 @@ describe('ChatSession receiving by watch', () => {
   it('resumes on another server after its server is killed, rebuilding it, and misses nothing', async () => {
     const processes = await harness.processes(2);
     const addresses = processes.map((p) => p.address);
-    const visitor = await open({ chatId: 'resume', role: { kind: 'visitor' }, servers: addresses });
-    const agent = await open({ chatId: 'resume', role: { kind: 'agent', agentId: 'a' }, servers: addresses });
+    const chatId = chatIdPlaced('resume', addresses); // the first process is its home
+    const visitor = await open({ chatId, role: { kind: 'visitor' }, servers: addresses });
+    const agent = await open({ chatId, role: { kind: 'agent', agentId: 'a' }, servers: addresses });
     const first = arrival(agent, 'v1');
     agent.start();
     await visitor.send('on A', { id: 'v1' });

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { expectInvariants, OFFSETS_ONLY, readServer, syncEveryone, stage } from './invariants.js';
 import { RestartableServer } from './restartable.js';
+import { chatIdPlaced } from '../support/placement.js';
 
 /**
  * Scenario 5 (PROTOCOL.md sections 4 and 6): two histories that claim the same offset. Offsets
@@ -11,15 +12,16 @@ describe(`scenario 5: diverged histories after a failover${OFFSETS_ONLY ? ' (OFF
   this.timeout(30_000);
   const { cast, servers } = stage();
 
-  const startPair = async () => {
+  /** Servers A and B, and a chat named after `prefix` whose home is A (B its fallback). */
+  const startPair = async (prefix: string) => {
     const [a, b] = await Promise.all([RestartableServer.start('A'), RestartableServer.start('B')]);
     servers.push(a, b);
-    return { a, b, both: [a.address, b.address] };
+    const both = [a.address, b.address];
+    return { a, b, both, chatId: chatIdPlaced(prefix, both) };
   };
 
   it('(a) visitor side, two devices: B gives Y the offset 5 that X holds on A; the agent still gets Y and B still gets X', async () => {
-    const chatId = 'diverge-visitor';
-    const { a, b, both } = await startPair();
+    const { a, b, both, chatId } = await startPair('diverge-visitor');
     const phone = await cast.open('visitor phone', { kind: 'visitor', visitorId: 'vis-1' }, both, { chatId });
     const laptop = await cast.open('visitor laptop', { kind: 'visitor', visitorId: 'vis-1' }, both, { chatId });
     const agent = await cast.open('agent', { kind: 'agent', agentId: 'agent-7' }, both, { chatId });
@@ -60,8 +62,7 @@ describe(`scenario 5: diverged histories after a failover${OFFSETS_ONLY ? ' (OFF
   });
 
   it('(b) agent side, a bot: B gives the bot agent offset 5, which the agent\'s X holds on A; the agent still gets the bot\'s message and B still gets X', async () => {
-    const chatId = 'diverge-agent';
-    const { a, b, both } = await startPair();
+    const { a, b, both, chatId } = await startPair('diverge-agent');
     const phone = await cast.open('visitor phone', { kind: 'visitor', visitorId: 'vis-1' }, both, { chatId });
     const laptop = await cast.open('visitor laptop', { kind: 'visitor', visitorId: 'vis-1' }, both, { chatId });
     const agent = await cast.open('agent', { kind: 'agent', agentId: 'agent-7' }, both, { chatId });

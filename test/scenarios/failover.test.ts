@@ -3,6 +3,7 @@ import { createConnection, createServer, type Server, type Socket } from 'node:n
 import { expect } from 'chai';
 import { Cast, expectInvariants, type Participant, syncEveryone, waitFor } from './invariants.js';
 import { RestartableServer } from './restartable.js';
+import { chatIdPlaced } from '../support/placement.js';
 
 /**
  * A TCP relay between one client and a server that can stop passing the server's bytes back:
@@ -91,10 +92,12 @@ describe('failover scenarios against real server processes', function () {
    * answer, exactly as if A had died between storing and answering, and the SDK resends the
    * same id, now on B.
    */
-  const lostAcknowledgement = async (chatId: string, order: 'sender retries first' | 'receiver rebuilds first') => {
+  const lostAcknowledgement = async (prefix: string, order: 'sender retries first' | 'receiver rebuilds first') => {
     const { a, b } = await startPair();
     const link = await LossyLink.start(a);
     links.push(link);
+    // A is the chat's home for both: the visitor, through the relay, and the agent, directly.
+    const chatId = chatIdPlaced(prefix, [link.address, b.address], [a.address, b.address]);
     // A generous call deadline: the lost answer must end by the cut, not by a timeout.
     const visitor = await cast.open('visitor', { kind: 'visitor', visitorId: 'vis-1' }, [link.address, b.address], { chatId, callTimeoutMs: 20_000 });
     const agent = await cast.open('agent', { kind: 'agent', agentId: 'agent-7' }, [a.address, b.address], { chatId });
@@ -138,7 +141,8 @@ describe('failover scenarios against real server processes', function () {
   it('7. visitor and agent rebuild the same chat on an empty server at the same instant, each holding something the other lacks', async () => {
     const { a, b } = await startPair();
     const both = [a.address, b.address];
-    const chats = ['together-1', 'together-2', 'together-3']; // several pairs: more interleavings of the two rebuilds
+    // Several pairs, each chat at home on A: more interleavings of the two rebuilds.
+    const chats = ['together-1', 'together-2', 'together-3'].map((prefix) => chatIdPlaced(prefix, both));
     const pairs: { chatId: string; visitor: Participant; agent: Participant }[] = [];
     for (const chatId of chats) {
       const visitor = await cast.open(`${chatId} visitor`, { kind: 'visitor', visitorId: 'vis-1' }, both, { chatId });
