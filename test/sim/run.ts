@@ -45,6 +45,13 @@ export interface RunOptions {
   readonly trace?: (line: string) => void;
   /** False: skip the liveness phase (the control run looks at invariants 1-6 only). */
   readonly liveness?: boolean;
+  /**
+   * How clients reach the final server when failures stop: `quiet` (the default), their
+   * transports move and open watches stay where they are, as when a transport returns home;
+   * `drop`, their connections drop first, so every open watch breaks (hides a session that
+   * does not re-home its watch on a move, to see what else fails).
+   */
+  readonly finalMove?: 'quiet' | 'drop';
 }
 
 export interface RunStats {
@@ -251,7 +258,10 @@ class Simulation {
     this.network.reseed(derived(this.schedule.seed, 2));
     this.network.dropDuplicates();
     for (const server of this.servers) if (!server.isUp) server.restart();
-    for (const device of this.devices) device.transport.routeTo(this.schedule.finalServer, true);
+    for (const device of this.devices) {
+      if (this.options.finalMove === 'drop') this.network.disconnect(device.name);
+      device.transport.routeTo(this.schedule.finalServer, true);
+    }
     const callsBefore = this.network.calls;
     const bound = this.finalBound();
     const progress = (what: string) =>

@@ -18,6 +18,7 @@ import { describeSchedule, MAX_ACTIONS, type Schedule, schedules } from './sched
  *   SIM_TRACE=1 ...                                              print every call of a failure
  *   SIM_OFFSETS_ONLY=1 ...                 clients without epochs (the original protocol): fails
  *   SIM_RECEIVE=watch (or poll) ...        every device receives that way (default: per schedule)
+ *   SIM_FINAL_MOVE=drop ...                when failures stop, connections drop (open watches break)
  */
 const RUNS = Number(process.env.SIM_RUNS ?? 2000);
 const OFFSETS_ONLY = process.env.SIM_OFFSETS_ONLY === '1';
@@ -25,6 +26,7 @@ const MAX = Number(process.env.SIM_MAX_ACTIONS ?? MAX_ACTIONS);
 const SEED = process.env.SIM_SEED === undefined ? undefined : Number(process.env.SIM_SEED);
 const PATH = process.env.SIM_PATH;
 const TRACE = process.env.SIM_TRACE === '1';
+const FINAL_MOVE = process.env.SIM_FINAL_MOVE === 'drop' ? 'drop' : undefined;
 const RECEIVE = process.env.SIM_RECEIVE === 'watch' || process.env.SIM_RECEIVE === 'poll' ? process.env.SIM_RECEIVE : undefined;
 
 /** What the passing runs did, for the numbers a note can quote. */
@@ -75,7 +77,7 @@ async function explain(details: fc.RunDetails<[Schedule]>, options: RunOptions):
     `counterexample (after ${details.numRuns} schedules and ${details.numShrinks} shrinks):`,
     describeSchedule(counterexample),
     '',
-    `replay: ${options.detectDivergence === false ? 'SIM_OFFSETS_ONLY=1 ' : ''}${RECEIVE ? `SIM_RECEIVE=${RECEIVE} ` : ''}${MAX === MAX_ACTIONS ? '' : `SIM_MAX_ACTIONS=${MAX} `}SIM_SEED=${details.seed} SIM_PATH="${details.counterexamplePath}" npx mocha test/sim/simulation.test.ts -g invariants`,
+    `replay: ${options.detectDivergence === false ? 'SIM_OFFSETS_ONLY=1 ' : ''}${RECEIVE ? `SIM_RECEIVE=${RECEIVE} ` : ''}${FINAL_MOVE ? 'SIM_FINAL_MOVE=drop ' : ''}${MAX === MAX_ACTIONS ? '' : `SIM_MAX_ACTIONS=${MAX} `}SIM_SEED=${details.seed} SIM_PATH="${details.counterexamplePath}" npx mocha test/sim/simulation.test.ts -g invariants`,
   ];
   if (TRACE) {
     const trace: string[] = [];
@@ -92,7 +94,7 @@ describe('deterministic simulation', function () {
     const tally = new Tally();
     const started = Date.now();
     let seed = 0;
-    const options: RunOptions = { detectDivergence: !OFFSETS_ONLY };
+    const options: RunOptions = { detectDivergence: !OFFSETS_ONLY, ...(FINAL_MOVE ? { finalMove: FINAL_MOVE } : {}) };
     await fc.assert(property(options, tally), {
       numRuns: RUNS,
       ...(SEED === undefined ? {} : { seed: SEED }),

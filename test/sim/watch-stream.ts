@@ -19,6 +19,7 @@ export class SimStream implements AsyncIterable<WatchChatResponse> {
   private readonly arrived: Arrival[] = [];
   private waiter: { resolve(r: IteratorResult<WatchChatResponse>): void; reject(e: Error): void } | undefined;
   private finished = false;
+  private readonly finishListeners: (() => void)[] = [];
 
   constructor(
     readonly id: number,
@@ -31,6 +32,17 @@ export class SimStream implements AsyncIterable<WatchChatResponse> {
     /** Called when the client gives up the stream (abort, or leaving the loop). */
     private readonly onCancel: (stream: SimStream) => void,
   ) {}
+
+  /** Tells `listener` once the client's side is over (ended, broken or cancelled). */
+  onFinished(listener: () => void): void {
+    this.finishListeners.push(listener);
+  }
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    for (const listener of this.finishListeners.splice(0)) listener();
+  }
 
   /** Closes the server side: the feed and its subscription. */
   closeFeed(): void {
@@ -46,7 +58,7 @@ export class SimStream implements AsyncIterable<WatchChatResponse> {
 
   /** The client stopped: the iterator ends, whatever is still on its way is dropped. */
   cancelled(): void {
-    this.finished = true;
+    this.finish();
     this.arrived.length = 0;
     const waiter = this.waiter;
     this.waiter = undefined;
@@ -78,7 +90,7 @@ export class SimStream implements AsyncIterable<WatchChatResponse> {
       waiter.resolve({ done: false, value: arrival.response });
       this.onTaken(this);
     } else {
-      this.finished = true;
+      this.finish();
       if ('error' in arrival) waiter.reject(arrival.error);
       else waiter.resolve({ done: true, value: undefined });
     }

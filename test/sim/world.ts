@@ -285,7 +285,9 @@ export class SimNetwork {
     }
     this.streams.add(stream);
     this.inFlight.push({ kind: 'open', stream });
-    signal.addEventListener('abort', () => this.cancel(stream), { once: true });
+    const onAbort = () => this.cancel(stream);
+    signal.addEventListener('abort', onAbort, { once: true });
+    stream.onFinished(() => signal.removeEventListener('abort', onAbort));
     return stream;
   }
 
@@ -294,9 +296,12 @@ export class SimNetwork {
     for (const stream of this.streams) if (stream.server === server && stream.state === 'open') this.break(stream, 'connection reset by a crash');
   }
 
-  /** The client's connections were cut (it moved): its open streams break. */
+  /**
+   * The client's connections were cut (it moved): its streams break, those still opening too.
+   * (Its unary calls in flight still reach their server, as the simulation always had them.)
+   */
   disconnect(client: string): void {
-    for (const stream of this.streams) if (stream.client === client && stream.state === 'open') this.break(stream, 'connection closed: the client moved');
+    for (const stream of this.streams) if (stream.client === client && stream.state !== 'closed') this.break(stream, 'connection closed: the client moved');
   }
 
   /** Delivers one call or stream event, chosen by the seeded source; false when none can be. */
