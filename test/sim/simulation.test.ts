@@ -20,7 +20,7 @@ import { describeSchedule, MAX_ACTIONS, type Schedule, schedules } from './sched
  *   SIM_RECEIVE=watch (or poll) ...        every device receives that way (default: per schedule)
  *   SIM_FINAL_MOVE=drop ...                when failures stop, connections drop (open watches break)
  */
-const RUNS = Number(process.env.SIM_RUNS ?? 2000);
+const RUNS = Number(process.env.SIM_RUNS ?? 400);
 const OFFSETS_ONLY = process.env.SIM_OFFSETS_ONLY === '1';
 const MAX = Number(process.env.SIM_MAX_ACTIONS ?? MAX_ACTIONS);
 const SEED = process.env.SIM_SEED === undefined ? undefined : Number(process.env.SIM_SEED);
