@@ -1,4 +1,3 @@
-import type { handleServerStreamingCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type {
   AddAgentMessageRequest,
@@ -11,19 +10,26 @@ import type {
   RebuildRequest,
   RebuildResponse,
   WatchChatRequest,
-  WatchChatResponse,
 } from '../../generated/chat/v1/chat.js';
 import type { Clock } from '../domain/limits.js';
 import type { ChatStore, SendOutcome } from '../domain/store.js';
 import { readResponse, resultCode, toChatCopy, toSubmission, toWireMessage, wireOffsets } from './convert.js';
+import type { WatchStreams } from './stream.js';
 import { unary } from './unary.js';
+import { openWatchFeed, type WatchFeed } from './watch-feed.js';
 
-/** The four unary RPCs as plain functions from request to response; errors are thrown. */
+export type { WatchFeed } from './watch-feed.js';
+
+/**
+ * The five RPCs as plain functions; errors are thrown. The unary ones map a request to a
+ * response; WatchChat maps one to a feed of responses, pulled one at a time.
+ */
 export interface ChatHandlers {
   addVisitorMessage(request: AddVisitorMessageRequest): AddVisitorMessageResponse;
   addAgentMessage(request: AddAgentMessageRequest): AddAgentMessageResponse;
   getNewMessage(request: GetNewMessageRequest): GetNewMessageResponse;
   rebuild(request: RebuildRequest): RebuildResponse;
+  watchChat(request: WatchChatRequest): WatchFeed;
 }
 
 /** The chat.v1.ChatService handlers: translate, call the store, translate back. */
@@ -85,26 +91,26 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger): Ch
         truncated: outcome.truncated,
       };
     },
+
+    watchChat: (request) => openWatchFeed(store, request),
   };
 }
 
 /**
- * The handlers adapted to grpc-js, with every error mapped to a status in one place. WatchChat
- * is a stream, and comes ready-made (src/server/watch.ts).
+ * The handlers adapted to grpc-js, with every error mapped to a status in one place: the unary
+ * ones by src/server/unary.ts, WatchChat by the server's open streams (src/server/stream.ts).
  */
 export function chatServiceHandlers(
-  store: ChatStore,
-  clock: Clock,
+  handlers: ChatHandlers,
+  streams: Pick<WatchStreams, 'adapt'>,
   logger: Logger,
-  watchChat: handleServerStreamingCall<WatchChatRequest, WatchChatResponse>,
 ): ChatServiceServer {
-  const handlers = chatHandlers(store, clock, logger);
   return {
     addVisitorMessage: unary('AddVisitorMessage', handlers.addVisitorMessage, logger),
     addAgentMessage: unary('AddAgentMessage', handlers.addAgentMessage, logger),
     getNewMessage: unary('GetNewMessage', handlers.getNewMessage, logger),
     rebuild: unary('Rebuild', handlers.rebuild, logger),
-    watchChat,
+    watchChat: streams.adapt(handlers.watchChat),
   };
 }
 

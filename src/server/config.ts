@@ -22,6 +22,11 @@ export interface Config extends Limits {
    * before the stream is reset (ENHANCE_YOUR_CALM, which clients report as RESOURCE_EXHAUSTED).
    */
   readonly watchCutoffGraceMs: number;
+  /**
+   * Each watch ends with OK after a lifetime drawn uniformly between half this and this (0: no
+   * limit), so a watcher a proxy pinned to one backend comes back through the balancer.
+   */
+  readonly watchMaxAgeMs: number;
   /** How often the server pings a connection to learn whether the peer is still there. */
   readonly keepaliveTimeMs: number;
   /** How long a ping may go unanswered before the connection (and its watches) is dropped. */
@@ -44,6 +49,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   maxWatchers: 10_000,
   watchStallMs: 30_000,
   watchCutoffGraceMs: 1_000,
+  watchMaxAgeMs: 5 * 60 * 1000,
   keepaliveTimeMs: 60_000,
   keepaliveTimeoutMs: 20_000,
   keepaliveMinPingIntervalMs: 10_000,

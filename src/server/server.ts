@@ -4,11 +4,11 @@ import type { Logger } from 'pino';
 import { ChatServiceService } from '../../generated/chat/v1/chat.js';
 import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
-import { chatServiceHandlers } from './chat-service.js';
+import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import type { Config } from './config.js';
 import { withDecodeFailures } from './decoding.js';
 import { addReflection } from './reflection.js';
-import { Watches } from './watch.js';
+import { WatchStreams } from './stream.js';
 
 const CHAT_SERVICE = 'chat.v1.ChatService';
 
@@ -26,12 +26,20 @@ export interface ChatServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-/** Starts the chat, health and reflection services on `config.host:config.port`. */
-export async function startServer(config: Config, logger: Logger, clock: Clock = systemClock): Promise<ChatServer> {
+/**
+ * Starts the chat, health and reflection services on `config.host:config.port`. `random` draws
+ * each watch's lifetime.
+ */
+export async function startServer(
+  config: Config,
+  logger: Logger,
+  clock: Clock = systemClock,
+  random: () => number = Math.random,
+): Promise<ChatServer> {
   const store = new ChatStore(config, clock);
-  const watches = new Watches(store, config, logger);
+  const watches = new WatchStreams(config, logger, random);
   const server = new Server(serverOptions(config));
-  server.addService(withDecodeFailures(ChatServiceService), chatServiceHandlers(store, clock, logger, watches.handler));
+  server.addService(withDecodeFailures(ChatServiceService), chatServiceHandlers(chatHandlers(store, clock, logger), watches, logger));
   const health = new HealthImplementation({ '': 'SERVING', [CHAT_SERVICE]: 'SERVING' });
   health.addToServer(server);
   addReflection(server);

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ConfigError, DEFAULT_CONFIG, loadConfig } from '../../src/server/config.js';
+import { ConfigError, DEFAULT_CONFIG, loadConfig, usage } from '../../src/server/config.js';
 import { serverOptions } from '../../src/server/server.js';
 
 describe('configuration', () => {
@@ -23,6 +23,14 @@ describe('configuration', () => {
       'grpc.http2.min_ping_interval_without_data_ms': 5000,
       'grpc.keepalive_permit_without_calls': 1,
     });
+  });
+
+  it('takes the maximum watch age (5 minutes by default, 0 for none)', () => {
+    expect(DEFAULT_CONFIG.watchMaxAgeMs).to.equal(300_000);
+    expect(loadConfig([], { WATCH_MAX_AGE_MS: '60000' })).to.include({ watchMaxAgeMs: 60_000 });
+    expect(loadConfig(['--watch-max-age-ms', '0'], { WATCH_MAX_AGE_MS: '60000' })).to.include({ watchMaxAgeMs: 0 });
+    expect(() => loadConfig(['--watch-max-age-ms=-5'], {})).to.throw(ConfigError, 'watch-max-age-ms (WATCH_MAX_AGE_MS) must be a whole number');
+    expect(usage()).to.match(/--watch-max-age-ms\s+WATCH_MAX_AGE_MS\s+default 300000/);
   });
 
   it('refuses numbers that are not whole, ports out of range and unknown flags', () => {

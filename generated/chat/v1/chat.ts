@@ -2306,13 +2306,16 @@ export const ChatServiceService = {
    * epoch than the chat's, and when the chat is evicted while watched (offsets -1/-1, empty
    * epoch). The client rebuilds as after GetNewMessage, then watches again.
    *
-   * Other ends: RESOURCE_EXHAUSTED when the server already serves its limit of watchers, or
-   * when the caller does not take the responses for too long (--watch-stall-ms): it fell
-   * behind, and watches again from the offsets of the last response it received. (A caller
-   * that reads nothing at all may see the stream reset with ENHANCE_YOUR_CALM, which gRPC
-   * clients report as RESOURCE_EXHAUSTED too.) UNAVAILABLE when the server shuts down: watch
-   * again, on another server if need be. INVALID_ARGUMENT for an empty chat_id or a negative
-   * offset, as in GetNewMessage.
+   * Other ends: OK after the server's maximum watch age (--watch-max-age-ms; each stream's
+   * lifetime is drawn between half of it and all of it), once the response in flight has
+   * been taken: watch again from the offsets of the last response, through the balancer,
+   * which may send the watch to the chat's current home. RESOURCE_EXHAUSTED when the server
+   * already serves its limit of watchers, or when the caller does not take the responses
+   * for too long (--watch-stall-ms): it fell behind, and watches again from the offsets of
+   * the last response it received. (A caller that reads nothing at all may see the stream
+   * reset with ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED too.)
+   * UNAVAILABLE when the server shuts down: watch again, on another server if need be.
+   * INVALID_ARGUMENT for an empty chat_id or a negative offset, as in GetNewMessage.
    */
   watchChat: {
     path: "/chat.v1.ChatService/WatchChat" as const,
@@ -2368,13 +2371,16 @@ export interface ChatServiceServer extends UntypedServiceImplementation {
    * epoch than the chat's, and when the chat is evicted while watched (offsets -1/-1, empty
    * epoch). The client rebuilds as after GetNewMessage, then watches again.
    *
-   * Other ends: RESOURCE_EXHAUSTED when the server already serves its limit of watchers, or
-   * when the caller does not take the responses for too long (--watch-stall-ms): it fell
-   * behind, and watches again from the offsets of the last response it received. (A caller
-   * that reads nothing at all may see the stream reset with ENHANCE_YOUR_CALM, which gRPC
-   * clients report as RESOURCE_EXHAUSTED too.) UNAVAILABLE when the server shuts down: watch
-   * again, on another server if need be. INVALID_ARGUMENT for an empty chat_id or a negative
-   * offset, as in GetNewMessage.
+   * Other ends: OK after the server's maximum watch age (--watch-max-age-ms; each stream's
+   * lifetime is drawn between half of it and all of it), once the response in flight has
+   * been taken: watch again from the offsets of the last response, through the balancer,
+   * which may send the watch to the chat's current home. RESOURCE_EXHAUSTED when the server
+   * already serves its limit of watchers, or when the caller does not take the responses
+   * for too long (--watch-stall-ms): it fell behind, and watches again from the offsets of
+   * the last response it received. (A caller that reads nothing at all may see the stream
+   * reset with ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED too.)
+   * UNAVAILABLE when the server shuts down: watch again, on another server if need be.
+   * INVALID_ARGUMENT for an empty chat_id or a negative offset, as in GetNewMessage.
    */
   watchChat: handleServerStreamingCall<WatchChatRequest, WatchChatResponse>;
 }
@@ -2478,13 +2484,16 @@ export interface ChatServiceClient extends Client {
    * epoch than the chat's, and when the chat is evicted while watched (offsets -1/-1, empty
    * epoch). The client rebuilds as after GetNewMessage, then watches again.
    *
-   * Other ends: RESOURCE_EXHAUSTED when the server already serves its limit of watchers, or
-   * when the caller does not take the responses for too long (--watch-stall-ms): it fell
-   * behind, and watches again from the offsets of the last response it received. (A caller
-   * that reads nothing at all may see the stream reset with ENHANCE_YOUR_CALM, which gRPC
-   * clients report as RESOURCE_EXHAUSTED too.) UNAVAILABLE when the server shuts down: watch
-   * again, on another server if need be. INVALID_ARGUMENT for an empty chat_id or a negative
-   * offset, as in GetNewMessage.
+   * Other ends: OK after the server's maximum watch age (--watch-max-age-ms; each stream's
+   * lifetime is drawn between half of it and all of it), once the response in flight has
+   * been taken: watch again from the offsets of the last response, through the balancer,
+   * which may send the watch to the chat's current home. RESOURCE_EXHAUSTED when the server
+   * already serves its limit of watchers, or when the caller does not take the responses
+   * for too long (--watch-stall-ms): it fell behind, and watches again from the offsets of
+   * the last response it received. (A caller that reads nothing at all may see the stream
+   * reset with ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED too.)
+   * UNAVAILABLE when the server shuts down: watch again, on another server if need be.
+   * INVALID_ARGUMENT for an empty chat_id or a negative offset, as in GetNewMessage.
    */
   watchChat(request: WatchChatRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchChatResponse>;
   watchChat(
