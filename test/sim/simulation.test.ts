@@ -77,7 +77,7 @@ async function explain(details: fc.RunDetails<[Schedule]>, options: RunOptions):
     `counterexample (after ${details.numRuns} schedules and ${details.numShrinks} shrinks):`,
     describeSchedule(counterexample),
     '',
-    `replay: ${options.detectDivergence === false ? 'SIM_OFFSETS_ONLY=1 ' : ''}${RECEIVE ? `SIM_RECEIVE=${RECEIVE} ` : ''}${FINAL_MOVE ? 'SIM_FINAL_MOVE=drop ' : ''}${MAX === MAX_ACTIONS ? '' : `SIM_MAX_ACTIONS=${MAX} `}SIM_SEED=${details.seed} SIM_PATH="${details.counterexamplePath}" npx mocha test/sim/simulation.test.ts -g invariants`,
+    `replay: ${options.detectDivergence === false ? 'SIM_OFFSETS_ONLY=1 ' : ''}${RECEIVE ? `SIM_RECEIVE=${RECEIVE} ` : ''}${options.finalMove === 'drop' ? 'SIM_FINAL_MOVE=drop ' : ''}${MAX === MAX_ACTIONS ? '' : `SIM_MAX_ACTIONS=${MAX} `}SIM_SEED=${details.seed} SIM_PATH="${details.counterexamplePath}" npx mocha test/sim/simulation.test.ts -g invariants`,
   ];
   if (TRACE) {
     const trace: string[] = [];
@@ -88,7 +88,7 @@ async function explain(details: fc.RunDetails<[Schedule]>, options: RunOptions):
 }
 
 describe('deterministic simulation', function () {
-  this.timeout(Math.max(120_000, RUNS * 100));
+  this.timeout(Math.max(300_000, RUNS * 500));
 
   it(`keeps invariants 1 to 6 and liveness over ${RUNS} seeded schedules of failures`, async () => {
     const tally = new Tally();

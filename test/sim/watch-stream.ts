@@ -1,6 +1,6 @@
 import type { ServiceError } from '@grpc/grpc-js';
 import type { WatchChatRequest, WatchChatResponse } from '../../generated/chat/v1/chat.js';
-import type { WatchFeed } from './watch-feed-stand-in.js';
+import type { WatchFeed } from '../../src/server/watch-feed.js';
 import type { SimServer } from './world.js';
 
 type Arrival = { readonly response: WatchChatResponse } | { readonly end: true } | { readonly error: ServiceError };

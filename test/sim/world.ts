@@ -8,7 +8,7 @@ import { ChatStore } from '../../src/domain/store.js';
 import { type ChatHandlers, chatHandlers } from '../../src/server/chat-service.js';
 import { toServiceError } from '../../src/server/status.js';
 import { below, chance, type Random } from '../support/random.js';
-import { standInWatchChat, type WatchFeed } from './watch-feed-stand-in.js';
+import type { WatchFeed } from '../../src/server/watch-feed.js';
 import { SimStream } from './watch-stream.js';
 
 /**
@@ -108,7 +108,7 @@ export class SimServer {
 
   /** Opens a watch through the real handler; a refusal is thrown as a ChatError. */
   watch(request: wire.WatchChatRequest): WatchFeed {
-    return standInWatchChat(this.store, request);
+    return this.handlers.watchChat(request);
   }
 
   /**
