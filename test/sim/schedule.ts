@@ -1,8 +1,11 @@
 import fc from 'fast-check';
 
-/** The cast of every run: three servers and five devices of one chat. */
+/** The cast of every run: three servers and six devices of one chat (two of them the visitor's). */
 export const SERVER_NAMES = ['S0', 'S1', 'S2'] as const;
-export const CLIENT_NAMES = ['visitor-a', 'visitor-b', 'agent', 'bot', 'notices'] as const;
+export const CLIENT_NAMES = ['visitor-a', 'visitor-b', 'agent-1', 'agent-2', 'bot', 'notices'] as const;
+
+/** How a device's session receives in the background: a WatchChat stream, or polling. */
+export type Receive = 'watch' | 'poll';
 
 /** Fault rates in percent. */
 export interface FaultRates {
@@ -26,6 +29,8 @@ export type Action =
   | { readonly kind: 'up'; readonly server: number }
   | { readonly kind: 'evict'; readonly server: number }
   | { readonly kind: 'switch'; readonly client: number; readonly server: number }
+  | { readonly kind: 'rehome'; readonly client: number; readonly server: number }
+  | { readonly kind: 'restart-watched'; readonly server: number; readonly gap: number; readonly luck: number }
   | { readonly kind: 'flap'; readonly server: number; readonly times: number; readonly gap: number; readonly luck: number }
   | { readonly kind: 'faults'; readonly rates: FaultRates };
 
@@ -38,6 +43,8 @@ export interface Schedule {
   readonly faults: FaultRates;
   /** The server each client starts on (by CLIENT_NAMES index). */
   readonly homes: readonly number[];
+  /** How each client receives (by CLIENT_NAMES index). */
+  readonly receive: readonly Receive[];
   readonly actions: readonly Action[];
   readonly finalServer: number;
 }
@@ -69,6 +76,11 @@ export const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('up' as const), server }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('evict' as const), server }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('switch' as const), client, server }) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('rehome' as const), client, server }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ kind: fc.constant('restart-watched' as const), server, gap: fc.integer({ min: 0, max: 6 }), luck }),
+  },
   {
     weight: 1,
     arbitrary: fc.record({
@@ -82,13 +94,15 @@ export const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('faults' as const), rates: faultRates }) },
 );
 
-/** Schedules of up to `maxActions` steps. */
-export function schedules(maxActions = MAX_ACTIONS): fc.Arbitrary<Schedule> {
+/** Schedules of up to `maxActions` steps; `receive` forces every device's way of receiving. */
+export function schedules(maxActions = MAX_ACTIONS, receive?: Receive): fc.Arbitrary<Schedule> {
+  const way: fc.Arbitrary<Receive> = receive ? fc.constant(receive) : fc.constantFrom('watch', 'poll');
   return fc.record({
     seed: fc.integer(),
     smallPages: fc.boolean(),
     faults: faultRates,
     homes: fc.array(server, { minLength: CLIENT_NAMES.length, maxLength: CLIENT_NAMES.length }),
+    receive: fc.array(way, { minLength: CLIENT_NAMES.length, maxLength: CLIENT_NAMES.length }),
     actions: fc.array(action, { minLength: 1, maxLength: maxActions, size: 'max' }),
     finalServer: server,
   });
@@ -106,7 +120,11 @@ export function describeAction(a: Action): string {
     case 'reopen':
       return `${CLIENT_NAMES[a.client]} restarts: closes its session, opens it again from its store`;
     case 'switch':
-      return `${CLIENT_NAMES[a.client]} switches to ${SERVER_NAMES[a.server]}`;
+      return `${CLIENT_NAMES[a.client]} switches to ${SERVER_NAMES[a.server]} (its connections drop: open watches break)`;
+    case 'rehome':
+      return `${CLIENT_NAMES[a.client]}'s transport moves to ${SERVER_NAMES[a.server]} quietly (no failure; its open watch stays where it is)`;
+    case 'restart-watched':
+      return `the most watched server (else ${SERVER_NAMES[a.server]}) crashes, ${a.gap} deliveries, restarts empty on its address`;
     case 'flap':
       return `${SERVER_NAMES[a.server]} flaps ${a.times}x (crash, ${a.gap} deliveries, restart, ${a.gap} deliveries)`;
     case 'faults':
@@ -124,8 +142,8 @@ export function describeFaults(rates: FaultRates): string {
 export function describeSchedule(s: Schedule): string {
   return [
     `seed ${s.seed}, ${s.smallPages ? 'small pages and uploads' : 'default page size'}, ${describeFaults(s.faults)}`,
-    `  start: ${CLIENT_NAMES.map((name, i) => `${name} on ${SERVER_NAMES[s.homes[i]!]}`).join(', ')}`,
+    `  start: ${CLIENT_NAMES.map((name, i) => `${name} on ${SERVER_NAMES[s.homes[i]!]} (${s.receive[i] === 'poll' ? 'polling' : 'watching'})`).join(', ')}`,
     ...s.actions.map((a, i) => `  ${String(i + 1).padStart(2)}. ${describeAction(a)}`),
-    `  then: faults stop, all servers up, everyone on ${SERVER_NAMES[s.finalServer]}, drain and sync until stable`,
+    `  then: faults stop, all servers up, everyone on ${SERVER_NAMES[s.finalServer]}, drain and sync until stable; then each device sends once, heard by every other through its receiver alone`,
   ].join('\n');
 }

@@ -8,6 +8,8 @@ import { ChatStore } from '../../src/domain/store.js';
 import { type ChatHandlers, chatHandlers } from '../../src/server/chat-service.js';
 import { toServiceError } from '../../src/server/status.js';
 import { below, chance, type Random } from '../support/random.js';
+import type { WatchFeed } from '../../src/server/watch-feed.js';
+import { SimStream } from './watch-stream.js';
 
 /**
  * The simulated world: servers running the real domain and handler code, and a network that
@@ -69,9 +71,17 @@ export class SimServer {
     this.boot();
   }
 
+  private readonly crashListeners: (() => void)[] = [];
+
+  /** Tells `listener` of every crash (the network breaks the crashed incarnation's streams). */
+  onCrash(listener: () => void): void {
+    this.crashListeners.push(listener);
+  }
+
   crash(): void {
     this.isUp = false;
     this.boot();
+    for (const listener of this.crashListeners) listener();
   }
 
   restart(): void {
@@ -94,6 +104,11 @@ export class SimServer {
   /** One request through the real handlers; a refusal is thrown as a ChatError. */
   handle<M extends ChatMethod>(method: M, request: RequestOf<M>): ResponseOf<M> {
     return (this.handlers[method] as (request: RequestOf<M>) => ResponseOf<M>)(request);
+  }
+
+  /** Opens a watch through the real handler; a refusal is thrown as a ChatError. */
+  watch(request: wire.WatchChatRequest): WatchFeed {
+    return this.handlers.watchChat(request);
   }
 
   /**
@@ -153,6 +168,7 @@ export interface Faults {
 export const NO_FAULTS: Faults = Object.freeze({ lostRequest: 0, lostResponse: 0, duplicate: 0 });
 
 interface Call {
+  readonly kind: 'call';
   readonly client: string;
   readonly server: SimServer;
   readonly incarnation: number;
@@ -162,17 +178,42 @@ interface Call {
   readonly reply?: { resolve(response: unknown): void; reject(error: Error): void; detach(): void };
 }
 
+/** A stream's events: its opening, one pushed response, or its end (OK, or broken). */
+type StreamEvent =
+  | { readonly kind: 'open'; readonly stream: SimStream }
+  | { readonly kind: 'push'; readonly stream: SimStream; readonly response: wire.WatchChatResponse; readonly last: boolean }
+  | { readonly kind: 'end'; readonly stream: SimStream; readonly error?: ServiceError };
+
+type Delivery = Call | StreamEvent;
+
 /** An error shaped like the one grpc-js gives a client. */
 function serviceError(code: status, details: string): ServiceError {
   return Object.assign(new Error(`${code} ${status[code]}: ${details}`), { code, details, metadata: new Metadata() });
 }
 
-/** The calls in flight between clients and servers, delivered one at a time when the simulation says. */
+/**
+ * The calls and stream events in flight between clients and servers, delivered one at a time
+ * when the simulation says: a seeded choice among them while failures last, oldest first
+ * (`fair`) after, so that every event is delivered within as many deliveries as are in flight.
+ *
+ * A watch is an open (a call: lost, refused by a down server or a crashed incarnation, or
+ * answered by the real handler's WatchFeed), then one event per response the feed gives, at
+ * most one in flight per stream: the next is pulled from the feed only once the client's
+ * iterator took the previous one, or, when the feed had nothing, when it signals a change. A
+ * crash breaks its streams (the client hears UNAVAILABLE at a later delivery); a server that is
+ * down holds their responses until it is up again (a frozen process).
+ */
 export class SimNetwork {
-  private readonly inFlight: Call[] = [];
+  private readonly inFlight: Delivery[] = [];
+  private readonly streams = new Set<SimStream>();
+  private streamIds = 0;
   faults: Faults = NO_FAULTS;
-  /** Calls clients made. */
+  /** Oldest first instead of the seeded choice. */
+  fair = false;
+  /** Calls clients made (watch opens included). */
   calls = 0;
+  /** Deliveries made. */
+  deliveries = 0;
   /** Errors the handlers threw that are not refusals: server bugs. */
   readonly internalErrors: unknown[] = [];
 
@@ -191,9 +232,19 @@ export class SimNetwork {
     this.random = random;
   }
 
-  /** How many calls (duplicates included) wait for delivery. */
+  /** How many calls and stream events (duplicates included) wait for delivery. */
   get waiting(): number {
     return this.inFlight.length;
+  }
+
+  /** Where `client`'s open (or opening) watch streams are, by server name. */
+  watchesOf(client: string): string[] {
+    return [...this.streams].filter((s) => s.client === client && s.state !== 'closed').map((s) => s.server.name);
+  }
+
+  /** How many streams are open (or opening) on `server`. */
+  watchedOn(server: SimServer): number {
+    return [...this.streams].filter((s) => s.server === server && s.state !== 'closed').length;
   }
 
   /** Parks a call until it is delivered; a fired `signal` withdraws it unsent. */
@@ -206,26 +257,79 @@ export class SimNetwork {
         reject(new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal?.reason }));
       };
       const detach = () => signal?.removeEventListener('abort', onAbort);
-      const call: Call = { client, server, incarnation: server.incarnation, method, request, reply: { resolve, reject, detach } };
+      const call: Call = { kind: 'call', client, server, incarnation: server.incarnation, method, request, reply: { resolve, reject, detach } };
       this.inFlight.push(call);
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  /** Delivers one call in flight, chosen by the seeded source; false when none is in flight. */
+  /** Opens a watch stream to `server`; `signal` cancels it (the iterator then ends). */
+  watch(client: string, server: SimServer, request: wire.WatchChatRequest, signal: AbortSignal): SimStream {
+    this.calls += 1;
+    const stream = new SimStream(
+      (this.streamIds += 1),
+      client,
+      server,
+      server.incarnation,
+      request,
+      (s) => {
+        s.busy = false;
+        this.pump(s);
+      },
+      (s) => this.cancel(s),
+    );
+    if (signal.aborted) {
+      stream.state = 'closed';
+      stream.cancelled();
+      return stream;
+    }
+    this.streams.add(stream);
+    this.inFlight.push({ kind: 'open', stream });
+    const onAbort = () => this.cancel(stream);
+    signal.addEventListener('abort', onAbort, { once: true });
+    stream.onFinished(() => signal.removeEventListener('abort', onAbort));
+    return stream;
+  }
+
+  /** A server crashed: its streams break (closing their feeds); their clients hear it later. */
+  crashed(server: SimServer): void {
+    for (const stream of this.streams) if (stream.server === server && stream.state === 'open') this.break(stream, 'connection reset by a crash');
+  }
+
+  /**
+   * The client's connections were cut (it moved): its streams break, those still opening too.
+   * (Its unary calls in flight still reach their server, as the simulation always had them.)
+   */
+  disconnect(client: string): void {
+    for (const stream of this.streams) if (stream.client === client && stream.state !== 'closed') this.break(stream, 'connection closed: the client moved');
+  }
+
+  /** Delivers one call or stream event, chosen by the seeded source; false when none can be. */
   deliverOne(): boolean {
-    if (this.inFlight.length === 0) return false;
-    const call = this.inFlight.splice(below(this.random, this.inFlight.length), 1)[0]!;
-    call.reply?.detach();
+    const eligible = this.inFlight.filter((d) => d.kind !== 'push' || d.stream.server.isUp);
+    if (eligible.length === 0) return false;
+    const delivery = eligible[this.fair ? 0 : below(this.random, eligible.length)]!;
+    this.inFlight.splice(this.inFlight.indexOf(delivery), 1);
+    this.deliveries += 1;
     this.clock.tick();
-    const outcome = this.process(call);
-    this.trace?.(`${call.client} ${call.reply ? '' : '(duplicate) '}${call.method} -> ${call.server.name}: ${outcome}`);
+    if (delivery.kind === 'call') {
+      delivery.reply?.detach();
+      const outcome = this.process(delivery);
+      this.trace?.(`${delivery.client} ${delivery.reply ? '' : '(duplicate) '}${delivery.method} -> ${delivery.server.name}: ${outcome}`);
+    } else {
+      const { stream } = delivery;
+      const outcome = this.processStream(delivery);
+      this.trace?.(`${stream.client} watch#${stream.id} ${delivery.kind} ${delivery.kind === 'open' ? '->' : '<-'} ${stream.server.name}: ${outcome}`);
+    }
     return true;
   }
 
   /** Forgets the duplicates still in flight (the network is healthy from now on). */
   dropDuplicates(): void {
-    for (let i = this.inFlight.length - 1; i >= 0; i -= 1) if (!this.inFlight[i]!.reply) this.inFlight.splice(i, 1);
+    for (let i = this.inFlight.length - 1; i >= 0; i -= 1) {
+      const d = this.inFlight[i]!;
+      if (d.kind === 'call' && !d.reply) this.inFlight.splice(i, 1);
+    }
   }
 
   private process(call: Call): string {
@@ -246,9 +350,7 @@ export class SimNetwork {
     try {
       response = overTheWire(CODECS[method][1] as Codec<unknown>, server.handle(method, call.request as never));
     } catch (thrown) {
-      const mapped = toServiceError(thrown, method, silent);
-      if (mapped.code === status.INTERNAL) this.internalErrors.push(thrown);
-      error = serviceError(mapped.code!, mapped.details!);
+      error = this.refusal(thrown, method);
     }
     const summary = error ? `${status[error.code]}: ${error.details}` : describeResponse(response);
     if (!reply) return summary;
@@ -258,6 +360,93 @@ export class SimNetwork {
     if (error) reply.reject(error);
     else reply.resolve(response);
     return summary;
+  }
+
+  private processStream(event: StreamEvent): string {
+    const { stream } = event;
+    const { server } = stream;
+    const fail = (code: status, why: string) => {
+      stream.closeFeed();
+      this.streams.delete(stream);
+      stream.arrive({ error: serviceError(code, why) });
+      return `${status[code]} (${why})`;
+    };
+    switch (event.kind) {
+      case 'open': {
+        if (!server.isUp) return fail(status.UNAVAILABLE, 'server down');
+        if (server.incarnation !== stream.incarnation) return fail(status.UNAVAILABLE, 'connection reset by a crash');
+        if (chance(this.random, this.faults.lostRequest)) return fail(status.UNAVAILABLE, 'request lost');
+        try {
+          stream.feed = server.watch(stream.request);
+        } catch (thrown) {
+          const error = this.refusal(thrown, 'WatchChat');
+          return fail(error.code, error.details);
+        }
+        stream.state = 'open';
+        // Deferred: the listener runs inside the send or rebuild that changed the chat.
+        stream.feed.onChange(() => queueMicrotask(() => this.pump(stream)));
+        this.pump(stream);
+        return `opened at ${stream.request.visitorOffset}/${stream.request.agentOffset} epoch ${stream.request.epoch}`;
+      }
+      case 'push': {
+        if (chance(this.random, this.faults.lostResponse)) return `${fail(status.UNAVAILABLE, 'connection broken')} with ${describeResponse(event.response)}`;
+        stream.arrive({ response: event.response });
+        if (event.last) {
+          stream.closeFeed();
+          this.streams.delete(stream);
+          stream.arrive({ end: true });
+        }
+        return `${describeResponse(event.response)}${event.last ? ', stream ends (OK)' : ''}`;
+      }
+      case 'end':
+        stream.arrive(event.error ? { error: event.error } : { end: true });
+        this.streams.delete(stream);
+        return event.error ? `${status[event.error.code]} (${event.error.details})` : 'stream ends (OK)';
+    }
+  }
+
+  /** Pulls the feed's next response into the network, unless one is in flight or untaken. */
+  private pump(stream: SimStream): void {
+    const feed = stream.feed;
+    if (stream.state !== 'open' || stream.busy || !feed) return;
+    const response = feed.next();
+    if (response === undefined) {
+      if (!feed.done) return;
+      stream.state = 'closed';
+      stream.busy = true;
+      this.inFlight.push({ kind: 'end', stream });
+      return;
+    }
+    stream.busy = true;
+    this.inFlight.push({ kind: 'push', stream, response: overTheWire(wire.WatchChatResponse, response), last: feed.done });
+  }
+
+  /** The stream breaks now; the client hears `why` as UNAVAILABLE at a later delivery. */
+  private break(stream: SimStream, why: string): void {
+    stream.closeFeed();
+    this.withdraw(stream);
+    this.inFlight.push({ kind: 'end', stream, error: serviceError(status.UNAVAILABLE, why) });
+  }
+
+  /** The client cancelled: the feed closes, nothing more reaches the client. */
+  private cancel(stream: SimStream): void {
+    stream.closeFeed();
+    this.withdraw(stream);
+    this.streams.delete(stream);
+    stream.cancelled();
+  }
+
+  private withdraw(stream: SimStream): void {
+    for (let i = this.inFlight.length - 1; i >= 0; i -= 1) {
+      const d = this.inFlight[i]!;
+      if (d.kind !== 'call' && d.stream === stream) this.inFlight.splice(i, 1);
+    }
+  }
+
+  private refusal(thrown: unknown, method: string): ServiceError {
+    const mapped = toServiceError(thrown, method, silent);
+    if (mapped.code === status.INTERNAL) this.internalErrors.push(thrown);
+    return serviceError(mapped.code!, mapped.details!);
   }
 }
 
@@ -274,11 +463,13 @@ function describeResponse(response: unknown): string {
 /**
  * A client's way to the servers: calls go to the server the schedule routed it to, and a
  * failover moves on to the next one in the list (unless the client is pinned to one, as
- * behind a load balancer). Each call is asynchronous and waits in the network.
+ * behind a load balancer). Each call is asynchronous and waits in the network, and so does
+ * each watch stream's every event. `onMove` listeners hear each change of address.
  */
 export class SimTransport implements Transport {
   private current: number;
   private pinned = false;
+  private readonly moveListeners = new Set<(address: string) => void>();
 
   constructor(
     private readonly client: string,
@@ -295,12 +486,18 @@ export class SimTransport implements Transport {
 
   /** Sends later calls to `server`; `pin` keeps them there even after failures. */
   routeTo(server: number, pin = false): void {
-    this.current = server;
     this.pinned = pin;
+    this.moveTo(server);
   }
 
   failover(): void {
-    if (!this.pinned) this.current = (this.current + 1) % this.servers.length;
+    if (!this.pinned) this.moveTo((this.current + 1) % this.servers.length);
+  }
+
+  /** Tells `listener` whenever calls start going to another address; returns the unsubscribe. */
+  onMove(listener: (address: string) => void): () => void {
+    this.moveListeners.add(listener);
+    return () => this.moveListeners.delete(listener);
   }
 
   async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
@@ -310,7 +507,17 @@ export class SimTransport implements Transport {
     return (await this.network.send(this.client, this.servers[this.current]!, method, sent, signal)) as ResponseOf<M>;
   }
 
+  watch(request: wire.WatchChatRequest, signal: AbortSignal): AsyncIterable<wire.WatchChatResponse> {
+    return this.network.watch(this.client, this.servers[this.current]!, overTheWire(wire.WatchChatRequest, request), signal);
+  }
+
   close(): void {}
+
+  private moveTo(server: number): void {
+    if (server === this.current) return;
+    this.current = server;
+    for (const listener of [...this.moveListeners]) listener(this.address);
+  }
 }
 
 /** Resolves once every microtask queued so far, and every one those queue, has run. */
