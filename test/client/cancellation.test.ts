@@ -1,8 +1,9 @@
 import { once } from 'node:events';
 import { expect } from 'chai';
-import { ChatSdkError, type ChatSession } from '../../src/client/index.js';
+import { ChatSdkError, type ChatMessage, type ChatSession } from '../../src/client/index.js';
 import { heldIds } from '../scenarios/invariants.js';
 import { RestartableServer } from '../scenarios/restartable.js';
+import { collectGarbageEvery } from '../support/gc.js';
 import { sessionHarness } from '../support/sessions.js';
 import { describeSettlement, settleWithin } from '../support/settle.js';
 
@@ -84,4 +85,36 @@ describe('ChatSession cancellation while every server is down', function () {
     expect(session.messages.map((m) => `${m.id}@${m.dataOffset}`)).to.deep.equal(['m-1@1', 'm-2@2', 'm-3@3']);
     expect([...(await heldIds(server.address, 'cancel-send'))].sort()).to.deep.equal(['m-1', 'm-2', 'm-3']);
   });
+});
+
+/**
+ * `updates({ signal })` ends when the signal fires (README: "an async iterator that ends when
+ * `signal` aborts"), however the app made the signal and whatever the garbage collector does:
+ * an `AbortSignal.timeout()` the app does not keep a reference to must still fire.
+ */
+describe('ChatSession.updates({ signal }) under garbage collection', function () {
+  this.timeout(30_000);
+  const harness = sessionHarness();
+  /** How long an iterator whose signal fires at 300 ms may take to end. */
+  const ENDS_WITHIN_MS = 5_000;
+
+  for (const receive of ['watch', 'poll'] as const) {
+    it(`ends by itself when nothing arrives and its AbortSignal.timeout(300) fires, with garbage collected every 50 ms (receive: '${receive}')`, async () => {
+      const server = await harness.server();
+      const session = await harness.open({ chatId: `quiet-${receive}`, role: { kind: 'agent', agentId: 'agent-7' }, servers: [server.address], receive, pollIntervalMs: 50 });
+      const stopCollecting = collectGarbageEvery(50);
+      try {
+        const received: ChatMessage[] = [];
+        const updates = session.updates({ signal: AbortSignal.timeout(300) }); // as the README's agent example does: nobody keeps the signal
+        session.start();
+        const ended = await settleWithin((async () => {
+          for await (const message of updates) received.push(message);
+        })(), ENDS_WITHIN_MS);
+        expect(ended.state, `the updates() iterator: ${describeSettlement(ended)}`).to.equal('resolved');
+        expect(received.map((m) => m.id)).to.deep.equal([]);
+      } finally {
+        stopCollecting();
+      }
+    });
+  }
 });
