@@ -332,3 +332,22 @@ export async function waitForArrivals(what: string, expected: readonly Arrivals[
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+/**
+ * Runs `check`, then `after` even when `check` failed, and fails with what failed, both
+ * messages when both did: a failure report then says not only that (say) messages were not
+ * pushed, but whether the copies converged once everyone synced.
+ */
+export async function checkThen(check: () => Promise<void>, after: () => Promise<void>): Promise<void> {
+  const first = await check().then(
+    () => undefined,
+    (error: unknown) => error as Error,
+  );
+  try {
+    await after();
+  } catch (error) {
+    if (first) expect.fail(`${first.message}\nand, checked next: ${(error as Error).message}`);
+    throw error;
+  }
+  if (first) throw first;
+}
