@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { MessageType } from '../generated/chat/v1/chat.js';
 import { chatApi } from './support/chat-api.js';
-import { startTestServer, type TestServer } from './support/servers.js';
+import { killChildren, startTestServer, type TestServer } from './support/servers.js';
+import { settleWithin } from './support/settle.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -17,13 +18,18 @@ function sdkExamples(markdown: string): string[] {
 }
 
 /** Runs one example as its own process, as a user would, and resolves with its output. */
-async function run(file: string, env: Record<string, string>): Promise<string> {
-  const child = spawn(process.execPath, ['--import', 'tsx', file], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+async function run(file: string, env: Record<string, string>, nodeArgs: readonly string[] = [], deadlineMs = 60_000): Promise<string> {
+  const started = Date.now();
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', file], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const [code] = await once(child, 'exit');
-  expect(code, `${file} failed:\n${output}`).to.equal(0);
+  const exited = once(child, 'exit');
+  const hung = await settleWithin(exited, deadlineMs);
+  if (hung.state === 'pending') await killChildren([child]);
+  expect(hung.state, `${file} did not exit within ${deadlineMs} ms (killed); its output:\n${output}`).to.equal('resolved');
+  const [code] = await exited;
+  expect(code, `${file} failed after ${Date.now() - started} ms:\n${output}`).to.equal(0);
   return output;
 }
 
@@ -62,5 +68,36 @@ describe('README SDK examples', () => {
       [MessageType.MESSAGE_TYPE_AGENT, 'agent-7', 1],
       [MessageType.MESSAGE_TYPE_BOT, 'order-bot', 2],
     ]);
+  });
+
+  /**
+   * Reported: with nothing arriving, the agent example hangs instead of ending when its
+   * `AbortSignal.timeout(10_000)` fires, once the process has collected garbage (4 runs in 5
+   * with a GC after 1 s). The example runs as written, but with every 100 ms a full GC
+   * (test/support/force-gc.ts), against a server where no visitor ever writes, three times at
+   * once. The only change to its code: the timeout is cut from 10_000 to 1_000 ms, by
+   * replacing that literal in the extracted text, so that a run takes seconds.
+   */
+  it('end the agent example when its signal fires, nothing arriving, garbage collected every 100 ms', async function () {
+    this.timeout(60_000);
+    // A server each, where nobody writes: each agent finds the chat missing and rebuilds it empty.
+    const quiet = await Promise.all([1, 2, 3].map(() => startTestServer()));
+    try {
+      const agentExample = examples[1]!;
+      expect(agentExample, 'the agent example waits with AbortSignal.timeout(10_000)').to.contain('AbortSignal.timeout(10_000)');
+      const code = agentExample.replace('AbortSignal.timeout(10_000)', 'AbortSignal.timeout(1_000)');
+      const gcArgs = ['--expose-gc', '--import', 'tsx', '--import', join(ROOT, 'test', 'support', 'force-gc.ts')];
+      const outputs = await Promise.all(
+        quiet.map(async (server, n) => {
+          const file = join(scratch, `agent-under-gc-${n + 1}.ts`);
+          writeFileSync(file, code);
+          return run(file, { CHAT_SERVERS: server.address, CHAT_DATA_DIR: join(scratch, `agent-under-gc-${n + 1}`) }, gcArgs, 15_000);
+        }),
+      );
+      // Each printed its rebuild of the new, empty chat and nothing else: no message arrived.
+      expect(outputs.map((o) => o.trim())).to.deep.equal(quiet.map((server) => `rebuilt ${server.address}: uploaded 0 messages`));
+    } finally {
+      await Promise.all(quiet.map((server) => server.close()));
+    }
   });
 });

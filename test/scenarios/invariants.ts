@@ -1,6 +1,6 @@
-import { credentials } from '@grpc/grpc-js';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { ChatServiceClient, ResultCode } from '../../generated/chat/v1/chat.js';
+import { ChatServiceClient, RebuildRequest, type RebuildResponse, ResultCode } from '../../generated/chat/v1/chat.js';
 import {
   type ChatMessage,
   ChatSession,
@@ -253,4 +253,101 @@ export async function waitFor(what: string, condition: () => boolean | Promise<b
     if (Date.now() > deadline) expect.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
+}
+
+/**
+ * The ids a server holds for a chat, gaps or not, from an upload of nothing (which merges
+ * nothing and answers with the whole chat). It creates the chat empty where it is missing,
+ * as any client's first call would; no read leaves a server untouched. Fails after
+ * `timeoutMs` rather than hang on a server that does not answer.
+ */
+export async function heldIds(address: string, chatId: string, timeoutMs = 5_000): Promise<Set<string>> {
+  const client = new ChatServiceClient(address, credentials.createInsecure());
+  try {
+    const answer = await new Promise<RebuildResponse>((resolve, reject) =>
+      client.rebuild(RebuildRequest.fromPartial({ chat: { id: chatId } }), new Metadata(), { deadline: Date.now() + timeoutMs }, (error: ServiceError | null, response) =>
+        error ? reject(error) : resolve(response),
+      ),
+    );
+    expect(answer.truncated, `the snapshot of ${chatId} on ${address} fits one answer`).to.equal(false);
+    return new Set(answer.chat!.messages.map((m) => m.id));
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * The serving servers (running, not frozen) that hold every one of `ids` in `chatId`, found by
+ * reading each of them ({@link heldIds}): which server holds a chat is for the clients to
+ * decide, and a test must not assume it. Also returns a description of what each held.
+ */
+export async function serversHolding(
+  servers: readonly RestartableServer[],
+  chatId: string,
+  ids: readonly string[],
+): Promise<{ holders: RestartableServer[]; described: string }> {
+  const holders: RestartableServer[] = [];
+  const seen: string[] = [];
+  for (const server of servers) {
+    if (!server.serving) {
+      seen.push(`${server.name}: ${server.alive ? 'frozen' : 'down'}`);
+      continue;
+    }
+    const held = await heldIds(server.address, chatId);
+    const lacking = ids.filter((id) => !held.has(id));
+    seen.push(`${server.name} holds ${held.size} of chat ${chatId}, lacking [${lacking.join(', ')}]`);
+    if (lacking.length === 0) holders.push(server);
+  }
+  return { holders, described: seen.join('; ') };
+}
+
+/**
+ * The first serving server (in the order given) holding every one of `ids` in `chatId`; fails
+ * when none does: the chat is split over servers, or lost.
+ */
+export async function holderOf(servers: readonly RestartableServer[], chatId: string, ids: readonly string[]): Promise<RestartableServer> {
+  const { holders, described } = await serversHolding(servers, chatId, ids);
+  expect(holders.length, `servers holding all ${ids.length} messages of chat ${chatId} (${described})`).to.be.greaterThan(0);
+  return holders[0]!;
+}
+
+/** Messages that must reach a participant: `ids`, to arrive at `to`. */
+export interface Arrivals {
+  readonly to: Participant;
+  readonly ids: readonly string[];
+}
+
+/**
+ * Waits until each receiver's copy has announced (as `message` events, recorded from the
+ * session's opening) every one of its ids; fails after `timeoutMs` naming what each still lacks.
+ */
+export async function waitForArrivals(what: string, expected: readonly Arrivals[], timeoutMs = 10_000): Promise<void> {
+  const missing = () => expected.map(({ to, ids }) => ({ to, ids, lacks: ids.filter((id) => !to.delivered.has(id)) })).filter((r) => r.lacks.length > 0);
+  const deadline = Date.now() + timeoutMs;
+  while (missing().length > 0) {
+    if (Date.now() > deadline) {
+      const report = missing().map((r) => `${r.to.name} lacks ${r.lacks.length} of ${r.ids.length}: [${r.lacks.join(', ')}]`);
+      expect.fail(`${what}: after ${timeoutMs} ms, ${report.join('; ')}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/**
+ * Runs `check`, then `after` even when `check` failed, and fails with what failed, both
+ * messages when both did: a failure report then says not only that (say) messages were not
+ * pushed, but whether the copies converged once everyone synced.
+ */
+export async function checkThen(check: () => Promise<void>, after: () => Promise<void>): Promise<void> {
+  const first = await check().then(
+    () => undefined,
+    (error: unknown) => error as Error,
+  );
+  try {
+    await after();
+  } catch (error) {
+    if (first) expect.fail(`${first.message}\nand, checked next: ${(error as Error).message}`);
+    throw error;
+  }
+  if (first) throw first;
 }

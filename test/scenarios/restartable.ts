@@ -8,6 +8,7 @@ export class RestartableServer {
   private current: ServerProcess | undefined;
   private starting: Promise<ServerProcess> | undefined;
   private disposed = false;
+  private stopped = false;
   /** Log lines of the incarnations before the current one. */
   private readonly earlier: Record<string, unknown>[] = [];
 
@@ -30,8 +31,19 @@ export class RestartableServer {
     return `127.0.0.1:${this.port}`;
   }
 
+  /** Running (frozen or not). */
   get alive(): boolean {
     return this.current !== undefined;
+  }
+
+  /** Running but stopped with SIGSTOP: it holds its chats and connections and answers nothing. */
+  get frozen(): boolean {
+    return this.stopped;
+  }
+
+  /** Running and not frozen: it answers calls. */
+  get serving(): boolean {
+    return this.alive && !this.stopped;
   }
 
   /** Log lines of every incarnation so far. */
@@ -39,13 +51,31 @@ export class RestartableServer {
     return [...this.earlier, ...(this.current?.logs ?? [])];
   }
 
-  /** SIGKILLs the process (if running) and waits until it is gone: its chats are lost. */
+  /**
+   * Stops the process with SIGSTOP, as a machine that hangs (a long GC pause, a stalled VM):
+   * its sockets stay open, so clients notice only by deadlines and keepalive.
+   */
+  freeze(): void {
+    if (!this.current || this.stopped) throw new Error(`${this.name} is not running, or already frozen`);
+    this.current.child.kill('SIGSTOP');
+    this.stopped = true;
+  }
+
+  /** Resumes a frozen process with SIGCONT: it carries on with its chats as they were. */
+  thaw(): void {
+    if (!this.current || !this.stopped) throw new Error(`${this.name} is not frozen`);
+    this.current.child.kill('SIGCONT');
+    this.stopped = false;
+  }
+
+  /** SIGKILLs the process (if running, frozen or not) and waits until it is gone: its chats are lost. */
   async kill(): Promise<void> {
     await this.starting?.catch(() => undefined); // a restart under way is killed once it is up
     const dying = this.current;
     this.current = undefined;
+    this.stopped = false;
     if (!dying) return;
-    await dying.kill();
+    await dying.kill(); // SIGKILL ends a stopped process too
     this.earlier.push(...dying.logs);
   }
 
