@@ -95,6 +95,11 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     return this.chat.publicOffsets;
   }
 
+  /** The server address the session's calls go to now: the chat's home, unless it is down. */
+  get server(): string {
+    return this.transport.address;
+  }
+
   /** Sends not yet acknowledged, in order. */
   get pending(): readonly PendingMessage[] {
     return this.outbox.pending;
