@@ -1,9 +1,8 @@
 import { expect } from 'chai';
-import { ChatError } from '../../src/domain/errors.js';
 import { MessageType } from '../../src/domain/message.js';
 import type { ChatStore } from '../../src/domain/store.js';
 import type { ChatChange } from '../../src/domain/watchers.js';
-import { held, submission, testStore } from '../support/domain.js';
+import { held, refusal, submission, testStore } from '../support/domain.js';
 
 const origin = { visitor: 0, agent: 0 };
 const ids = (messages: readonly { id: string }[]) => messages.map((m) => m.id);
@@ -12,16 +11,6 @@ const ids = (messages: readonly { id: string }[]) => messages.map((m) => m.id);
 function record(store: ChatStore, chatId: string): { heard: ChatChange[]; cancel: () => void } {
   const heard: ChatChange[] = [];
   return { heard, cancel: store.watch(chatId, (change) => heard.push(change)) };
-}
-
-function refusal(act: () => unknown): ChatError {
-  try {
-    act();
-  } catch (error) {
-    expect(error).to.be.instanceOf(ChatError);
-    return error as ChatError;
-  }
-  return expect.fail('expected a refusal');
 }
 
 describe('ChatStore.watch', () => {

@@ -1,13 +1,12 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
 import { ResultCode, WatchChatRequest, type WatchChatResponse } from '../../generated/chat/v1/chat.js';
-import { ChatError } from '../../src/domain/errors.js';
 import type { Limits } from '../../src/domain/limits.js';
 import { MessageType } from '../../src/domain/message.js';
 import type { ChatStore } from '../../src/domain/store.js';
 import { chatHandlers, type WatchFeed } from '../../src/server/chat-service.js';
 import type { Loose } from '../support/chat-api.js';
-import { held, steppingClock, submission, testStore } from '../support/domain.js';
+import { held, refusal, steppingClock, submission, testStore } from '../support/domain.js';
 
 const origin = { visitor: 0, agent: 0 };
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
@@ -26,16 +25,6 @@ function listen(feed: WatchFeed): { count: number } {
   const heard = { count: 0 };
   feed.onChange(() => (heard.count += 1));
   return heard;
-}
-
-function refusal(act: () => unknown): ChatError {
-  try {
-    act();
-  } catch (error) {
-    expect(error).to.be.instanceOf(ChatError);
-    return error as ChatError;
-  }
-  return expect.fail('expected a refusal');
 }
 
 const visitorSays = (store: ChatStore, id: string) => store.addVisitorMessage({ chatId: 'c', caller: origin, message: submission(id) });

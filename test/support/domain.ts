@@ -1,3 +1,5 @@
+import { expect } from 'chai';
+import { ChatError } from '../../src/domain/errors.js';
 import type { Clock, Limits } from '../../src/domain/limits.js';
 import { type Message, MessageType } from '../../src/domain/message.js';
 import { ChatStore, type Submission } from '../../src/domain/store.js';
@@ -23,4 +25,15 @@ export function held(id: string, dataOffset: number, type = MessageType.Visitor,
 /** A submission of a new message. */
 export function submission(id: string, type?: MessageType, content = `text of ${id}`): Submission {
   return { id, content, type, senderId: '' };
+}
+
+/** The ChatError `act` throws; fails the test when it throws nothing or something else. */
+export function refusal(act: () => unknown): ChatError {
+  try {
+    act();
+  } catch (error) {
+    expect(error).to.be.instanceOf(ChatError);
+    return error as ChatError;
+  }
+  return expect.fail('expected a refusal');
 }
