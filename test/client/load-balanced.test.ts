@@ -107,6 +107,55 @@ describe('ChatSession behind one load-balanced address (haproxy)', function () {
     expect(agent.pending).to.deep.equal([]);
   });
 
+  it('behind a balancer hashing on x-chat-id: each chat meets on one backend, chats spread, and a dead backend moves only its own chats', async () => {
+    const backends = [await spawnServer(), await spawnServer()];
+    processes.push(...backends);
+    const lb = (balancer = await startHaproxy(backends.map((p) => p.address), 'chat-id'));
+    const chatIds = Array.from({ length: 16 }, (_, i) => `hashed-${i}`);
+    const pairs = await Promise.all(
+      chatIds.map(async (chatId) => {
+        const open = async (role: ChatSessionOptions['role']) => {
+          const session = await ChatSession.open({ chatId, role, servers: [lb.address], backoff: { initialMs: 5, maxMs: 100 } });
+          sessions.push(session);
+          return session;
+        };
+        const pair = { chatId, visitor: await open({ kind: 'visitor', visitorId: `vis-${chatId}` }), agent: await open({ kind: 'agent', agentId: 'agent-7' }), rebuilds: [] as RebuildEvent[] };
+        for (const session of [pair.visitor, pair.agent]) session.on('rebuild', (e) => pair.rebuilds.push(e));
+        return pair;
+      }),
+    );
+    const converse = (round: string) =>
+      Promise.all(
+        pairs.map(async ({ visitor, agent }) => {
+          await visitor.send(`question ${round}`, { id: `v-${round}` });
+          await agent.sync();
+          await agent.send(`answer ${round}`, { id: `a-${round}` });
+          await visitor.sync();
+        }),
+      );
+    /** The backends that logged a rebuild of `chatId` (every chat is set up by one, on its first call there). */
+    const backendsOf = (chatId: string) => backends.filter((p) => p.logs.some((entry) => entry.msg === 'rebuild' && entry.chatId === chatId));
+
+    await converse('1');
+    const homes = new Map(pairs.map(({ chatId }) => [chatId, backendsOf(chatId)]));
+    for (const [chatId, on] of homes) expect(on.map((p) => p.address), `${chatId} lives on one backend`).to.have.length(1);
+    const [dying, surviving] = backends as [ServerProcess, ServerProcess];
+    const moving = pairs.filter((p) => homes.get(p.chatId)![0] === dying);
+    const staying = pairs.filter((p) => homes.get(p.chatId)![0] === surviving);
+    expect(moving.length, 'chats on the first backend').to.be.greaterThan(0);
+    expect(staying.length, 'chats on the second backend').to.be.greaterThan(0);
+    for (const pair of pairs) pair.rebuilds.length = 0;
+
+    await dying.kill();
+    await converse('2');
+    for (const { chatId, rebuilds } of staying) expect(rebuilds, `${chatId}, on the surviving backend, is left alone`).to.deep.equal([]);
+    for (const { chatId, rebuilds } of moving) expect(rebuilds.map((e) => e.reason), `${chatId} moved and rebuilt the survivor`).to.include('missing');
+    for (const { chatId, visitor, agent } of pairs) {
+      expect(agent.messages.map(line), chatId).to.deep.equal(visitor.messages.map(line));
+      expect(visitor.messages.map((m) => m.id), chatId).to.have.members(['v-1', 'a-1', 'v-2', 'a-2']);
+    }
+  });
+
   it('keeps a watch going through the same address: the stream haproxy broke is resumed on B, rebuilt', async () => {
     // A poll interval far beyond the test: whatever the agent gets is pushed.
     const { a, b, visitor, agent } = await setUp({ pollIntervalMs: 600_000 });

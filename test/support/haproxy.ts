@@ -29,13 +29,25 @@ export interface Haproxy {
 }
 
 /**
- * The haproxy configuration for gRPC: HTTP/2 cleartext on both sides, every call to the first
- * backend that is up (`balance first`: a sticky home), the next one once a TCP health check
- * (every 100 ms, one failure marks a server down) finds the first down. A call already bound to
- * a backend that refuses connections is retried there `retries` times, `timeout connect` apart,
- * then answered 503, so a dead backend costs a call about 300 ms instead of hanging it.
+ * How haproxy picks a backend: `first`, every call to the first backend that is up (one sticky
+ * home for every chat); `chat-id`, a consistent hash of the `x-chat-id` header the SDK sends on
+ * every call (each chat its own home; a dead backend's chats move, the others stay).
  */
-export function haproxyConfig(port: number, backends: readonly string[]): string {
+export type Balance = 'first' | 'chat-id';
+
+const BALANCE: Record<Balance, readonly string[]> = {
+  first: ['  balance first'],
+  'chat-id': ['  balance hdr(x-chat-id)', '  hash-type consistent'],
+};
+
+/**
+ * The haproxy configuration for gRPC: HTTP/2 cleartext on both sides, calls balanced as
+ * `balance` says, a backend taken out once a TCP health check (every 100 ms, one failure marks a
+ * server down) finds it down. A call already bound to a backend that refuses connections is
+ * retried there `retries` times, `timeout connect` apart, then answered 503, so a dead backend
+ * costs a call about 300 ms instead of hanging it.
+ */
+export function haproxyConfig(port: number, backends: readonly string[], balance: Balance = 'first'): string {
   return [
     'global',
     '  nbthread 1',
@@ -53,7 +65,7 @@ export function haproxyConfig(port: number, backends: readonly string[]): string
     `  bind 127.0.0.1:${port} proto h2`,
     '  default_backend chat',
     'backend chat',
-    '  balance first',
+    ...BALANCE[balance],
     '  default-server proto h2 check inter 100ms fall 1 rise 1',
     ...backends.map((address, i) => `  server s${i} ${address}`),
     '',
@@ -65,12 +77,12 @@ export function haproxyConfig(port: number, backends: readonly string[]): string
  * 127.0.0.1, and resolves once a gRPC health check passes through it to a backend. Throws when
  * haproxy is not installed, so a test that needs it fails instead of being skipped.
  */
-export async function startHaproxy(backends: readonly string[]): Promise<Haproxy> {
+export async function startHaproxy(backends: readonly string[], balance: Balance = 'first'): Promise<Haproxy> {
   const binary = findHaproxy();
   const dir = await mkdtemp(join(tmpdir(), 'chat-haproxy-'));
   try {
     for (let attempt = 1; ; attempt += 1) {
-      const started = await launch(binary, dir, await freePort(), backends);
+      const started = await launch(binary, dir, await freePort(), backends, balance);
       if (started.ok) return started.haproxy;
       if (!started.portTaken || attempt === BIND_ATTEMPTS) throw new Error(started.problem);
     }
@@ -92,9 +104,9 @@ function findHaproxy(): string {
 
 type Launch = { ok: true; haproxy: Haproxy } | { ok: false; portTaken: boolean; problem: string };
 
-async function launch(binary: string, dir: string, port: number, backends: readonly string[]): Promise<Launch> {
+async function launch(binary: string, dir: string, port: number, backends: readonly string[], balance: Balance): Promise<Launch> {
   const config = join(dir, 'haproxy.cfg');
-  await writeFile(config, haproxyConfig(port, backends));
+  await writeFile(config, haproxyConfig(port, backends, balance));
   const child = spawn(binary, ['-f', config, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const collect = (chunk: Buffer) => logs.push(...chunk.toString().split('\n').filter((line) => line.length > 0));
