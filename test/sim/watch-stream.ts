@@ -1,7 +1,7 @@
 import type { ServiceError } from '@grpc/grpc-js';
 import type { WatchChatRequest, WatchChatResponse } from '../../generated/chat/v1/chat.js';
 import type { WatchFeed } from '../../src/server/watch-feed.js';
-import type { SimServer } from './world.js';
+import type { SimServer } from './sim-server.js';
 
 type Arrival = { readonly response: WatchChatResponse } | { readonly end: true } | { readonly error: ServiceError };
 
