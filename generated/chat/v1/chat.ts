@@ -2224,6 +2224,11 @@ export const RebuildResponse: MessageFns<RebuildResponse> = {
 /**
  * ChatService is a live-support chat between one visitor and an agent side (agents, bots and
  * system notices). Offsets are per side and count the messages held contiguously from 1.
+ *
+ * Every participant of a chat must talk to one server, the chat's home. Clients send the chat
+ * id as the `x-chat-id` request metadata on every call, so a load balancer can hash on it;
+ * clients given a list of servers order it per chat by rendezvous hashing (highest first of
+ * SHA-256(chat_id + "\n" + address), first 8 bytes, big-endian) and use the first that is up.
  */
 export type ChatServiceService = typeof ChatServiceService;
 export const ChatServiceService = {
