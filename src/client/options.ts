@@ -25,7 +25,7 @@ export interface ChatSessionOptions {
   /**
    * Carry the chat's epoch so that a server whose history differs from this copy's is rebuilt
    * even when the offsets look fine (docs/protocol.md). Default true; false speaks the
-   * original offsets-only protocol, which can lose messages (PROTOCOL.md section 4).
+   * original offsets-only protocol, which can lose messages (docs/reference.md section 4).
    */
   readonly detectDivergence?: boolean;
   /** Where the copy lives; in memory unless given (use FileStore for a durable copy). */

@@ -61,7 +61,7 @@ export interface Visitor {
 /**
  * True when the server cannot serve the caller from its history: the caller holds more of
  * either side, or its offsets refer to another incarnation of the chat (another epoch), so
- * they may name other messages even where they look fine (PROTOCOL.md section 4).
+ * they may name other messages even where they look fine (docs/reference.md section 4).
  */
 export function needsRebuild(caller: Position, server: Offsets, epoch: string): boolean {
   return caller.visitor > server.visitor || caller.agent > server.agent || (!!caller.epoch && caller.epoch !== epoch);

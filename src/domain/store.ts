@@ -69,7 +69,7 @@ const AGENT_SIDE_TYPES = new Set([MessageType.Agent, MessageType.Bot, MessageTyp
 
 /**
  * The chats of one server, in memory, and the four operations of the protocol
- * (PROTOCOL.md sections 2 and 3). Every refusal is a {@link ChatError} thrown before anything
+ * (docs/reference.md sections 2 and 3). Every refusal is a {@link ChatError} thrown before anything
  * changes, so a refused request leaves every chat as it was.
  */
 export class ChatStore {

@@ -6,7 +6,7 @@ Usage: python3 test/interop/chat_client.py ADDR_A ADDR_B
 Compiles proto/chat/v1/chat.proto (and nothing else of this repository) with
 `python3 -m grpc_tools.protoc` into a temporary directory, imports the generated modules and
 runs the original flows of the chat rebuild protocol, checking every answer against
-/work/shared/spec/PROTOCOL.md sections 2 and 3:
+docs/reference.md sections 2 and 3:
 
   phase A (ADDR_A): bad input, sends to a missing chat, new chat, rebuild, visitor and agent
   sends, resends, reads from the caller's offsets, callers ahead of the server, rebuild of a
@@ -37,14 +37,14 @@ CALL_TIMEOUT_S = 10
 CONNECT_TIMEOUT_S = 10
 MAX_PAGES = 1000
 
-# PROTOCOL.md section 2: result codes and the offsets of a missing chat.
+# docs/reference.md section 2: result codes and the offsets of a missing chat.
 OK = 0
 REBUILD_REQUIRED = 1
 MISSING = (-1, -1)
 
 
 class Failure(Exception):
-    """An answer that PROTOCOL.md sections 2-3 contradict."""
+    """An answer that docs/reference.md sections 2-3 contradict."""
 
 
 def trace(text):
@@ -143,7 +143,7 @@ def conversation(pb, messages):
     """Orders messages as a conversation: each side in offset order, the two sides interleaved
     by the server-stamped send_time, the visitor's first on a tie.
 
-    PROTOCOL.md says "in conversation order" without defining it; this is the rule the server
+    docs/reference.md says "in conversation order" without defining it; this is the rule the server
     documents (src/domain/conversation.ts). A client displays its copy in this order, so the
     final comparison of "same order" means: B's view is exactly this order of the same messages.
     """
@@ -177,7 +177,7 @@ class LocalCopy:
         self.by_side = {"visitor": {}, "agent": {}}
 
     def offsets(self):
-        """The contiguous prefix held on each side (PROTOCOL.md section 2)."""
+        """The contiguous prefix held on each side (docs/reference.md section 2)."""
         result = []
         for side in ("visitor", "agent"):
             held, n = self.by_side[side], 0
@@ -608,7 +608,7 @@ def main(argv):
         return 1
     finally:
         temp.cleanup()
-    trace("PASS: every answer matched PROTOCOL.md sections 2-3")
+    trace("PASS: every answer matched docs/reference.md sections 2-3")
     return 0
 
 

@@ -36,7 +36,7 @@ describe('a Python client compiled only from proto/chat/v1/chat.proto', function
     await Promise.all(servers.splice(0).map((server) => server.kill()));
   });
 
-  it('runs the original flows on A, fails over to B, rebuilds and converges with the codes and offsets of PROTOCOL.md', async () => {
+  it('runs the original flows on A, fails over to B, rebuilds and converges with the codes and offsets of docs/reference.md', async () => {
     const found = findPython();
     if ('problem' in found) expect.fail(found.problem);
 

@@ -4,7 +4,7 @@ import { RestartableServer } from './restartable.js';
 import { chatIdPlaced } from '../support/placement.js';
 
 /**
- * Scenario 5 (PROTOCOL.md sections 4 and 6): two histories that claim the same offset. Offsets
+ * Scenario 5 (docs/reference.md sections 4 and 6): two histories that claim the same offset. Offsets
  * alone cannot tell them apart; the epoch a session carries can. Run with OFFSETS_ONLY=1 to
  * see the original protocol lose the messages these tests look for.
  */

@@ -15,7 +15,7 @@ import type { RestartableServer } from './restartable.js';
 
 /**
  * `OFFSETS_ONLY=1` runs every scenario session with `detectDivergence: false`: the original,
- * offsets-only protocol. The divergence scenarios must then fail (PROTOCOL.md section 4).
+ * offsets-only protocol. The divergence scenarios must then fail (docs/reference.md section 4).
  */
 export const OFFSETS_ONLY = process.env.OFFSETS_ONLY === '1';
 
@@ -194,7 +194,7 @@ function expectUnique(what: string, messages: readonly ChatMessage[]): void {
 }
 
 /**
- * Checks invariants 1-5 of PROTOCOL.md section 5 for one chat, once failures have stopped and
+ * Checks invariants 1-5 of docs/reference.md section 5 for one chat, once failures have stopped and
  * everyone has synced (see {@link syncEveryone}), against the server everyone now talks to:
  *
  * 1. durability: every message acknowledged to a sender or delivered to any client is on the

@@ -95,7 +95,7 @@ describe('server reflection, seen by a client without compiled types', () => {
       ['a1', '1', agentSent],
     ]);
 
-    // PROTOCOL.md §3: a send takes the next offset of its own side, so visitor 2 (not 3).
+    // docs/reference.md §3: a send takes the next offset of its own side, so visitor 2 (not 3).
     const sent = await chatCall('AddVisitorMessage', {
       chatId,
       visitorOffset: '1',

@@ -8,7 +8,7 @@ import { type ServerProcess, spawnServer, startTestServer, type TestServer } fro
 const OK = ResultCode.RESULT_CODE_OK;
 const REBUILD = ResultCode.RESULT_CODE_REBUILD_REQUIRED;
 
-/** PROTOCOL.md section 6, scenarios 1, 2, 3, 4, 8 and 11, against real servers. */
+/** docs/reference.md section 6, scenarios 1, 2, 3, 4, 8 and 11, against real servers. */
 describe('protocol scenarios over the wire', () => {
   let servers: TestServer[] = [];
   const start = async () => {

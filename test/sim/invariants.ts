@@ -47,7 +47,7 @@ const sideOf = (m: ChatMessage) => (m.messageType === MessageType.MESSAGE_TYPE_V
 const line = (m: ChatMessage) => `${m.id} ${sideOf(m)}@${m.dataOffset} t=${m.sendTime ? m.sendTime.getTime() / 1000 - 1_767_225_600 : '?'}`;
 const list = (messages: readonly ChatMessage[]) => (messages.length === 0 ? '(none)' : messages.map(line).join(', '));
 
-/** Checks invariants 1 to 5 of PROTOCOL.md section 5 (and that events announced every message). */
+/** Checks invariants 1 to 5 of docs/reference.md section 5 (and that events announced every message). */
 export function checkInvariants(state: FinalState): void {
   durability(state);
   uniqueness(state);

@@ -5,7 +5,7 @@ import { type RunOptions, runSchedule, type RunStats } from './run.js';
 import { describeSchedule, MAX_ACTIONS, type Schedule, schedules } from './schedule.js';
 
 /**
- * The deterministic simulation (PROTOCOL.md section 5, scenario 12 and more): seeded schedules
+ * The deterministic simulation (docs/reference.md section 5, scenario 12 and more): seeded schedules
  * of sends, syncs, crashes, restarts, evictions, partitions, lost requests and responses,
  * duplicated deliveries and clients switching servers (or their transports moving quietly),
  * against the real domain, handlers and SDK, with every device receiving in the background by
@@ -112,7 +112,7 @@ describe('deterministic simulation', function () {
     // failure found is one of invariants 1-6); a fixed seed keeps the test deterministic.
     const options: RunOptions = { detectDivergence: false, liveness: false };
     const details = await fc.check(property(options), { numRuns: 200, seed: 1 });
-    expect(details.failed, 'offsets alone lose messages (PROTOCOL.md section 4); the simulation must see it').to.equal(true);
+    expect(details.failed, 'offsets alone lose messages (docs/reference.md section 4); the simulation must see it').to.equal(true);
     expect(details.errorInstance).to.be.instanceOf(SimulationFailure);
     expect((details.errorInstance as SimulationFailure).invariant).to.match(/^invariant [1-5] /);
     console.log(`control, without epochs: ${await explain(details, options)}`.replace(/^/gm, '  '));

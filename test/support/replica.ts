@@ -5,7 +5,7 @@ import type { ChatApi } from './chat-api.js';
 const sideOf = (m: ChatMessage) => (m.messageType === MessageType.MESSAGE_TYPE_VISITOR ? 'visitor' : 'agent');
 
 /**
- * A test client's copy of one chat, kept the way PROTOCOL.md section 2 says a client keeps it:
+ * A test client's copy of one chat, kept the way docs/reference.md section 2 says a client keeps it:
  * messages by side and offset, offsets as contiguous prefixes. The SDK does this for real;
  * this is the smallest faithful version, so wire tests can play clients.
  */
