@@ -15,7 +15,8 @@ const RECOVERY_MS = 10_000;
 /**
  * An AbortSignal stops the caller's waiting (README, "Errors"): `sync({ signal })` and
  * `send(content, { signal })` reject with `ChatSdkError` `aborted` when it fires, even while
- * the session cannot reach any server and has sends queued, and the queued sends still land
+ * the session cannot reach any server and has sends queued, and with garbage collected while
+ * they wait (an inline `AbortSignal.timeout()` nobody keeps), and the queued sends still land
  * once a server is back ("the message stays queued").
  */
 describe('ChatSession cancellation while every server is down', function () {
@@ -55,7 +56,8 @@ describe('ChatSession cancellation while every server is down', function () {
     queued.catch(() => undefined); // settled and checked below; a failing test's cleanup may reject it first
     await retrying(session); // the send is under way (and failing), as it is when a user asks to refresh
 
-    const synced = await settleWithin(session.sync({ signal: AbortSignal.timeout(500) }), PROMPTLY_MS);
+    const stopCollecting = collectGarbageEvery(50); // nobody keeps the signal: it must fire all the same
+    const synced = await settleWithin(session.sync({ signal: AbortSignal.timeout(500) }), PROMPTLY_MS).finally(stopCollecting);
     expectAborted('sync({ signal: AbortSignal.timeout(500) })', synced);
 
     await server.restart();
@@ -71,7 +73,8 @@ describe('ChatSession cancellation while every server is down', function () {
     const first = settleWithin(session.send('first while down', { id: 'm-2', signal: AbortSignal.timeout(500) }), PROMPTLY_MS);
     await retrying(session); // the first send is under way (and failing) when the second is made
     const second = settleWithin(session.send('second while down', { id: 'm-3', signal: AbortSignal.timeout(500) }), PROMPTLY_MS);
-    const [firstSettled, secondSettled] = await Promise.all([first, second]);
+    const stopCollecting = collectGarbageEvery(50); // nobody keeps the signals: they must fire all the same
+    const [firstSettled, secondSettled] = await Promise.all([first, second]).finally(stopCollecting);
     expectAborted('the first send while down', firstSettled);
     expectAborted('the second send while down, queued behind the first', secondSettled);
 
