@@ -1,5 +1,5 @@
 import { interleave, type Page } from './conversation.js';
-import { mergeSide } from './merge.js';
+import { mergeInto } from './merge.js';
 import { type Message, type NewMessage, type Offsets, type Side, type Visitor, sideOf } from './message.js';
 import { SideLog } from './side-log.js';
 
@@ -32,7 +32,7 @@ export interface MergeSummary {
  */
 export class Chat {
   visitor: Visitor | undefined;
-  private readonly sides: Record<Side, SideLog> = { visitor: new SideLog(), agent: new SideLog() };
+  private readonly sides: Readonly<Record<Side, SideLog>> = { visitor: new SideLog(), agent: new SideLog() };
   private readonly byId = new Map<string, Message>();
 
   /** When a request last touched the chat, for idle eviction. */
@@ -85,20 +85,18 @@ export class Chat {
     );
   }
 
-  /** Every message held (beyond gaps too), in conversation order, cut to `budgetBytes`. */
+  /**
+   * Every message held (beyond gaps too), in conversation order, cut to `budgetBytes`. O(k) for
+   * the k messages returned, whatever the chat's size.
+   */
   snapshot(budgetBytes: number): Page {
-    const visitor = this.sides.visitor.all();
-    const agent = this.sides.agent.all();
-    return interleave(
-      (i) => visitor[i],
-      (i) => agent[i],
-      budgetBytes,
-    );
+    return interleave(this.sides.visitor.reader(), this.sides.agent.reader(), budgetBytes);
   }
 
   /**
    * Merges a copy whose messages the caller has validated: a union by id. Messages already
-   * held are left as they are (so the epoch stays); see {@link mergeSide} for where new ones go.
+   * held are left as they are (so the epoch stays); see {@link mergeInto} for where new ones go.
+   * In place: O(m log m) for m uploaded messages, however many the chat holds.
    */
   merge(copy: ChatCopy): MergeSummary {
     if (!this.visitor && copy.visitor) this.visitor = copy.visitor;
@@ -109,10 +107,9 @@ export class Chat {
     for (const side of ['visitor', 'agent'] as const) {
       const uploaded = copy.messages.filter((m) => sideOf(m.type) === side);
       if (!uploaded.some((m) => !this.byId.has(m.id))) continue;
-      const merged = mergeSide(this.sides[side].all(), uploaded, (id) => this.byId.get(id));
-      this.sides[side] = SideLog.of(merged.messages);
-      for (const message of merged.messages) this.byId.set(message.id, message);
-      added += merged.added;
+      const merged = mergeInto(this.sides[side], uploaded, (id) => this.byId.get(id));
+      for (const message of merged.placed) this.byId.set(message.id, message);
+      added += merged.placed.length;
       displaced += merged.displaced;
     }
     return { added, displaced };

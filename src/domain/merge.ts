@@ -1,4 +1,5 @@
 import type { Message } from './message.js';
+import { SideLog } from './side-log.js';
 
 /** What merging an upload into one side did. */
 export interface SideMerge {
@@ -10,9 +11,17 @@ export interface SideMerge {
   readonly displaced: number;
 }
 
+/** What merging an upload into a side in place did. */
+export interface InPlaceMerge {
+  /** The messages the side now holds that it did not before, as held (at their offsets). */
+  readonly placed: Message[];
+  /** Of those, how many could not keep their claimed offset (moved to the end of the side). */
+  readonly displaced: number;
+}
+
 /**
- * Merges an upload into one side the server holds: a union by id, deterministic for a given
- * server state and upload.
+ * Merges an upload into one side the server holds, in place: a union by id, deterministic for
+ * a given server state and upload.
  *
  * Messages the server already holds keep their offsets: clients may have read them there. An
  * uploaded message the server lacks takes the offset it claims when that offset is free and
@@ -21,21 +30,22 @@ export interface SideMerge {
  * diverged: another message holds its offset), it and every later new message of the upload
  * move, in the upload's order, past the last offset the side holds. Nothing is dropped.
  *
- * O(n + m log m) for n held and m uploaded messages.
+ * Every decision asks the side (is this offset held? its last offset) or the chat's index by
+ * id; nothing held is read, copied or re-indexed. O(m log m) for m uploaded messages, plus
+ * O(log g) an insert among the g messages held beyond a gap (see {@link SideLog.insert}).
  *
- * @param held the side as the server holds it, ordered by offset
+ * @param side the side as the server holds it; gets the new messages
  * @param uploaded the upload's messages of this side, with distinct offsets
  * @param find the chat's message with an id, if it holds one
  */
-export function mergeSide(
-  held: readonly Message[],
+export function mergeInto(
+  side: SideLog,
   uploaded: readonly Message[],
   find: (id: string) => Message | undefined,
-): SideMerge {
+): InPlaceMerge {
   const claims = [...uploaded].sort((a, b) => a.dataOffset - b.dataOffset);
   const kept: Message[] = [];
   const moved: Message[] = [];
-  let cursor = 0;
   let floor = 0; // the highest server offset of a message the upload lists so far
   for (const message of claims) {
     const known = find(message.id);
@@ -43,29 +53,31 @@ export function mergeSide(
       floor = Math.max(floor, known.dataOffset);
       continue;
     }
-    while (cursor < held.length && held[cursor]!.dataOffset < message.dataOffset) cursor += 1;
-    const taken = held[cursor]?.dataOffset === message.dataOffset;
-    if (moved.length === 0 && !taken && message.dataOffset > floor) {
+    // Decided against the side as it was: kept claims are distinct offsets, none held.
+    if (moved.length === 0 && !side.holds(message.dataOffset) && message.dataOffset > floor) {
       kept.push(message);
       floor = message.dataOffset;
     } else moved.push(message);
   }
 
-  const messages = mergeByOffset(held, kept);
-  let last = messages.at(-1)?.dataOffset ?? 0;
-  for (const message of moved) {
-    last += 1;
-    messages.push({ ...message, dataOffset: last });
-  }
-  return { messages, added: kept.length + moved.length, displaced: moved.length };
+  const placed = kept.map((message) => side.insert(message));
+  let last = side.last;
+  for (const message of moved) placed.push(side.insert({ ...message, dataOffset: (last += 1) }));
+  return { placed, displaced: moved.length };
 }
 
-function mergeByOffset(a: readonly Message[], b: readonly Message[]): Message[] {
-  const out: Message[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length && j < b.length) out.push(a[i]!.dataOffset < b[j]!.dataOffset ? a[i++]! : b[j++]!);
-  while (i < a.length) out.push(a[i++]!);
-  while (j < b.length) out.push(b[j++]!);
-  return out;
+/**
+ * {@link mergeInto} for a side given as an array: the side after the merge, as a new array.
+ * O(n + m log m) for n held and m uploaded messages; the server merges in place instead.
+ *
+ * @param held the side as the server holds it, ordered by offset
+ */
+export function mergeSide(
+  held: readonly Message[],
+  uploaded: readonly Message[],
+  find: (id: string) => Message | undefined,
+): SideMerge {
+  const side = SideLog.of(held);
+  const { placed, displaced } = mergeInto(side, uploaded, find);
+  return { messages: side.all(), added: placed.length, displaced };
 }
