@@ -11,11 +11,12 @@ import type {
   RebuildResponse,
   WatchChatRequest,
 } from '../../generated/chat/v1/chat.js';
+import { ChatServiceService } from '../../generated/chat/v1/chat.js';
 import type { Clock } from '../domain/limits.js';
 import type { ChatStore, SendOutcome } from '../domain/store.js';
 import { readResponse, resultCode, toChatCopy, toSubmission, toWireMessage, wireOffsets } from './convert.js';
 import type { WatchStreams } from './stream.js';
-import { unary } from './unary.js';
+import { unary, type UnaryContext } from './unary.js';
 import { openWatchFeed, type WatchFeed } from './watch-feed.js';
 
 export type { WatchFeed } from './watch-feed.js';
@@ -99,17 +100,16 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger): Ch
 /**
  * The handlers adapted to grpc-js, with every error mapped to a status in one place: the unary
  * ones by src/server/unary.ts, WatchChat by the server's open streams (src/server/stream.ts).
+ * GetNewMessage and Rebuild answer with messages, so they are the reads refused while too many
+ * answers are in flight; sends are answered small and are never refused for that.
  */
-export function chatServiceHandlers(
-  handlers: ChatHandlers,
-  streams: Pick<WatchStreams, 'adapt'>,
-  logger: Logger,
-): ChatServiceServer {
+export function chatServiceHandlers(handlers: ChatHandlers, streams: Pick<WatchStreams, 'adapt'>, context: UnaryContext): ChatServiceServer {
+  const service = ChatServiceService;
   return {
-    addVisitorMessage: unary('AddVisitorMessage', handlers.addVisitorMessage, logger),
-    addAgentMessage: unary('AddAgentMessage', handlers.addAgentMessage, logger),
-    getNewMessage: unary('GetNewMessage', handlers.getNewMessage, logger),
-    rebuild: unary('Rebuild', handlers.rebuild, logger),
+    addVisitorMessage: unary('AddVisitorMessage', handlers.addVisitorMessage, { encode: service.addVisitorMessage.responseSerialize, read: false }, context),
+    addAgentMessage: unary('AddAgentMessage', handlers.addAgentMessage, { encode: service.addAgentMessage.responseSerialize, read: false }, context),
+    getNewMessage: unary('GetNewMessage', handlers.getNewMessage, { encode: service.getNewMessage.responseSerialize, read: true }, context),
+    rebuild: unary('Rebuild', handlers.rebuild, { encode: service.rebuild.responseSerialize, read: true }, context),
     watchChat: streams.adapt(handlers.watchChat),
   };
 }

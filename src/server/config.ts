@@ -33,6 +33,22 @@ export interface Config extends Limits {
   readonly keepaliveTimeoutMs: number;
   /** How often clients may ping (with or without calls in flight), for their own keepalive. */
   readonly keepaliveMinPingIntervalMs: number;
+  /** Most calls one connection may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+  readonly maxConcurrentStreamsPerConnection: number;
+  /** A connection with no call open for this long is closed (GOAWAY); 0: never. */
+  readonly maxConnectionIdleMs: number;
+  /** A connection this old (±10%) is told to go away (GOAWAY), so clients reconnect; 0: never. */
+  readonly maxConnectionAgeMs: number;
+  /** How long calls on a connection past its maximum age may run before it is closed. */
+  readonly maxConnectionAgeGraceMs: number;
+  /** Most connections open at once (per listening address); more are closed on accept. 0: no cap. */
+  readonly maxConnections: number;
+  /** A unary answer its client has not taken this long after it was ready is dropped (stream reset). 0: never. */
+  readonly unaryDeadlineMs: number;
+  /** Bytes of answers one connection may have in flight (not yet taken) before its reads are refused. 0: no limit. */
+  readonly maxResponseBytesInFlightPerConnection: number;
+  /** Bytes of answers the whole server may have in flight before reads are refused. 0: no limit. */
+  readonly maxResponseBytesInFlight: number;
 }
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
@@ -53,6 +69,14 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   keepaliveTimeMs: 60_000,
   keepaliveTimeoutMs: 20_000,
   keepaliveMinPingIntervalMs: 10_000,
+  maxConcurrentStreamsPerConnection: 1_000,
+  maxConnectionIdleMs: 5 * 60 * 1000,
+  maxConnectionAgeMs: 30 * 60 * 1000,
+  maxConnectionAgeGraceMs: 60_000,
+  maxConnections: 20_000,
+  unaryDeadlineMs: 30_000,
+  maxResponseBytesInFlightPerConnection: 16 * 1024 * 1024,
+  maxResponseBytesInFlight: 1024 * 1024 * 1024,
 });
 
 /** Each setting's flag (kebab-case) and environment variable (SCREAMING_SNAKE_CASE). */

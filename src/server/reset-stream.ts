@@ -1,10 +1,11 @@
 import { constants } from 'node:http2';
 
 /** The part of node's Http2Stream this needs. */
-interface ResettableStream {
+export interface ResettableStream {
   readonly rstCode?: number;
   readonly closed: boolean;
   close(code: number): void;
+  once(event: 'close', listener: () => void): unknown;
 }
 
 function isResettable(value: unknown): value is ResettableStream {
@@ -24,14 +25,24 @@ function isResettable(value: unknown): value is ResettableStream {
  * that does not read sees, so a grpc-js upgrade that moves the stream fails a test.
  */
 export function resetCall(call: object, code: number = constants.NGHTTP2_ENHANCE_YOUR_CALM): boolean {
+  const stream = http2StreamOf(call);
+  if (stream === undefined) return false;
+  if (!stream.closed) stream.close(code);
+  return true;
+}
+
+/**
+ * The Http2Stream under a grpc-js server call (unary or streaming: grpc-js 1.14 runs both over
+ * the same call chain), found as {@link resetCall} describes; undefined when it is not there.
+ * Its 'close' is the one sure sign that an answer has left or been dropped: grpc-js tells a
+ * unary handler neither. test/server/connection-limits.test.ts fails if it cannot be found.
+ */
+export function http2StreamOf(call: object): ResettableStream | undefined {
   let link: unknown = (call as { call?: unknown }).call;
   for (let depth = 0; typeof link === 'object' && link !== null && depth < 16; depth += 1) {
     const { stream } = link as { stream?: unknown };
-    if (isResettable(stream)) {
-      if (!stream.closed) stream.close(code);
-      return true;
-    }
+    if (isResettable(stream)) return stream;
     link = (link as { nextCall?: unknown }).nextCall;
   }
-  return false;
+  return undefined;
 }

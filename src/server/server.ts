@@ -6,8 +6,11 @@ import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import type { Config } from './config.js';
+import { capConnections, type ConnectionCounts } from './connection-cap.js';
 import { withDecodeFailures } from './decoding.js';
+import { withEncodedResponses } from './encoded-responses.js';
 import { addReflection } from './reflection.js';
+import { ResponseBudget } from './response-budget.js';
 import { WatchStreams } from './stream.js';
 
 const CHAT_SERVICE = 'chat.v1.ChatService';
@@ -19,6 +22,10 @@ export interface ChatServer {
   readonly store: ChatStore;
   /** The open WatchChat streams (one being cut off counts until it has ended). */
   readonly watches: { readonly size: number };
+  /** Bytes of answers encoded and not yet taken by their clients (unary answers and watch pages). */
+  readonly responses: { readonly bytesInFlight: number };
+  /** Open connections, and those refused for `maxConnections`. */
+  readonly connections: ConnectionCounts;
   /**
    * Stops taking calls, reports NOT_SERVING, ends open watches (UNAVAILABLE), lets calls in
    * flight finish for up to `graceMs`, then cuts off whatever is left.
@@ -37,9 +44,13 @@ export async function startServer(
   random: () => number = Math.random,
 ): Promise<ChatServer> {
   const store = new ChatStore(config, clock);
-  const watches = new WatchStreams(config, logger, random);
+  const responses = new ResponseBudget(config);
+  const watches = new WatchStreams(config, logger, responses, random);
   const server = new Server(serverOptions(config));
-  server.addService(withDecodeFailures(ChatServiceService), chatServiceHandlers(chatHandlers(store, clock, logger), watches, logger));
+  server.addService(
+    withEncodedResponses(withDecodeFailures(ChatServiceService)),
+    chatServiceHandlers(chatHandlers(store, clock, logger), watches, { logger, responses, unaryDeadlineMs: config.unaryDeadlineMs }),
+  );
   const health = new HealthImplementation({ '': 'SERVING', [CHAT_SERVICE]: 'SERVING' });
   health.addToServer(server);
   addReflection(server);
@@ -50,6 +61,7 @@ export async function startServer(
     );
   });
 
+  const connections = capConnections(server, config.maxConnections, logger);
   const sweeper = config.idleChatTtlMs > 0 ? sweepIdleChats(store, config.idleChatTtlMs, clock, logger) : undefined;
 
   let stopping: Promise<void> | undefined;
@@ -67,13 +79,16 @@ export async function startServer(
     });
     return stopping;
   };
-  return { port, store, watches, stop };
+  return { port, store, watches, responses, connections, stop };
 }
 
 /**
  * grpc-js server options: keepalive pings, so a dead peer's connection (and its watches) is
  * noticed, and a policy that lets clients ping for their own keepalive. (grpc-js 1.14 does not
- * police client pings; the policy is stated for servers and proxies that do.)
+ * police client pings; the policy is stated for servers and proxies that do.) Then the
+ * connection limits grpc-js 1.14 supports: concurrent streams (sent as HTTP/2
+ * SETTINGS_MAX_CONCURRENT_STREAMS), idle time and age. A setting of 0 ("never") is left out:
+ * grpc-js would take 0 ms literally and close every connection at once.
  */
 export function serverOptions(config: Config): ServerOptions {
   return {
@@ -81,6 +96,12 @@ export function serverOptions(config: Config): ServerOptions {
     'grpc.keepalive_timeout_ms': config.keepaliveTimeoutMs,
     'grpc.http2.min_ping_interval_without_data_ms': config.keepaliveMinPingIntervalMs,
     'grpc.keepalive_permit_without_calls': 1,
+    ...(config.maxConcurrentStreamsPerConnection > 0 && { 'grpc.max_concurrent_streams': config.maxConcurrentStreamsPerConnection }),
+    ...(config.maxConnectionIdleMs > 0 && { 'grpc.max_connection_idle_ms': config.maxConnectionIdleMs }),
+    ...(config.maxConnectionAgeMs > 0 && {
+      'grpc.max_connection_age_ms': config.maxConnectionAgeMs,
+      'grpc.max_connection_age_grace_ms': config.maxConnectionAgeGraceMs,
+    }),
   };
 }
 

@@ -1,10 +1,11 @@
 import type { handleServerStreamingCall, ServerErrorResponse, ServerWritableStream, StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import type { WatchChatRequest, WatchChatResponse } from '../../generated/chat/v1/chat.js';
+import { ChatServiceService, type WatchChatRequest, type WatchChatResponse } from '../../generated/chat/v1/chat.js';
 import { invalid } from '../domain/errors.js';
 import type { Config } from './config.js';
 import { decodeFailure } from './decoding.js';
 import { resetCall } from './reset-stream.js';
+import type { ResponseBudget } from './response-budget.js';
 import { serverStopping, toServiceError, watchFellBehind } from './status.js';
 import type { WatchFeed } from './watch-feed.js';
 
@@ -34,10 +35,15 @@ export class WatchStreams {
   private readonly open = new Set<FeedStream>();
   private stopping = false;
 
-  /** @param random the source of each stream's lifetime (see {@link watchLifetimeMs}) */
+  /**
+   * @param responses the answers in flight: a watch is a read (refused over budget), and each
+   *   page counts until its client has taken it
+   * @param random the source of each stream's lifetime (see {@link watchLifetimeMs})
+   */
   constructor(
     private readonly config: StreamConfig,
     private readonly logger: Logger,
+    private readonly responses: ResponseBudget,
     private readonly random: () => number = Math.random,
   ) {}
 
@@ -50,7 +56,7 @@ export class WatchStreams {
   adapt(handler: WatchHandler): handleServerStreamingCall<WatchChatRequest, WatchChatResponse> {
     return (call) => {
       const lifetimeMs = watchLifetimeMs(this.config.watchMaxAgeMs, this.random);
-      const stream = new FeedStream(call, this.config, lifetimeMs, this.logger, () => this.open.delete(stream));
+      const stream = new FeedStream(call, this.config, lifetimeMs, this.logger, this.responses, () => this.open.delete(stream));
       this.open.add(stream);
       if (this.stopping) stream.end(serverStopping(), undefined);
       else stream.start(handler);
@@ -89,14 +95,19 @@ class FeedStream {
   private stallTimer: NodeJS.Timeout | undefined;
   private resetTimer: NodeJS.Timeout | undefined;
   private ageTimer: NodeJS.Timeout | undefined;
+  private readonly peer: string;
+  /** Stops counting the page in flight against the budgets (a no-op when none is). */
+  private releasePage: () => void = () => {};
 
   constructor(
     private readonly call: WatchCall,
     private readonly config: StreamConfig,
     private readonly lifetimeMs: number | undefined,
     private readonly logger: Logger,
+    private readonly responses: ResponseBudget,
     private readonly onClosed: () => void,
   ) {
+    this.peer = call.getPeer();
     call.once('cancelled', () => this.closed());
     call.once('close', () => this.closed());
     call.once('finish', () => clearTimeout(this.resetTimer));
@@ -108,6 +119,7 @@ class FeedStream {
       const failure = decodeFailure(this.call.request);
       if (failure !== undefined) throw invalid(`the WatchChat request could not be decoded: ${failure}`);
       this.chatId = this.call.request.chatId;
+      this.responses.admit(this.peer);
       this.feed = handler(this.call.request);
       this.feed.onChange(() => this.heard());
       const { visitorOffset, agentOffset, epoch } = this.call.request;
@@ -162,7 +174,7 @@ class FeedStream {
     if (response === undefined) return;
     if (this.feed!.done) {
       this.logger.debug({ chatId: this.chatId, code: response.code, epoch: response.epoch }, 'watch ends: its last response');
-      this.call.write(response);
+      this.call.write(this.encode(response));
       this.end(undefined, this.config.watchStallMs || undefined); // 0: never cut off
       return;
     }
@@ -177,12 +189,13 @@ class FeedStream {
     const done = () => {
       if (!taken || !drained) return;
       clearTimeout(this.stallTimer);
+      this.releasePage();
       this.writing = false;
       if (this.expired) return this.end(undefined, this.config.watchStallMs || undefined);
       this.dirty = true; // a page cut by the size budget leaves more to read
       this.schedule();
     };
-    const more = this.call.write(response, (error: Error | null | undefined) => {
+    const more = this.call.write(this.encode(response), (error: Error | null | undefined) => {
       if (error) return; // the stream is gone; 'close' cleans up
       taken = true;
       done();
@@ -194,6 +207,16 @@ class FeedStream {
         done();
       });
     }
+  }
+
+  /**
+   * Encodes a page, counting it against the budgets until it is taken or the stream closes.
+   * (withEncodedResponses sends the Buffer as it is.)
+   */
+  private encode(response: WatchChatResponse): WatchChatResponse {
+    const bytes = ChatServiceService.watchChat.responseSerialize(response);
+    this.releasePage = this.responses.hold(this.peer, bytes.length);
+    return bytes as unknown as WatchChatResponse;
   }
 
   /**
@@ -230,6 +253,7 @@ class FeedStream {
   /** The stream is over (ended, cancelled by the client, or its connection dropped). */
   private closed(): void {
     this.ended = true;
+    this.releasePage();
     this.feed?.close();
     clearTimeout(this.stallTimer);
     clearTimeout(this.resetTimer);

@@ -1,23 +1,71 @@
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { invalid } from '../domain/errors.js';
+import type { Config } from './config.js';
 import { decodeFailure } from './decoding.js';
+import { http2StreamOf, resetCall } from './reset-stream.js';
+import type { ResponseBudget } from './response-budget.js';
 import { toServiceError } from './status.js';
 
 /** A handler as the service writes it: a request in, a response (or a thrown error) out. */
 export type UnaryHandler<Req, Res> = (request: Req) => Res | Promise<Res>;
 
-/** Adapts an async handler to grpc-js's callback style, mapping every error in one place. */
-export function unary<Req, Res>(method: string, handler: UnaryHandler<Req, Res>, logger: Logger): handleUnaryCall<Req, Res> {
+/** What every unary adapter shares: the logger, the answers in flight, the unary deadline. */
+export interface UnaryContext extends Pick<Config, 'unaryDeadlineMs'> {
+  readonly logger: Logger;
+  readonly responses: ResponseBudget;
+}
+
+/** How one method is adapted: its answer's encoder, and whether it is a read (refused over budget). */
+export interface UnaryMethod<Res> {
+  readonly encode: (response: Res) => Buffer;
+  readonly read: boolean;
+}
+
+/**
+ * Adapts an async handler to grpc-js's callback style, mapping every error in one place. A
+ * read is refused (RESOURCE_EXHAUSTED) while its connection or the server has too many bytes
+ * of answers in flight; every answer counts from when it is encoded until its stream closes,
+ * and one its client has not taken within `unaryDeadlineMs` is dropped by resetting the stream,
+ * which frees it (the client sees RESOURCE_EXHAUSTED, as for a watch cut off).
+ */
+export function unary<Req, Res>(
+  method: string,
+  handler: UnaryHandler<Req, Res>,
+  { encode, read }: UnaryMethod<Res>,
+  context: UnaryContext,
+): handleUnaryCall<Req, Res> {
+  const { logger, responses, unaryDeadlineMs } = context;
   return (call, callback) => {
+    const peer = call.getPeer();
     Promise.resolve()
       .then(() => {
         const failure = decodeFailure(call.request);
         if (failure !== undefined) throw invalid(`the ${method} request could not be decoded: ${failure}`);
+        if (read) responses.admit(peer);
         return handler(call.request);
       })
+      .then((response) => encode(response))
       .then(
-        (response) => callback(null, response),
+        (bytes) => {
+          const stream = http2StreamOf(call);
+          if (stream !== undefined && !stream.closed) {
+            const release = responses.hold(peer, bytes.length);
+            const deadline =
+              unaryDeadlineMs > 0
+                ? setTimeout(() => {
+                    logger.warn({ method, peer, bytes: bytes.length, unaryDeadlineMs }, 'unary answer dropped: the client did not take it in time');
+                    resetCall(call);
+                    release();
+                  }, unaryDeadlineMs).unref()
+                : undefined;
+            stream.once('close', () => {
+              clearTimeout(deadline);
+              release();
+            });
+          }
+          callback(null, bytes as unknown as Res); // withEncodedResponses sends a Buffer as it is
+        },
         (error: unknown) => callback(toServiceError(error, method, logger)),
       );
   };

@@ -22,7 +22,29 @@ describe('configuration', () => {
       'grpc.keepalive_timeout_ms': 20_000,
       'grpc.http2.min_ping_interval_without_data_ms': 5000,
       'grpc.keepalive_permit_without_calls': 1,
+      'grpc.max_concurrent_streams': 1_000,
+      'grpc.max_connection_idle_ms': 300_000,
+      'grpc.max_connection_age_ms': 1_800_000,
+      'grpc.max_connection_age_grace_ms': 60_000,
     });
+  });
+
+  it('takes the connection limits and response budgets, and leaves out the grpc-js options set to 0 (never)', () => {
+    const config = loadConfig(
+      ['--max-connections=50', '--unary-deadline-ms', '2000', '--max-connection-idle-ms=0', '--max-connection-age-ms=0'],
+      { MAX_RESPONSE_BYTES_IN_FLIGHT_PER_CONNECTION: '1000', MAX_RESPONSE_BYTES_IN_FLIGHT: '5000', MAX_CONCURRENT_STREAMS_PER_CONNECTION: '0' },
+    );
+    expect(config).to.include({
+      maxConnections: 50,
+      unaryDeadlineMs: 2000,
+      maxResponseBytesInFlightPerConnection: 1000,
+      maxResponseBytesInFlight: 5000,
+    });
+    const options = serverOptions(config);
+    for (const key of ['grpc.max_concurrent_streams', 'grpc.max_connection_idle_ms', 'grpc.max_connection_age_ms', 'grpc.max_connection_age_grace_ms']) {
+      expect(options).not.to.have.property(key);
+    }
+    expect(usage()).to.match(/--max-response-bytes-in-flight-per-connection\s+MAX_RESPONSE_BYTES_IN_FLIGHT_PER_CONNECTION\s+default 16777216/);
   });
 
   it('takes the maximum watch age (5 minutes by default, 0 for none)', () => {
