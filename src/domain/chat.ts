@@ -101,19 +101,25 @@ export class Chat {
    * held are left as they are (so the epoch stays); see {@link mergeSide} for where new ones go.
    */
   merge(copy: ChatCopy): MergeSummary {
-    if (!this.visitor && copy.visitor) this.visitor = copy.visitor;
-    if (copy.beginTime && copy.beginTime < this.beginTime) this.beginTime = copy.beginTime;
-
+    // Both sides are built before either is replaced: a side that cannot be built (SideLog.of
+    // refuses two messages at one offset) throws with the chat as it was.
     let added = 0;
     let displaced = 0;
+    const rebuilt: [Side, SideLog, Message[]][] = [];
     for (const side of ['visitor', 'agent'] as const) {
       const uploaded = copy.messages.filter((m) => sideOf(m.type) === side);
       if (!uploaded.some((m) => !this.byId.has(m.id))) continue;
       const merged = mergeSide(this.sides[side].all(), uploaded, (id) => this.byId.get(id));
-      this.sides[side] = SideLog.of(merged.messages);
-      for (const message of merged.messages) this.byId.set(message.id, message);
+      rebuilt.push([side, SideLog.of(merged.messages), merged.messages]);
       added += merged.added;
       displaced += merged.displaced;
+    }
+
+    if (!this.visitor && copy.visitor) this.visitor = copy.visitor;
+    if (copy.beginTime && copy.beginTime < this.beginTime) this.beginTime = copy.beginTime;
+    for (const [side, log, messages] of rebuilt) {
+      this.sides[side] = log;
+      for (const message of messages) this.byId.set(message.id, message);
     }
     return { added, displaced };
   }

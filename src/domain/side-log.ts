@@ -9,10 +9,20 @@ export class SideLog {
   private readonly prefix: Message[] = [];
   private readonly beyondGap = new Map<number, Message>();
 
-  /** Builds a log from messages with distinct offsets, in any order. */
+  /**
+   * Builds a log from messages with distinct offsets, in any order. Throws, rather than keep one
+   * of two messages at the same offset (or one at an offset that is not a safe whole number
+   * from 1), so a log can never silently lose a message.
+   */
   static of(messages: Iterable<Message>): SideLog {
     const log = new SideLog();
-    for (const message of messages) log.beyondGap.set(message.dataOffset, message);
+    for (const message of messages) {
+      const offset = message.dataOffset;
+      if (!Number.isSafeInteger(offset) || offset < 1) throw new Error(`message "${message.id}" has offset ${offset}, not a safe whole number from 1`);
+      const other = log.beyondGap.get(offset);
+      if (other) throw new Error(`messages "${other.id}" and "${message.id}" both have offset ${offset}`);
+      log.beyondGap.set(offset, message);
+    }
     log.absorb();
     return log;
   }
