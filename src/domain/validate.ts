@@ -30,8 +30,8 @@ export function requireOffsets(offsets: Offsets, max: number): Offsets {
     const value = offsets[side];
     if (!Number.isSafeInteger(value) || value < 0 || value > max) {
       throw invalid(
-        `${side}_offset must be a whole number from 0 (the messages you hold contiguously) to ${max} ` +
-          `(--max-messages-per-chat); got ${value}`,
+        `${side}_offset must be a whole number >= 0 (the messages you hold contiguously) ` +
+          `and at most ${max} (--max-messages-per-chat); got ${value}`,
       );
     }
   }

@@ -6,7 +6,7 @@ import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import type { Config } from './config.js';
-import { withDecodeFailures } from './decoding.js';
+import { decodingServer, refuseUndecodable } from './decoding.js';
 import { addReflection } from './reflection.js';
 import { WatchStreams } from './stream.js';
 
@@ -38,11 +38,13 @@ export async function startServer(
 ): Promise<ChatServer> {
   const store = new ChatStore(config, clock);
   const watches = new WatchStreams(config, logger, random);
-  const server = new Server(serverOptions(config));
-  server.addService(withDecodeFailures(ChatServiceService), chatServiceHandlers(chatHandlers(store, clock, logger), watches, logger));
+  const server = new Server({ ...serverOptions(config), interceptors: [refuseUndecodable] });
+  // Every service is added through this view, so an undecodable request is INVALID_ARGUMENT on each.
+  const services = decodingServer(server);
+  services.addService(ChatServiceService, chatServiceHandlers(chatHandlers(store, clock, logger), watches, logger));
   const health = new HealthImplementation({ '': 'SERVING', [CHAT_SERVICE]: 'SERVING' });
-  health.addToServer(server);
-  addReflection(server);
+  health.addToServer(services);
+  addReflection(services);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) =>

@@ -1,7 +1,5 @@
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { invalid } from '../domain/errors.js';
-import { decodeFailure } from './decoding.js';
 import { toServiceError } from './status.js';
 
 /** A handler as the service writes it: a request in, a response (or a thrown error) out. */
@@ -11,11 +9,7 @@ export type UnaryHandler<Req, Res> = (request: Req) => Res | Promise<Res>;
 export function unary<Req, Res>(method: string, handler: UnaryHandler<Req, Res>, logger: Logger): handleUnaryCall<Req, Res> {
   return (call, callback) => {
     Promise.resolve()
-      .then(() => {
-        const failure = decodeFailure(call.request);
-        if (failure !== undefined) throw invalid(`the ${method} request could not be decoded: ${failure}`);
-        return handler(call.request);
-      })
+      .then(() => handler(call.request))
       .then(
         (response) => callback(null, response),
         (error: unknown) => callback(toServiceError(error, method, logger)),

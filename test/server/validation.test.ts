@@ -117,7 +117,7 @@ describe('request validation at the edge', () => {
       const before = await snapshot();
       const ahead = new Date(Date.now() + 10 * 60_000);
       const error = await expectStatus(api.rebuild({ chat: { ...noChat, id: 'c', messages: [at('v2', 2, MessageType.MESSAGE_TYPE_VISITOR, ahead)] } }), status.INVALID_ARGUMENT);
-      expect(error.details).to.match(/send_time .* in the future .*300000 ms \(--max-clock-skew-ms\)/);
+      expect(error.details).to.match(/send_time .* in the future: more than 300000 ms \(--max-clock-skew-ms\) ahead/);
       expect(await snapshot()).to.deep.equal(before);
 
       const slightlyAhead = new Date(Date.now() + 60_000);
@@ -188,7 +188,7 @@ describe('request validation at the edge', () => {
     it('chat ids "c\\xff" and "c\\xfe" are INVALID_ARGUMENT (both used to name the chat "c\\ufffd")', async () => {
       for (const chatId of [latin('c\xff'), latin('c\xfe')]) {
         const error = await expectStatus(raw.unary('/chat.v1.ChatService/GetNewMessage', getNew(chatId)), status.INVALID_ARGUMENT);
-        expect(error.details).to.match(/could not be decoded: .*UTF-8/);
+        expect(error.details).to.match(/could not be decoded: .*utf-8/i);
       }
       expect(server.server.store.size).to.equal(1);
     });
