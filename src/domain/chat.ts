@@ -1,5 +1,5 @@
 import { interleave, type Page } from './conversation.js';
-import { mergeInto } from './merge.js';
+import { type MergePlan, planMerge } from './merge.js';
 import { type Message, type NewMessage, type Offsets, type Side, type Visitor, sideOf } from './message.js';
 import { SideLog } from './side-log.js';
 
@@ -95,19 +95,25 @@ export class Chat {
 
   /**
    * Merges a copy whose messages the caller has validated: a union by id. Messages already
-   * held are left as they are (so the epoch stays); see {@link mergeInto} for where new ones go.
+   * held are left as they are (so the epoch stays); see {@link planMerge} for where new ones go.
    * In place: O(m log m) for m uploaded messages, however many the chat holds.
    */
   merge(copy: ChatCopy): MergeSummary {
-    if (!this.visitor && copy.visitor) this.visitor = copy.visitor;
-    if (copy.beginTime && copy.beginTime < this.beginTime) this.beginTime = copy.beginTime;
-
-    let added = 0;
-    let displaced = 0;
+    // Both sides are planned before either changes: a side that cannot take the upload (see
+    // planMerge) throws with the chat as it was.
+    const plans: MergePlan[] = [];
     for (const side of ['visitor', 'agent'] as const) {
       const uploaded = copy.messages.filter((m) => sideOf(m.type) === side);
       if (!uploaded.some((m) => !this.byId.has(m.id))) continue;
-      const merged = mergeInto(this.sides[side], uploaded, (id) => this.byId.get(id));
+      plans.push(planMerge(this.sides[side], uploaded, (id) => this.byId.get(id)));
+    }
+
+    if (!this.visitor && copy.visitor) this.visitor = copy.visitor;
+    if (copy.beginTime && copy.beginTime < this.beginTime) this.beginTime = copy.beginTime;
+    let added = 0;
+    let displaced = 0;
+    for (const plan of plans) {
+      const merged = plan.apply();
       for (const message of merged.placed) this.byId.set(message.id, message);
       added += merged.placed.length;
       displaced += merged.displaced;

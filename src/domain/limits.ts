@@ -12,6 +12,11 @@ export interface Limits {
   readonly maxMessagesPerChat: number;
   /** Most watch subscriptions one server serves, over all chats. */
   readonly maxWatchers: number;
+  /**
+   * How far ahead of the server's clock an uploaded send time may be, in milliseconds: client
+   * clocks drift, but a message from the future would sort after every later one.
+   */
+  readonly maxClockSkewMs: number;
 }
 
 /** A source of the current time, injected so tests can fix it. */

@@ -43,6 +43,22 @@ export function mergeInto(
   uploaded: readonly Message[],
   find: (id: string) => Message | undefined,
 ): InPlaceMerge {
+  return planMerge(side, uploaded, find).apply();
+}
+
+/** Where a merge will put an upload's new messages, decided before anything changes. */
+export interface MergePlan {
+  /** Holds the new messages in the side; cannot fail once planned. */
+  apply(): InPlaceMerge;
+}
+
+/**
+ * Decides, without changing the side, where {@link mergeInto} puts each new message; throws
+ * (changing nothing) when a moved message would get an offset beyond the safe integers, where
+ * two messages could land on one offset. Planning every side before applying any keeps a chat's
+ * merge all or nothing.
+ */
+export function planMerge(side: SideLog, uploaded: readonly Message[], find: (id: string) => Message | undefined): MergePlan {
   const claims = [...uploaded].sort((a, b) => a.dataOffset - b.dataOffset);
   const kept: Message[] = [];
   const moved: Message[] = [];
@@ -59,11 +75,16 @@ export function mergeInto(
       floor = message.dataOffset;
     } else moved.push(message);
   }
-
-  const placed = kept.map((message) => side.insert(message));
-  let last = side.last;
-  for (const message of moved) placed.push(side.insert({ ...message, dataOffset: (last += 1) }));
-  return { placed, displaced: moved.length };
+  const end = Math.max(side.last, kept.at(-1)?.dataOffset ?? 0) + moved.length;
+  if (!Number.isSafeInteger(end)) throw new Error(`a merge would place messages at offset ${end}, beyond the safe integers`);
+  return {
+    apply(): InPlaceMerge {
+      const placed = kept.map((message) => side.insert(message));
+      let last = side.last;
+      for (const message of moved) placed.push(side.insert({ ...message, dataOffset: (last += 1) }));
+      return { placed, displaced: moved.length };
+    },
+  };
 }
 
 /**

@@ -71,3 +71,12 @@ export function needsRebuild(caller: Position, server: Offsets, epoch: string): 
 export function sameMessage(a: Pick<Message, 'type' | 'content' | 'senderId'>, b: Pick<Message, 'type' | 'content' | 'senderId'>): boolean {
   return a.type === b.type && a.content === b.content && a.senderId === b.senderId;
 }
+
+/**
+ * Whether a send is a resend of the message stored under its id: the same type and content,
+ * and the same sender when the resend names one. A resend that names none matches whatever
+ * sender the message was stored with (the chat's visitor may have become known since).
+ */
+export function isResendOf(stored: Pick<Message, 'type' | 'content' | 'senderId'>, resend: Pick<Message, 'type' | 'content' | 'senderId'>): boolean {
+  return stored.type === resend.type && stored.content === resend.content && (resend.senderId === '' || resend.senderId === stored.senderId);
+}

@@ -13,7 +13,11 @@ export class SideLog {
   /** The highest offset ever held beyond a gap (held still, in the map or absorbed). */
   private highest = 0;
 
-  /** Builds a log from messages with distinct offsets, in any order. */
+  /**
+   * Builds a log from messages with distinct offsets, in any order. Throws, rather than keep one
+   * of two messages at the same offset (or one at an offset that is not a safe whole number
+   * from 1), so a log can never silently lose a message.
+   */
   static of(messages: Iterable<Message>): SideLog {
     const log = new SideLog();
     const sorted = [...messages].sort((a, b) => a.dataOffset - b.dataOffset);
@@ -61,6 +65,9 @@ export class SideLog {
    */
   insert(message: Message): Message {
     const offset = message.dataOffset;
+    // Never keep one of two messages at one offset (or one at no offset): a log loses nothing.
+    if (!Number.isSafeInteger(offset) || offset < 1) throw new Error(`message "${message.id}" has offset ${offset}, not a safe whole number from 1`);
+    if (this.holds(offset)) throw new Error(`message "${message.id}" claims offset ${offset}, which another message holds`);
     if (offset === this.prefix.length + 1) {
       this.prefix.push(message);
       this.absorb();

@@ -11,8 +11,8 @@ import {
   type Offsets,
   type Position,
   type Visitor,
+  isResendOf,
   needsRebuild,
-  sameMessage,
 } from './message.js';
 import { checkLength, requireContent, requireId, requireKnownType, requireOffsets, typeName } from './validate.js';
 import { type ChatListener, ChatWatchers } from './watchers.js';
@@ -99,12 +99,13 @@ export class ChatStore {
     if (type !== MessageType.Visitor) {
       throw invalid(`a visitor can only send MESSAGE_TYPE_VISITOR messages; got ${typeName(type)}`);
     }
-    return this.send(request, (chat) => ({
-      id: request.message.id,
-      content: request.message.content,
-      type,
-      senderId: request.message.senderId || chat.visitor?.id || '',
-    }));
+    // An empty sender_id means the chat's visitor, as the chat knows it when the message is
+    // first stored; a resend is compared with what was stored then (see isResendOf).
+    return this.send(
+      request,
+      { id: request.message.id, content: request.message.content, type, senderId: request.message.senderId },
+      (chat) => chat.visitor?.id ?? '',
+    );
   }
 
   /** Sends an AGENT, BOT or SYSTEM message as `agentId` (an unspecified type means AGENT). */
@@ -118,7 +119,7 @@ export class ChatStore {
     if (senderId && senderId !== request.agentId) {
       throw invalid(`message.sender_id "${senderId}" differs from agent_id "${request.agentId}"; leave it empty`);
     }
-    return this.send(request, () => ({ id: request.message.id, content: request.message.content, type, senderId: request.agentId }));
+    return this.send(request, { id: request.message.id, content: request.message.content, type, senderId: request.agentId });
   }
 
   /**
@@ -127,7 +128,7 @@ export class ChatStore {
    */
   getNewMessages(chatId: string, caller: Position): ReadOutcome {
     requireId('chat_id', chatId, this.limits.maxIdBytes);
-    requireOffsets(caller);
+    requireOffsets(caller, this.limits.maxMessagesPerChat);
     const chat = this.chats.get(chatId);
     if (!chat) {
       const created = this.create(chatId);
@@ -226,7 +227,7 @@ export class ChatStore {
   private checkSend(request: SendRequest): MessageType | undefined {
     const { maxIdBytes, maxContentBytes } = this.limits;
     requireId('chat_id', request.chatId, maxIdBytes);
-    requireOffsets(request.caller);
+    requireOffsets(request.caller, this.limits.maxMessagesPerChat);
     requireId('message.id', request.message.id, maxIdBytes);
     requireContent('message.content', request.message.content, maxContentBytes);
     checkLength('message.sender_id', request.message.senderId, maxIdBytes);
@@ -234,17 +235,21 @@ export class ChatStore {
     return type === undefined ? undefined : requireKnownType('message.message_type', type);
   }
 
-  private send(request: SendRequest, build: (chat: Chat) => NewMessage): SendOutcome {
+  /**
+   * Stores `message`, or answers the message stored under its id when this is a resend of it.
+   * An empty `message.senderId` takes `defaultSender(chat)` when the message is first stored,
+   * and only then: a sender id is fixed once stored.
+   */
+  private send(request: SendRequest, message: NewMessage, defaultSender: (chat: Chat) => string = () => ''): SendOutcome {
     const found = this.chats.get(request.chatId);
     if (!found) return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: '' };
     const chat = this.touch(found);
     const { epoch } = chat;
     if (needsRebuild(request.caller, chat.offsets, epoch)) return { rebuildRequired: true, offsets: chat.offsets, epoch };
 
-    const message = build(chat);
     const stored = chat.find(message.id);
     if (stored) {
-      if (!sameMessage(stored, message)) {
+      if (!isResendOf(stored, message)) {
         throw invalid(
           `message id "${message.id}" already names a different message in chat "${chat.id}"; ` +
             'a retry must resend the same message, and a new message needs a new id',
@@ -255,7 +260,7 @@ export class ChatStore {
     if (chat.size >= this.limits.maxMessagesPerChat) {
       throw new ChatError('resource-exhausted', `chat "${chat.id}" is full: it holds ${chat.size} messages, the limit`);
     }
-    const appended = chat.append(message, this.clock.now());
+    const appended = chat.append({ ...message, senderId: message.senderId || defaultSender(chat) }, this.clock.now());
     this.watchers.notify(chat.id, 'messages');
     return { rebuildRequired: false, offsets: chat.offsets, epoch, message: appended };
   }
@@ -269,7 +274,7 @@ export class ChatStore {
 
   /** Validates an upload against the chat and the limits; refuses it before anything changes. */
   private checkUpload(copy: ChatCopy, chat: Chat | undefined): void {
-    const fresh = freshMessages(copy, chat, this.limits);
+    const fresh = freshMessages(copy, chat, this.limits, this.clock.now());
     if (!chat && this.chats.size >= this.limits.maxChats) throw this.full();
     const total = (chat?.size ?? 0) + fresh.length;
     if (total > this.limits.maxMessagesPerChat) {

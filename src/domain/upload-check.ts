@@ -2,15 +2,28 @@ import type { Chat, ChatCopy } from './chat.js';
 import { invalid } from './errors.js';
 import type { Limits } from './limits.js';
 import { type Message, sameMessage, sideOf } from './message.js';
-import { checkLength, requireContent, requireId, requireKnownType } from './validate.js';
+import { checkLength, requireContent, requireId, requireKnownType, requireTime } from './validate.js';
+
+/** The limits an upload is checked against. */
+export type UploadLimits = Pick<Limits, 'maxIdBytes' | 'maxContentBytes' | 'maxMessagesPerChat' | 'maxClockSkewMs'>;
 
 /**
  * Validates the messages of an upload (Rebuild) against the chat it goes into, and returns
  * those the chat lacks. Refuses (INVALID_ARGUMENT) a malformed upload and one that alters a
  * message the chat holds; the chat and server limits are the store's to check.
+ *
+ * Every time an upload carries must lie in the Timestamp range (or no answer containing it
+ * could be sent), and a send time may be at most `maxClockSkewMs` ahead of `now`. Every claimed
+ * offset must be one a chat can hold (at most `maxMessagesPerChat`), so the offsets a merge
+ * gives out stay far below 2^53.
  */
-export function freshMessages(copy: ChatCopy, chat: Chat | undefined, limits: Pick<Limits, 'maxIdBytes' | 'maxContentBytes'>): Message[] {
-  const { maxIdBytes, maxContentBytes } = limits;
+export function freshMessages(copy: ChatCopy, chat: Chat | undefined, limits: UploadLimits, now: Date): Message[] {
+  const { maxIdBytes, maxContentBytes, maxMessagesPerChat, maxClockSkewMs } = limits;
+  const future = {
+    ms: now.getTime() + maxClockSkewMs,
+    why: `in the future: more than ${maxClockSkewMs} ms (--max-clock-skew-ms) ahead of the server's clock (${now.toISOString()})`,
+  };
+  if (copy.beginTime) requireTime('chat.begin_time', copy.beginTime);
   if (copy.visitor) {
     checkLength('chat.visitor.id', copy.visitor.id, maxIdBytes);
     checkLength('chat.visitor.name', copy.visitor.name, maxIdBytes);
@@ -31,6 +44,12 @@ export function freshMessages(copy: ChatCopy, chat: Chat | undefined, limits: Pi
     if (!Number.isSafeInteger(message.dataOffset) || message.dataOffset < 1) {
       throw invalid(`${field}.data_offset must be 1 or more (the offset you hold it at); got ${message.dataOffset}`);
     }
+    if (message.dataOffset > maxMessagesPerChat) {
+      throw invalid(
+        `${field}.data_offset ${message.dataOffset} is above ${maxMessagesPerChat} (--max-messages-per-chat), ` +
+          'the most messages a chat may hold on one side',
+      );
+    }
     const side = claimed[sideOf(message.type)];
     if (side.has(message.dataOffset)) {
       throw invalid(`${field}.data_offset ${message.dataOffset} is claimed twice on the ${sideOf(message.type)} side`);
@@ -38,6 +57,7 @@ export function freshMessages(copy: ChatCopy, chat: Chat | undefined, limits: Pi
     side.add(message.dataOffset);
     requireContent(`${field}.content`, message.content, maxContentBytes);
     checkLength(`${field}.sender_id`, message.senderId, maxIdBytes);
+    requireTime(`${field}.send_time`, message.sendTime, future);
 
     const stored = chat?.find(message.id);
     if (!stored) fresh.push(message);

@@ -63,6 +63,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   maxChats: 100_000,
   maxMessagesPerChat: 1_000_000,
   maxWatchers: 10_000,
+  maxClockSkewMs: 5 * 60 * 1000,
   watchStallMs: 30_000,
   watchCutoffGraceMs: 1_000,
   watchMaxAgeMs: 5 * 60 * 1000,

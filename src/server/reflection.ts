@@ -1,12 +1,9 @@
-import { readFileSync } from 'node:fs';
 import type { Server } from '@grpc/grpc-js';
 import type { EnumTypeDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
-
-/** buf images (with imports) that `npm run generate` writes and `npm run build` copies. */
-const IMAGES = ['chat', 'health', 'reflection'].map((name) => new URL(`../../generated/${name}.binpb`, import.meta.url));
+import { toBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import { servedFiles } from './descriptors.js';
 
 /**
  * Adds gRPC server reflection (v1 and v1alpha) for chat.v1, grpc.health.v1 and reflection
@@ -17,12 +14,11 @@ const IMAGES = ['chat', 'health', 'reflection'].map((name) => new URL(`../../gen
  * google.protobuf.Timestamp (grpc/grpc-node#2595).
  */
 export function addReflection(server: Pick<Server, 'addService'>): void {
-  const files = IMAGES.flatMap((image) => fromBinary(FileDescriptorSetSchema, readFileSync(image)).file);
   // ReflectionService reads only `fileDescriptorProtos` from the package definition it is given.
   const everything: EnumTypeDefinition = {
     format: 'Protocol Buffer 3 EnumDescriptorProto',
     type: {},
-    fileDescriptorProtos: files.map((file) => Buffer.from(toBinary(FileDescriptorProtoSchema, file))),
+    fileDescriptorProtos: servedFiles().map((file) => Buffer.from(toBinary(FileDescriptorProtoSchema, file))),
   };
   new ReflectionService({ descriptors: everything }).addToServer(server);
 }

@@ -7,7 +7,7 @@ import { ChatStore } from '../domain/store.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import type { Config } from './config.js';
 import { capConnections, type ConnectionCounts } from './connection-cap.js';
-import { withDecodeFailures } from './decoding.js';
+import { decodingServer, refuseUndecodable } from './decoding.js';
 import { withEncodedResponses } from './encoded-responses.js';
 import { addReflection } from './reflection.js';
 import { ResponseBudget } from './response-budget.js';
@@ -46,14 +46,16 @@ export async function startServer(
   const store = new ChatStore(config, clock);
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
-  const server = new Server(serverOptions(config));
-  server.addService(
-    withEncodedResponses(withDecodeFailures(ChatServiceService)),
+  const server = new Server({ ...serverOptions(config), interceptors: [refuseUndecodable] });
+  // Every service is added through this view, so an undecodable request is INVALID_ARGUMENT on each.
+  const services = decodingServer(server);
+  services.addService(
+    withEncodedResponses(ChatServiceService),
     chatServiceHandlers(chatHandlers(store, clock, logger), watches, { logger, responses, unaryDeadlineMs: config.unaryDeadlineMs }),
   );
   const health = new HealthImplementation({ '': 'SERVING', [CHAT_SERVICE]: 'SERVING' });
-  health.addToServer(server);
-  addReflection(server);
+  health.addToServer(services);
+  addReflection(services);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) =>

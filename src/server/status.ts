@@ -1,4 +1,4 @@
-import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, status, type StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ChatError, type ChatErrorKind } from '../domain/errors.js';
 
@@ -42,4 +42,15 @@ export function serverStopping(): Partial<ServiceError> {
     details: 'the server is shutting down; watch again from your offsets, on another server if need be',
     metadata: new Metadata(),
   };
+}
+
+/**
+ * Answers a request that could not be decoded (on any service): the client sent something
+ * other than the method's request type, so it is INVALID_ARGUMENT, with the decoder's reason.
+ *
+ * @param path the method's path, /package.Service/Method
+ */
+export function undecodableRequest(path: string, reason: string): Pick<StatusObject, 'code' | 'details' | 'metadata'> {
+  const method = path.slice(path.lastIndexOf('/') + 1);
+  return { code: status.INVALID_ARGUMENT, details: `the ${method} request could not be decoded: ${reason}`, metadata: new Metadata() };
 }

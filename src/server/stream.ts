@@ -1,9 +1,7 @@
 import type { handleServerStreamingCall, ServerErrorResponse, ServerWritableStream, StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { ChatServiceService, type WatchChatRequest, type WatchChatResponse } from '../../generated/chat/v1/chat.js';
-import { invalid } from '../domain/errors.js';
 import type { Config } from './config.js';
-import { decodeFailure } from './decoding.js';
 import { resetCall } from './reset-stream.js';
 import type { ResponseBudget } from './response-budget.js';
 import { serverStopping, toServiceError, watchFellBehind } from './status.js';
@@ -116,8 +114,6 @@ class FeedStream {
   /** Opens the feed and sends its first response (possibly empty). */
   start(handler: WatchHandler): void {
     try {
-      const failure = decodeFailure(this.call.request);
-      if (failure !== undefined) throw invalid(`the WatchChat request could not be decoded: ${failure}`);
       this.chatId = this.call.request.chatId;
       this.responses.admit(this.peer);
       this.feed = handler(this.call.request);

@@ -1,8 +1,6 @@
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { invalid } from '../domain/errors.js';
 import type { Config } from './config.js';
-import { decodeFailure } from './decoding.js';
 import { http2StreamOf, resetCall } from './reset-stream.js';
 import type { ResponseBudget } from './response-budget.js';
 import { toServiceError } from './status.js';
@@ -40,8 +38,6 @@ export function unary<Req, Res>(
     const peer = call.getPeer();
     Promise.resolve()
       .then(() => {
-        const failure = decodeFailure(call.request);
-        if (failure !== undefined) throw invalid(`the ${method} request could not be decoded: ${failure}`);
         if (read) responses.admit(peer);
         return handler(call.request);
       })

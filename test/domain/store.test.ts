@@ -271,7 +271,7 @@ describe('ChatStore', () => {
       const store = testStore({ maxChats: 1, maxMessagesPerChat: 2 });
       store.rebuild({ id: 'c', visitor: undefined, beginTime: undefined, messages: [held('v1', 1)] });
       expectRefused(store, 'c', 'resource-exhausted', () =>
-        store.rebuild({ id: 'c', visitor: undefined, beginTime: undefined, messages: [held('v2', 2), held('v3', 3)] }),
+        store.rebuild({ id: 'c', visitor: undefined, beginTime: undefined, messages: [held('v2', 2), held('a1', 1, MessageType.Agent)] }),
       );
       expect(() => store.getNewMessages('other', origin)).to.throw(ChatError, 'its limit');
       expect(store.size).to.equal(1);

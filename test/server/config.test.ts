@@ -47,6 +47,11 @@ describe('configuration', () => {
     expect(usage()).to.match(/--max-response-bytes-in-flight-per-connection\s+MAX_RESPONSE_BYTES_IN_FLIGHT_PER_CONNECTION\s+default 16777216/);
   });
 
+  it('takes the maximum clock skew of uploaded send times (5 minutes by default)', () => {
+    expect(DEFAULT_CONFIG.maxClockSkewMs).to.equal(300_000);
+    expect(loadConfig(['--max-clock-skew-ms', '1000'], {})).to.include({ maxClockSkewMs: 1000 });
+  });
+
   it('takes the maximum watch age (5 minutes by default, 0 for none)', () => {
     expect(DEFAULT_CONFIG.watchMaxAgeMs).to.equal(300_000);
     expect(loadConfig([], { WATCH_MAX_AGE_MS: '60000' })).to.include({ watchMaxAgeMs: 60_000 });
