@@ -1,6 +1,7 @@
 import { interleave, type Page } from './conversation.js';
 import { mergeSide } from './merge.js';
 import { type Message, type NewMessage, type Offsets, type Side, type Visitor, sideOf } from './message.js';
+import { chatRecordBytes, heldBytes, visitorBytes } from './held-bytes.js';
 import { SideLog } from './side-log.js';
 
 /** A client's copy of a chat, or part of it, as uploaded by Rebuild. */
@@ -38,16 +39,26 @@ export class Chat {
   /** When a request last touched the chat, for idle eviction. */
   lastActive: Date;
 
+  private bytes: number;
+
   /**
    * @param epoch this incarnation's random id: within one epoch the server only ever adds
    *   messages, never moves one, so offsets under the same epoch name the same messages.
+   * @param overheadBytes what each message and the chat record are counted beyond their strings
    */
   constructor(
     readonly id: string,
     readonly epoch: string,
     public beginTime: Date,
+    private readonly overheadBytes = 0,
   ) {
     this.lastActive = beginTime;
+    this.bytes = chatRecordBytes(id, undefined, overheadBytes);
+  }
+
+  /** What the chat holds, in bytes: its record and every message (see src/domain/held-bytes.ts). */
+  get heldBytes(): number {
+    return this.bytes;
   }
 
   /** The contiguous offsets of both sides. */
@@ -69,6 +80,7 @@ export class Chat {
   append(message: NewMessage, now: Date): Message {
     const stored = this.sides[sideOf(message.type)].append((dataOffset) => ({ ...message, dataOffset, sendTime: now }));
     this.byId.set(stored.id, stored);
+    this.bytes += heldBytes(stored, this.overheadBytes);
     return stored;
   }
 
@@ -101,14 +113,19 @@ export class Chat {
    * held are left as they are (so the epoch stays); see {@link mergeSide} for where new ones go.
    */
   merge(copy: ChatCopy): MergeSummary {
-    if (!this.visitor && copy.visitor) this.visitor = copy.visitor;
+    if (!this.visitor && copy.visitor) {
+      this.visitor = copy.visitor;
+      this.bytes += visitorBytes(copy.visitor);
+    }
     if (copy.beginTime && copy.beginTime < this.beginTime) this.beginTime = copy.beginTime;
 
     let added = 0;
     let displaced = 0;
     for (const side of ['visitor', 'agent'] as const) {
       const uploaded = copy.messages.filter((m) => sideOf(m.type) === side);
-      if (!uploaded.some((m) => !this.byId.has(m.id))) continue;
+      const fresh = uploaded.filter((m) => !this.byId.has(m.id));
+      if (fresh.length === 0) continue;
+      for (const message of fresh) this.bytes += heldBytes(message, this.overheadBytes);
       const merged = mergeSide(this.sides[side].all(), uploaded, (id) => this.byId.get(id));
       this.sides[side] = SideLog.of(merged.messages);
       for (const message of merged.messages) this.byId.set(message.id, message);

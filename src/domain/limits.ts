@@ -12,6 +12,16 @@ export interface Limits {
   readonly maxMessagesPerChat: number;
   /** Most watch subscriptions one server serves, over all chats. */
   readonly maxWatchers: number;
+  /** Budget for the bytes one server holds, over all chats (see {@link heldBytes}). */
+  readonly maxHeldBytes: number;
+  /** Budget for the bytes one chat holds. */
+  readonly maxChatBytes: number;
+  /** What each held message (and each chat record) is counted beyond its strings' bytes. */
+  readonly messageOverheadBytes: number;
+  /** Heap in use, in percent of the heap limit, above which unwatched chats are evicted. */
+  readonly heapHighWaterPercent: number;
+  /** Eviction goes on until the heap in use is estimated below this percent of the limit. */
+  readonly heapLowWaterPercent: number;
 }
 
 /** A source of the current time, injected so tests can fix it. */

@@ -5,8 +5,9 @@ import { ChatServiceService } from '../../generated/chat/v1/chat.js';
 import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
-import type { Config } from './config.js';
+import { type Config, withDerivedBudgets } from './config.js';
 import { withDecodeFailures } from './decoding.js';
+import { heapLimitBytes, heapProbe } from './heap-probe.js';
 import { addReflection } from './reflection.js';
 import { WatchStreams } from './stream.js';
 
@@ -16,6 +17,8 @@ const CHAT_SERVICE = 'chat.v1.ChatService';
 export interface ChatServer {
   /** The port it listens on (useful when it was asked for port 0). */
   readonly port: number;
+  /** The configuration in effect, with what start-up derives (the held-bytes budget) filled in. */
+  readonly config: Config;
   readonly store: ChatStore;
   /** The open WatchChat streams (one being cut off counts until it has ended). */
   readonly watches: { readonly size: number };
@@ -31,12 +34,20 @@ export interface ChatServer {
  * each watch's lifetime.
  */
 export async function startServer(
-  config: Config,
+  loaded: Config,
   logger: Logger,
   clock: Clock = systemClock,
   random: () => number = Math.random,
 ): Promise<ChatServer> {
-  const store = new ChatStore(config, clock);
+  const config = withDerivedBudgets(loaded, heapLimitBytes());
+  const heap = heapProbe(config.heapProbeIntervalMs);
+  const store = new ChatStore(config, clock, undefined, {
+    probe: heap.probe,
+    onEviction: (report) => {
+      const level = report.stillShort ? 'warn' : 'info';
+      logger[level]({ ...report, totals: store.memoryEvictions }, 'heap above its high-water mark: evicted idle chats');
+    },
+  });
   const watches = new WatchStreams(config, logger, random);
   const server = new Server(serverOptions(config));
   server.addService(withDecodeFailures(ChatServiceService), chatServiceHandlers(chatHandlers(store, clock, logger), watches, logger));
@@ -55,6 +66,7 @@ export async function startServer(
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = config.shutdownGraceMs) => {
     clearInterval(sweeper);
+    heap.close();
     stopping ??= new Promise<void>((resolve) => {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(CHAT_SERVICE, 'NOT_SERVING');
@@ -67,7 +79,7 @@ export async function startServer(
     });
     return stopping;
   };
-  return { port, store, watches, stop };
+  return { port, config, store, watches, stop };
 }
 
 /**
