@@ -59,6 +59,9 @@ export async function startServer(
     server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) =>
       error ? reject(error) : resolve(bound),
     );
+  }).catch((error: unknown) => {
+    heap.close();
+    throw error;
   });
 
   const sweeper = config.idleChatTtlMs > 0 ? sweepIdleChats(store, config.idleChatTtlMs, clock, logger) : undefined;
