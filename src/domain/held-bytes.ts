@@ -1,4 +1,6 @@
 import { wireBytes } from './conversation.js';
+import { ChatError } from './errors.js';
+import type { EvictionReport } from './memory-guard.js';
 import type { Message, Visitor } from './message.js';
 
 /**
@@ -18,4 +20,30 @@ export function chatRecordBytes(chatId: string, visitor: Visitor | undefined, ov
 /** The UTF-8 bytes of a visitor's strings (0 for none). */
 export function visitorBytes(visitor: Visitor | undefined): number {
   return visitor ? Buffer.byteLength(visitor.id) + Buffer.byteLength(visitor.name) + Buffer.byteLength(visitor.email) : 0;
+}
+
+/** A write that would take a chat past its budget. */
+export function chatOverBudget(chatId: string, heldBytes: number, costBytes: number, budgetBytes: number, hint: string): ChatError {
+  return new ChatError(
+    'resource-exhausted',
+    `chat "${chatId}" holds ${heldBytes} bytes; ${costBytes} more would pass its budget of ${budgetBytes} bytes (--max-chat-bytes); ${hint}`,
+  );
+}
+
+/** A write that would take the server past its budget. */
+export function serverOverBudget(heldBytes: number, costBytes: number, budgetBytes: number): ChatError {
+  return new ChatError(
+    'resource-exhausted',
+    `this server holds ${heldBytes} bytes of chats; ${costBytes} more would pass its budget of ${budgetBytes} bytes (--max-held-bytes); try another server`,
+  );
+}
+
+/** A write while the heap stays above its high-water mark. */
+export function shortOfMemory(report: EvictionReport): ChatError {
+  const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+  return new ChatError(
+    'resource-exhausted',
+    `the server is short of memory (heap ${mib(report.heapUsedBytes)} of ${mib(report.heapLimitBytes)} MiB in use, ` +
+      'above its high-water mark with no idle chat left to evict); try another server',
+  );
 }

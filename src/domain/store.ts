@@ -1,6 +1,6 @@
 import { Chat, type ChatCopy } from './chat.js';
 import { ChatError, invalid } from './errors.js';
-import { chatRecordBytes, heldBytes, visitorBytes } from './held-bytes.js';
+import { chatOverBudget, chatRecordBytes, heldBytes, serverOverBudget, shortOfMemory, visitorBytes } from './held-bytes.js';
 import { type EvictionReport, type EvictionTotals, MemoryGuard, type MemoryProbe, noMemoryPressure } from './memory-guard.js';
 import { freshMessages } from './upload-check.js';
 import { randomUUID } from 'node:crypto';
@@ -338,30 +338,12 @@ export class ChatStore {
    * high-water mark with nothing left to evict. Evicts idle chats, never `chatId`, to make room.
    */
   private admit(chatId: string, chat: Chat | undefined, costBytes: number, chatHint: string): void {
-    const { maxChatBytes, maxHeldBytes } = this.limits;
     const chatBytes = chat?.heldBytes ?? 0;
-    if (chatBytes + costBytes > maxChatBytes) {
-      throw new ChatError(
-        'resource-exhausted',
-        `chat "${chatId}" holds ${chatBytes} bytes; ${costBytes} more would pass its budget of ${maxChatBytes} bytes (--max-chat-bytes); ${chatHint}`,
-      );
-    }
-    if (this.held + costBytes > maxHeldBytes) {
-      throw new ChatError(
-        'resource-exhausted',
-        `this server holds ${this.held} bytes of chats; ${costBytes} more would pass its budget of ${maxHeldBytes} bytes (--max-held-bytes); try another server`,
-      );
-    }
+    if (chatBytes + costBytes > this.limits.maxChatBytes) throw chatOverBudget(chatId, chatBytes, costBytes, this.limits.maxChatBytes, chatHint);
+    if (this.held + costBytes > this.limits.maxHeldBytes) throw serverOverBudget(this.held, costBytes, this.limits.maxHeldBytes);
     const report = this.guard.relieve(this.evictor(chatId));
     if (report && report.chats > 0) this.onEviction(report);
-    if (report?.stillShort) {
-      const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
-      throw new ChatError(
-        'resource-exhausted',
-        `the server is short of memory (heap ${mib(report.heapUsedBytes)} of ${mib(report.heapLimitBytes)} MiB in use, ` +
-          `above its high-water mark with no idle chat left to evict); try another server`,
-      );
-    }
+    if (report?.stillShort) throw shortOfMemory(report);
   }
 
   /** Evicts, one per call, the least recently used chats nobody watches, except `keep`; returns the bytes each held. */
