@@ -1,6 +1,7 @@
 import { interleave, type Page } from './conversation.js';
 import { type MergePlan, planMerge } from './merge.js';
 import { type Message, type NewMessage, type Offsets, type Side, type Visitor, sideOf } from './message.js';
+import { chatRecordBytes, heldBytes, visitorBytes } from './held-bytes.js';
 import { SideLog } from './side-log.js';
 
 /** A client's copy of a chat, or part of it, as uploaded by Rebuild. */
@@ -38,16 +39,26 @@ export class Chat {
   /** When a request last touched the chat, for idle eviction. */
   lastActive: Date;
 
+  private bytes: number;
+
   /**
    * @param epoch this incarnation's random id: within one epoch the server only ever adds
    *   messages, never moves one, so offsets under the same epoch name the same messages.
+   * @param overheadBytes what each message and the chat record are counted beyond their strings
    */
   constructor(
     readonly id: string,
     readonly epoch: string,
     public beginTime: Date,
+    private readonly overheadBytes = 0,
   ) {
     this.lastActive = beginTime;
+    this.bytes = chatRecordBytes(id, undefined, overheadBytes);
+  }
+
+  /** What the chat holds, in bytes: its record and every message (see src/domain/held-bytes.ts). */
+  get heldBytes(): number {
+    return this.bytes;
   }
 
   /** The contiguous offsets of both sides. */
@@ -69,6 +80,7 @@ export class Chat {
   append(message: NewMessage, now: Date): Message {
     const stored = this.sides[sideOf(message.type)].append((dataOffset) => ({ ...message, dataOffset, sendTime: now }));
     this.byId.set(stored.id, stored);
+    this.bytes += heldBytes(stored, this.overheadBytes);
     return stored;
   }
 
@@ -108,13 +120,19 @@ export class Chat {
       plans.push(planMerge(this.sides[side], uploaded, (id) => this.byId.get(id)));
     }
 
-    if (!this.visitor && copy.visitor) this.visitor = copy.visitor;
+    if (!this.visitor && copy.visitor) {
+      this.visitor = copy.visitor;
+      this.bytes += visitorBytes(copy.visitor);
+    }
     if (copy.beginTime && copy.beginTime < this.beginTime) this.beginTime = copy.beginTime;
     let added = 0;
     let displaced = 0;
     for (const plan of plans) {
       const merged = plan.apply();
-      for (const message of merged.placed) this.byId.set(message.id, message);
+      for (const message of merged.placed) {
+        this.byId.set(message.id, message);
+        this.bytes += heldBytes(message, this.overheadBytes);
+      }
       added += merged.placed.length;
       displaced += merged.displaced;
     }

@@ -17,6 +17,16 @@ export interface Limits {
    * clocks drift, but a message from the future would sort after every later one.
    */
   readonly maxClockSkewMs: number;
+  /** Budget for the bytes one server holds, over all chats (see {@link heldBytes}). */
+  readonly maxHeldBytes: number;
+  /** Budget for the bytes one chat holds. */
+  readonly maxChatBytes: number;
+  /** What each held message (and each chat record) is counted beyond its strings' bytes. */
+  readonly messageOverheadBytes: number;
+  /** Heap in use, in percent of the heap limit, above which unwatched chats are evicted. */
+  readonly heapHighWaterPercent: number;
+  /** Eviction goes on until the heap in use is estimated below this percent of the limit. */
+  readonly heapLowWaterPercent: number;
 }
 
 /** A source of the current time, injected so tests can fix it. */

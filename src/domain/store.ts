@@ -1,5 +1,7 @@
 import { Chat, type ChatCopy } from './chat.js';
 import { ChatError, invalid } from './errors.js';
+import { chatOverBudget, chatRecordBytes, heldBytes, serverOverBudget, shortOfMemory, visitorBytes } from './held-bytes.js';
+import { type EvictionReport, type EvictionTotals, MemoryGuard, type MemoryProbe, noMemoryPressure } from './memory-guard.js';
 import { freshMessages } from './upload-check.js';
 import { randomUUID } from 'node:crypto';
 import { type Clock, type Limits, systemClock } from './limits.js';
@@ -65,6 +67,12 @@ export interface RebuildOutcome {
   readonly displaced: number;
 }
 
+/** How a store watches the heap: the probe, and who hears of an eviction round. */
+export interface MemoryWatch {
+  readonly probe?: MemoryProbe;
+  readonly onEviction?: (report: EvictionReport) => void;
+}
+
 const AGENT_SIDE_TYPES = new Set([MessageType.Agent, MessageType.Bot, MessageType.System]);
 
 /**
@@ -75,22 +83,40 @@ const AGENT_SIDE_TYPES = new Set([MessageType.Agent, MessageType.Bot, MessageTyp
 export class ChatStore {
   private readonly chats = new Map<string, Chat>();
   private readonly watchers: ChatWatchers;
+  private readonly guard: MemoryGuard;
+  private readonly onEviction: (report: EvictionReport) => void;
+  private held = 0;
 
   /**
    * @param newEpoch names each chat incarnation; random by default (a restarted server, or a
    *   chat evicted and created again, must never reuse an epoch)
+   * @param memory the heap probe behind the high-water eviction (none by default), and who
+   *   hears of each eviction round
    */
   constructor(
     private readonly limits: Limits,
     private readonly clock: Clock = systemClock,
     private readonly newEpoch: () => string = randomUUID,
+    memory: MemoryWatch = {},
   ) {
     this.watchers = new ChatWatchers(limits.maxWatchers);
+    this.guard = new MemoryGuard(limits, memory.probe ?? noMemoryPressure);
+    this.onEviction = memory.onEviction ?? (() => {});
   }
 
   /** How many chats are held. */
   get size(): number {
     return this.chats.size;
+  }
+
+  /** The bytes held over all chats, as the budgets count them (src/domain/held-bytes.ts). */
+  get heldBytes(): number {
+    return this.held;
+  }
+
+  /** What the heap's high-water mark evicted so far. */
+  get memoryEvictions(): EvictionTotals {
+    return this.guard.totals;
   }
 
   /** Sends a VISITOR message (an unspecified type means VISITOR). */
@@ -165,7 +191,10 @@ export class ChatStore {
 
   /** Drops a chat (to free memory); the next call about it finds it missing. Its watchers are told. */
   evict(chatId: string): boolean {
-    if (!this.chats.delete(chatId)) return false;
+    const chat = this.chats.get(chatId);
+    if (!chat) return false;
+    this.chats.delete(chatId);
+    this.held -= chat.heldBytes;
     this.watchers.notify(chatId, 'evicted');
     return true;
   }
@@ -174,7 +203,10 @@ export class ChatStore {
   evictIdle(before: Date): number {
     let evicted = 0;
     for (const [id, chat] of this.chats) {
-      if (chat.lastActive < before && !this.watchers.watched(id) && this.chats.delete(id)) evicted += 1;
+      if (chat.lastActive < before && !this.watchers.watched(id) && this.chats.delete(id)) {
+        this.held -= chat.heldBytes;
+        evicted += 1;
+      }
     }
     return evicted;
   }
@@ -204,8 +236,10 @@ export class ChatStore {
     }
     this.checkUpload(copy, existing);
     const chat = this.touch(existing ?? this.create(copy.id));
+    const before = chat.heldBytes;
     // The whole copy: the messages the chat holds are the anchors that keep the uploader's order.
     const { added, displaced } = chat.merge(copy);
+    this.held += chat.heldBytes - before;
     if (added > 0) this.watchers.notify(chat.id, 'messages');
     const page = chat.snapshot(this.limits.maxResponseBytes);
     return {
@@ -260,7 +294,11 @@ export class ChatStore {
     if (chat.size >= this.limits.maxMessagesPerChat) {
       throw new ChatError('resource-exhausted', `chat "${chat.id}" is full: it holds ${chat.size} messages, the limit`);
     }
-    const appended = chat.append({ ...message, senderId: message.senderId || defaultSender(chat) }, this.clock.now());
+    const fresh = { ...message, senderId: message.senderId || defaultSender(chat) };
+    const costBytes = heldBytes(fresh, this.limits.messageOverheadBytes);
+    this.admit(chat.id, chat, costBytes, 'continue in a new chat');
+    const appended = chat.append(fresh, this.clock.now());
+    this.held += costBytes;
     this.watchers.notify(chat.id, 'messages');
     return { rebuildRequired: false, offsets: chat.offsets, epoch, message: appended };
   }
@@ -283,13 +321,50 @@ export class ChatStore {
         `chat "${copy.id}" would hold ${total} messages; the limit is ${this.limits.maxMessagesPerChat}`,
       );
     }
+    const overhead = this.limits.messageOverheadBytes;
+    let costBytes = chat ? 0 : chatRecordBytes(copy.id, undefined, overhead);
+    if (!chat?.visitor) costBytes += visitorBytes(copy.visitor);
+    for (const message of fresh) costBytes += heldBytes(message, overhead);
+    if (costBytes > 0) this.admit(copy.id, chat, costBytes, 'this server cannot take the chat whole; try another server');
   }
 
   private create(chatId: string): Chat {
     if (this.chats.size >= this.limits.maxChats) throw this.full();
-    const chat = new Chat(chatId, this.newEpoch(), this.clock.now());
+    const overhead = this.limits.messageOverheadBytes;
+    this.admit(chatId, undefined, chatRecordBytes(chatId, undefined, overhead), 'try another server');
+    const chat = new Chat(chatId, this.newEpoch(), this.clock.now(), overhead);
     this.chats.set(chatId, chat);
+    this.held += chat.heldBytes;
     return chat;
+  }
+
+  /**
+   * Refuses (RESOURCE_EXHAUSTED) a write of `costBytes` into a chat (undefined: a new one) that
+   * would pass the chat's or the server's byte budget, or that finds the heap above its
+   * high-water mark with nothing left to evict. Evicts idle chats, never `chatId`, to make room.
+   */
+  private admit(chatId: string, chat: Chat | undefined, costBytes: number, chatHint: string): void {
+    const chatBytes = chat?.heldBytes ?? 0;
+    if (chatBytes + costBytes > this.limits.maxChatBytes) throw chatOverBudget(chatId, chatBytes, costBytes, this.limits.maxChatBytes, chatHint);
+    if (this.held + costBytes > this.limits.maxHeldBytes) throw serverOverBudget(this.held, costBytes, this.limits.maxHeldBytes);
+    const report = this.guard.relieve(this.evictor(chatId));
+    if (report && report.chats > 0) this.onEviction(report);
+    if (report?.stillShort) throw shortOfMemory(report);
+  }
+
+  /** Evicts, one per call, the least recently used chats nobody watches, except `keep`; returns the bytes each held. */
+  private evictor(keep: string): () => number | undefined {
+    let queue: Chat[] | undefined;
+    let next = 0;
+    return () => {
+      queue ??= [...this.chats.values()]
+        .filter((chat) => chat.id !== keep && !this.watchers.watched(chat.id))
+        .sort((a, b) => a.lastActive.getTime() - b.lastActive.getTime());
+      const chat = queue[next++];
+      if (!chat) return undefined;
+      this.evict(chat.id);
+      return chat.heldBytes;
+    };
   }
 
   private touch(chat: Chat): Chat {

@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   }
   const logger = pino({ name: 'chat-rebuild', level: config.logLevel });
   const server = await startServer(config, logger);
-  logger.info({ config, port: server.port }, 'chat server listening');
+  logger.info({ config: server.config, port: server.port }, 'chat server listening');
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {

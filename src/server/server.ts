@@ -5,10 +5,11 @@ import { ChatServiceService } from '../../generated/chat/v1/chat.js';
 import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
-import type { Config } from './config.js';
+import { type Config, withDerivedBudgets } from './config.js';
 import { capConnections, type ConnectionCounts } from './connection-cap.js';
 import { decodingServer, refuseUndecodable } from './decoding.js';
 import { withEncodedResponses } from './encoded-responses.js';
+import { heapLimitBytes, heapProbe } from './heap-probe.js';
 import { addReflection } from './reflection.js';
 import { ResponseBudget } from './response-budget.js';
 import { WatchStreams } from './stream.js';
@@ -19,6 +20,8 @@ const CHAT_SERVICE = 'chat.v1.ChatService';
 export interface ChatServer {
   /** The port it listens on (useful when it was asked for port 0). */
   readonly port: number;
+  /** The configuration in effect, with what start-up derives (the held-bytes budget) filled in. */
+  readonly config: Config;
   readonly store: ChatStore;
   /** The open WatchChat streams (one being cut off counts until it has ended). */
   readonly watches: { readonly size: number };
@@ -38,12 +41,20 @@ export interface ChatServer {
  * each watch's lifetime.
  */
 export async function startServer(
-  config: Config,
+  loaded: Config,
   logger: Logger,
   clock: Clock = systemClock,
   random: () => number = Math.random,
 ): Promise<ChatServer> {
-  const store = new ChatStore(config, clock);
+  const config = withDerivedBudgets(loaded, heapLimitBytes());
+  const heap = heapProbe(config.heapProbeIntervalMs);
+  const store = new ChatStore(config, clock, undefined, {
+    probe: heap.probe,
+    onEviction: (report) => {
+      const level = report.stillShort ? 'warn' : 'info';
+      logger[level]({ ...report, totals: store.memoryEvictions }, 'heap above its high-water mark: evicted idle chats');
+    },
+  });
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
   const server = new Server({ ...serverOptions(config), interceptors: [refuseUndecodable] });
@@ -61,6 +72,9 @@ export async function startServer(
     server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) =>
       error ? reject(error) : resolve(bound),
     );
+  }).catch((error: unknown) => {
+    heap.close();
+    throw error;
   });
 
   const connections = capConnections(server, config.maxConnections, logger);
@@ -69,6 +83,7 @@ export async function startServer(
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = config.shutdownGraceMs) => {
     clearInterval(sweeper);
+    heap.close();
     stopping ??= new Promise<void>((resolve) => {
       health.setStatus('', 'NOT_SERVING');
       health.setStatus(CHAT_SERVICE, 'NOT_SERVING');
@@ -81,7 +96,7 @@ export async function startServer(
     });
     return stopping;
   };
-  return { port, store, watches, responses, connections, stop };
+  return { port, config, store, watches, responses, connections, stop };
 }
 
 /**

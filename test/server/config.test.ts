@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ConfigError, DEFAULT_CONFIG, loadConfig, usage } from '../../src/server/config.js';
+import { ConfigError, DEFAULT_CONFIG, loadConfig, usage, withDerivedBudgets } from '../../src/server/config.js';
 import { serverOptions } from '../../src/server/server.js';
 
 describe('configuration', () => {
@@ -58,6 +58,17 @@ describe('configuration', () => {
     expect(loadConfig(['--watch-max-age-ms', '0'], { WATCH_MAX_AGE_MS: '60000' })).to.include({ watchMaxAgeMs: 0 });
     expect(() => loadConfig(['--watch-max-age-ms=-5'], {})).to.throw(ConfigError, 'watch-max-age-ms (WATCH_MAX_AGE_MS) must be a whole number');
     expect(usage()).to.match(/--watch-max-age-ms\s+WATCH_MAX_AGE_MS\s+default 300000/);
+  });
+
+  it('takes the byte budgets and heap marks, and derives the held-bytes budget from the heap limit', () => {
+    expect(DEFAULT_CONFIG).to.include({ maxHeldBytes: 0, maxChatBytes: 64 * 2 ** 20, heldBytesHeapPercent: 40, heapHighWaterPercent: 80, heapLowWaterPercent: 70 });
+    const config = loadConfig(['--max-chat-bytes', '1000', '--heap-high-water-percent=90'], { MAX_HELD_BYTES: '5000', HEAP_LOW_WATER_PERCENT: '60' });
+    expect(config).to.include({ maxChatBytes: 1000, maxHeldBytes: 5000, heapHighWaterPercent: 90, heapLowWaterPercent: 60 });
+    expect(withDerivedBudgets(config, 1_000_000).maxHeldBytes, 'a budget given is kept').to.equal(5000);
+    expect(withDerivedBudgets(DEFAULT_CONFIG, 1_000_000).maxHeldBytes).to.equal(400_000);
+    expect(() => loadConfig(['--heap-high-water-percent', '101'], {})).to.throw(ConfigError, 'heap-high-water-percent must be 0 to 100');
+    expect(() => loadConfig(['--heap-low-water-percent', '90'], {})).to.throw(ConfigError, 'must not exceed heap-high-water-percent (80)');
+    expect(usage()).to.match(/--max-held-bytes\s+MAX_HELD_BYTES\s+default 0 \(held-bytes-heap-percent of the heap limit\)/);
   });
 
   it('refuses numbers that are not whole, ports out of range and unknown flags', () => {

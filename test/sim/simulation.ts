@@ -1,7 +1,7 @@
 import type { MessageType } from '../../generated/chat/v1/chat.js';
 import { ChatSdkError } from '../../src/client/errors.js';
 import { ChatSession } from '../../src/client/index.js';
-import { DEFAULT_CONFIG } from '../../src/server/config.js';
+import { DOMAIN_LIMITS } from '../support/domain.js';
 import { derived } from '../support/random.js';
 import { CHAT_ID, Device, POLL_INTERVAL_MS, ROLES, SMALL_PAGE_BYTES, SMALL_UPLOAD_BYTES } from './cast.js';
 import { probabilities } from './faults.js';
@@ -50,7 +50,7 @@ export class Simulation {
     this.network = new SimNetwork(derived(schedule.seed, 0), this.clock, options.trace);
     this.network.faults = probabilities(schedule.faults);
     const epochs = derived(schedule.seed, 1);
-    const limits = { ...DEFAULT_CONFIG, ...(schedule.smallPages ? { maxResponseBytes: SMALL_PAGE_BYTES } : {}) };
+    const limits = { ...DOMAIN_LIMITS, ...(schedule.smallPages ? { maxResponseBytes: SMALL_PAGE_BYTES } : {}) };
     this.servers = SERVER_NAMES.map(
       (name) => new SimServer(name, limits, this.clock, () => `${name}-${Math.floor(epochs() * 2 ** 48).toString(16)}`),
     );

@@ -3,7 +3,11 @@ import { ChatError } from '../../src/domain/errors.js';
 import type { Clock, Limits } from '../../src/domain/limits.js';
 import { type Message, MessageType } from '../../src/domain/message.js';
 import { ChatStore, type Submission } from '../../src/domain/store.js';
-import { DEFAULT_CONFIG } from '../../src/server/config.js';
+import { DEFAULT_CONFIG, withDerivedBudgets } from '../../src/server/config.js';
+import { heapLimitBytes } from '../../src/server/heap-probe.js';
+
+/** The default limits, with the held-bytes budget derived from this process's heap. */
+export const DOMAIN_LIMITS: Limits = withDerivedBudgets(DEFAULT_CONFIG, heapLimitBytes());
 
 /** A clock that moves one second forward each time it is read. */
 export function steppingClock(start = Date.UTC(2026, 0, 1)): Clock {
@@ -14,7 +18,7 @@ export function steppingClock(start = Date.UTC(2026, 0, 1)): Clock {
 /** A store with the default limits (or some overridden), a stepping clock and epochs e1, e2, ... */
 export function testStore(limits: Partial<Limits> = {}, clock = steppingClock()): ChatStore {
   let epochs = 0;
-  return new ChatStore({ ...DEFAULT_CONFIG, ...limits }, clock, () => `e${++epochs}`);
+  return new ChatStore({ ...DOMAIN_LIMITS, ...limits }, clock, () => `e${++epochs}`);
 }
 
 /** A message as a client would hold it. */

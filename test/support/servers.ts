@@ -44,18 +44,26 @@ export interface ServerProcess {
   readonly child: ChildProcess;
   /** Every JSON log line the server printed so far. */
   readonly logs: Record<string, unknown>[];
+  /** What the process wrote to stderr so far (V8's fatal errors land here). */
+  stderr(): string;
   /** Sends SIGKILL and waits until the process is gone. */
   kill(): Promise<void>;
   /** Sends SIGTERM and resolves with the exit code. */
   terminate(): Promise<number | null>;
 }
 
+/** How to run the server's node process. */
+export interface SpawnOptions {
+  /** Arguments for node itself, before the script (e.g. `--max-old-space-size=96`). */
+  readonly nodeArgs?: readonly string[];
+}
+
 /**
  * Spawns `node dist/src/server/main.js` on 127.0.0.1 (port 0 unless given) and resolves once
  * it logs that it is listening.
  */
-export async function spawnServer(env: Record<string, string> = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [MAIN], {
+export async function spawnServer(env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN], {
     env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -77,6 +85,7 @@ export async function spawnServer(env: Record<string, string> = {}): Promise<Ser
     port,
     child,
     logs,
+    stderr: () => stderr,
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
