@@ -11,7 +11,7 @@ import {
   WatchChatResponse,
 } from '../../generated/chat/v1/chat.js';
 import { HealthCheckResponse, HealthCheckResponse_ServingStatus } from '../../generated/health/v1/health.js';
-import { type Call, CHATS_PER_RUN, type Command, chatToken, commands, epochToken, LIMITS, MESSAGE_IDS } from '../support/fuzz-arbitraries.js';
+import { type Call, CHATS_PER_RUN, type Command, chatToken, commands, epochToken, HELD_AGENT_OFFSET, HELD_VISITOR_OFFSET, LIMITS, MESSAGE_IDS } from '../support/fuzz-arbitraries.js';
 import { encode, hasInvalidUtf8, mutate, type WireString } from '../support/fuzz-wire.js';
 import { RawChatClient, type RawMethod, type RawOutcome } from '../support/raw-client.js';
 import { type ServerProcess, spawnServer } from '../support/servers.js';
@@ -21,9 +21,12 @@ import { type ServerProcess, spawnServer } from '../support/servers.js';
  * mutated encodings of them, and raw bytes, for every RPC of chat.v1.ChatService and the health
  * service (and raw bytes for reflection). FUZZ_RUNS sets the number of runs (each a sequence of
  * up to MAX_COMMANDS requests against two fresh chats); FUZZ_SEED and FUZZ_PATH replay a failure;
- * FUZZ_METHODS (a comma-separated subset of RAW_METHODS' names) focuses the search.
+ * FUZZ_METHODS (a comma-separated subset of RAW_METHODS' names) focuses the search; FUZZ_TOLERATE
+ * (a regular expression) ends a run quietly, as passed, at a failure whose message it matches,
+ * to look past a known bug for others while it is being fixed. Neither is set in `npm test`.
  */
-const RUNS = Number(process.env.FUZZ_RUNS ?? 600);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
+const TOLERATE = process.env.FUZZ_TOLERATE ? new RegExp(process.env.FUZZ_TOLERATE) : undefined;
 const METHODS = process.env.FUZZ_METHODS ? new Set(process.env.FUZZ_METHODS.split(',') as RawMethod[]) : undefined;
 const MAX_COMMANDS = 12;
 /** A new server process after this many runs, so memory and logs stay small in long runs. */
@@ -125,17 +128,27 @@ const show = (value: unknown) => fc.stringify(value);
 const messageJson = (m: ChatMessage | undefined) => JSON.stringify(m && ChatMessage.toJSON(m));
 const textOf = (s: WireString | undefined) => (s === undefined ? '' : typeof s === 'string' ? s : Buffer.from(s).toString('utf8'));
 
+/** Replaces the tokens of a generated value with what they stand for in `run`. */
 function resolve<T>(value: T, run: Run): T {
-  if (typeof value === 'string') {
-    for (let i = 0; i < CHATS_PER_RUN; i += 1) {
-      if (value === chatToken(i)) return run.ids[i] as T;
-      if (value === epochToken(i)) return run.epochs[i] as T;
-    }
-    return value;
-  }
-  if (value instanceof Uint8Array || typeof value !== 'object' || value === null) return value;
-  if (Array.isArray(value)) return value.map((v: unknown) => resolve(v, run)) as T;
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolve(v, run)])) as T;
+  const tokens = new Map<unknown, unknown>(run.ids.flatMap((id, i) => [[chatToken(i), id], [epochToken(i), run.epochs[i]]]));
+  const replace = (v: unknown): unknown => {
+    if (tokens.has(v)) return tokens.get(v);
+    if (v instanceof Uint8Array || typeof v !== 'object' || v === null) return v;
+    if (Array.isArray(v)) return v.map(replace);
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, replace(x)]));
+  };
+  return replace(value) as T;
+}
+
+/** The call with its chat and offset tokens replaced (held offsets: those of the chat it names, 0 for another). */
+function resolveCall(call: Call, run: Run): Call {
+  const named = resolve(call, run);
+  const i = chatIndex(named, run);
+  const held = i >= 0 ? run.snapshots[i]!.chat : undefined;
+  const offset = (v: unknown, side: 'visitor' | 'agent') =>
+    v === (side === 'visitor' ? HELD_VISITOR_OFFSET : HELD_AGENT_OFFSET) ? BigInt(held?.[`${side}DataOffset`] ?? 0) : v;
+  if (!('visitorOffset' in named.request)) return named;
+  return { ...named, request: { ...named.request, visitorOffset: offset(named.request.visitorOffset, 'visitor'), agentOffset: offset(named.request.agentOffset, 'agent') } } as Call;
 }
 
 function encodeCall(call: Call): Uint8Array {
@@ -166,6 +179,9 @@ describe('fuzz: generated, mutated and random requests against a server process'
   const target = new Target();
   let runCount = 0;
   let requests = 0;
+  let tolerated = 0;
+  /** How the commands were answered, by kind, method and status (printed with FUZZ_STATS=1). */
+  const answers = new Map<string, number>();
 
   after(() => target.close());
 
@@ -237,11 +253,11 @@ describe('fuzz: generated, mutated and random requests against a server process'
   function prepare(run: Run, command: Command): { method: RawMethod; bytes: Uint8Array; call?: Call; resend?: Sent } | undefined {
     switch (command.kind) {
       case 'call': {
-        const call = resolve(command.call, run);
+        const call = resolveCall(command.call, run);
         return { method: call.rpc, bytes: encodeCall(call), call };
       }
       case 'mutated': {
-        const call = resolve(command.call, run);
+        const call = resolveCall(command.call, run);
         return { method: call.rpc, bytes: command.mutations.reduce(mutate, encodeCall(call)) };
       }
       case 'raw':
@@ -263,6 +279,8 @@ describe('fuzz: generated, mutated and random requests against a server process'
     const mark = target.server.logs.length;
     const outcome = await target.raw.call(method, bytes);
     requests += 1;
+    const answer = `${command.kind} ${method} ${status[outcome.code]}` + (process.env.FUZZ_STATS === "details" ? ` ${outcome.details.replace(/"[^"]*"|[0-9]+/g, "_").slice(0, 60)}` : "");
+    answers.set(answer, (answers.get(answer) ?? 0) + 1);
     if (!target.alive()) fail(`${what}: ${target.death()}`);
     const refused = outcome.code !== status.OK;
     if (refused && !REFUSALS.has(outcome.code)) {
@@ -355,19 +373,35 @@ describe('fuzz: generated, mutated and random requests against a server process'
     const started = performance.now();
     const property = fc.asyncProperty(commands(MAX_COMMANDS, METHODS), async (sequence) => {
       const run = await startRun();
-      for (const [index, command] of sequence.entries()) await step(run, command, index);
-      await checkServing();
+      let index = 0;
+      try {
+        for (; index < sequence.length; index += 1) await step(run, sequence[index]!, index);
+        await checkServing();
+      } catch (error) {
+        if (!(error instanceof FuzzFailure)) throw error;
+        // The commands after the failing one did not run; say which ran, and on which chats.
+        const ran = show(sequence.slice(0, index + 1));
+        const message = `${error.message}\n  chats ${show(run.ids)}, epochs ${show(run.epochs)}; the commands that ran: ${ran}`;
+        if (TOLERATE?.test(message)) {
+          tolerated += 1;
+          return;
+        }
+        throw new FuzzFailure(message);
+      }
     });
     const seed = process.env.FUZZ_SEED === undefined ? undefined : Number(process.env.FUZZ_SEED);
     const details = await fc.check(property, { numRuns: RUNS, seed, path: process.env.FUZZ_PATH });
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
-    console.log(`      fuzz: ${runCount} runs, ${requests} requests (reads included) in ${seconds} s; server deaths: ${target.deaths.length}`);
+    console.log(`      fuzz: ${runCount} runs, ${requests} requests (reads included) in ${seconds} s; server deaths: ${target.deaths.length}` + (TOLERATE ? `; runs ended by a tolerated failure: ${tolerated}` : ''));
+    if (process.env.FUZZ_STATS) console.log([...answers].sort().map(([k, n]) => `        ${k}: ${n}`).join('\n'));
     if (details.failed) {
       const report = fc.defaultReportMessage(details) ?? '';
       const error = details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance);
       throw new Error(
-        `${report}\n\nfailure: ${error}\n\nreplay: FUZZ_SEED=${details.seed} FUZZ_PATH=${details.counterexamplePath} npx mocha test/server/fuzz.test.ts` +
-          (METHODS ? ` (with FUZZ_METHODS=${process.env.FUZZ_METHODS})` : '') +
+        `${report}\n\nfailure: ${error}\n\nreplay: FUZZ_SEED=${details.seed} FUZZ_PATH=${details.counterexamplePath}` +
+          (METHODS ? ` FUZZ_METHODS=${process.env.FUZZ_METHODS}` : '') +
+          (TOLERATE ? ` FUZZ_TOLERATE='${process.env.FUZZ_TOLERATE}'` : '') +
+          ' npx mocha test/server/fuzz.test.ts' +
           (target.deaths.length > 0 ? `\nserver deaths during the search:\n  ${target.deaths.join('\n  ')}` : ''),
       );
     }

@@ -18,6 +18,13 @@ export const LIMITS = { maxContentBytes: 32, maxIdBytes: 16, maxMessagesPerChat:
 export const chatToken = (i: number) => `\u0000chat${i}`;
 export const epochToken = (i: number) => `\u0000epoch${i}`;
 
+/**
+ * Stand for the offsets the server held for the chat a request names, when it was last read
+ * (so that many sends are accepted, and chats fill up); values no other generator makes.
+ */
+export const HELD_VISITOR_OFFSET = -(2n ** 62n) - 11n;
+export const HELD_AGENT_OFFSET = -(2n ** 62n) - 13n;
+
 /** Message ids of the seeded messages and of most generated ones, so ids collide often. */
 export const MESSAGE_IDS = ['m0', 'm1', 'm2', 'm3', 'm4'] as const;
 
@@ -36,7 +43,7 @@ const anyText = (maxLength: number): fc.Arbitrary<string> =>
 /** An id-like string: usually one of `common`, sometimes empty, too long, odd text or not UTF-8. */
 const idLike = (...common: string[]): fc.Arbitrary<WireString> =>
   fc.oneof(
-    { weight: 12, arbitrary: fc.constantFrom(...common) },
+    { weight: 40, arbitrary: fc.constantFrom(...common) },
     { weight: 1, arbitrary: fc.constant('') },
     { weight: 1, arbitrary: fc.constantFrom('x'.repeat(LIMITS.maxIdBytes), 'x'.repeat(LIMITS.maxIdBytes + 1), 'é'.repeat(LIMITS.maxIdBytes / 2 + 1)) },
     { weight: 1, arbitrary: anyText(20) },
@@ -60,19 +67,20 @@ const SAFE = 2n ** 53n;
 /** int64 values: mostly small, with negatives, values around 2^53 and the int64 extremes. */
 const int64 = (low: bigint, high: bigint): fc.Arbitrary<bigint> =>
   fc.oneof(
-    { weight: 10, arbitrary: fc.bigInt(low, high) },
+    { weight: 30, arbitrary: fc.bigInt(low, high) },
     { weight: 2, arbitrary: fc.bigInt(-3n, 20n) },
     { weight: 2, arbitrary: fc.bigInt(SAFE - 3n, SAFE + 2n) },
     { weight: 1, arbitrary: fc.constantFrom(INT64_MIN, INT64_MAX, -SAFE - 1n, -SAFE + 1n, 2n ** 32n, 2n ** 31n, -(2n ** 31n)) },
     { weight: 1, arbitrary: fc.bigInt(INT64_MIN, INT64_MAX) },
   );
-const callerOffset = int64(0n, 4n);
-const dataOffset = int64(1n, 6n);
+const callerOffset = (held: bigint) =>
+  fc.oneof({ weight: 4, arbitrary: fc.constant(held) }, { weight: 3, arbitrary: int64(0n, 3n) });
+const dataOffset = fc.oneof({ weight: 3, arbitrary: int64(1n, 6n) }, { weight: 1, arbitrary: fc.bigInt(SAFE - 3n, SAFE - 1n) });
 
 /** A message type: mostly 0 to 4, sometimes outside the enum (any int32, or a wider varint). */
 const messageType = (common: bigint[]): fc.Arbitrary<bigint> =>
   fc.oneof(
-    { weight: 12, arbitrary: fc.constantFrom(...common) },
+    { weight: 30, arbitrary: fc.constantFrom(...common) },
     { weight: 2, arbitrary: fc.bigInt(-3n, 10n) },
     { weight: 1, arbitrary: fc.constantFrom(-(2n ** 31n), 2n ** 31n - 1n, 2n ** 32n + 2n, INT64_MIN) },
   );
@@ -80,19 +88,19 @@ const messageType = (common: bigint[]): fc.Arbitrary<bigint> =>
 /** Timestamps: recent ones, the edges of the valid range (years 1 to 9999) and beyond, odd nanos. */
 const timestamp: fc.Arbitrary<WireTimestamp> = fc.record({
   seconds: fc.oneof(
-    { weight: 6, arbitrary: fc.bigInt(1_600_000_000n, 1_900_000_000n) },
+    { weight: 12, arbitrary: fc.bigInt(1_600_000_000n, 1_900_000_000n) },
     { weight: 2, arbitrary: fc.constantFrom(-62_135_596_800n, 253_402_300_799n, -62_135_596_801n, 253_402_300_800n, 0n, -1n, 8_640_000_000_000n, 8_640_000_000_001n) },
     { weight: 1, arbitrary: fc.bigInt(INT64_MIN, INT64_MAX) },
   ),
   nanos: fc.oneof(
-    { weight: 6, arbitrary: fc.integer({ min: 0, max: 999_999_999 }) },
+    { weight: 12, arbitrary: fc.integer({ min: 0, max: 999_999_999 }) },
     { weight: 1, arbitrary: fc.constantFrom(-1, 1_000_000_000, -(2 ** 31), 2 ** 31 - 1) },
   ),
 });
 
 /** Content: a few fixed texts (so resends and re-uploads match), empty, at and above the limit. */
 const content: fc.Arbitrary<WireString> = fc.oneof(
-  { weight: 10, arbitrary: fc.constantFrom('hi', 'hello') },
+  { weight: 30, arbitrary: fc.constantFrom('hi', 'hello') },
   { weight: 1, arbitrary: fc.constant('') },
   {
     weight: 2,
@@ -115,9 +123,9 @@ const rarely = <T>(arb: fc.Arbitrary<T>, absent = 3) =>
 
 const sentMessage = (types: bigint[], senders: string[]): fc.Arbitrary<WireMessage> =>
   fc.record({
-    id: opt(idLike(...MESSAGE_IDS)),
+    id: opt(idLike(...MESSAGE_IDS), 30),
     dataOffset: rarely(dataOffset),
-    content: opt(content),
+    content: opt(content, 30),
     messageType: opt(messageType(types), 3),
     sendTime: rarely(timestamp),
     senderId: opt(idLike(...senders), 2),
@@ -136,8 +144,8 @@ const visitor = fc.record({ id: opt(idLike('visitor-1', 'visitor-2')), name: opt
 
 const chat: fc.Arbitrary<WireChat> = fc.record({
   id: opt(chatRef, 30),
-  visitorDataOffset: rarely(callerOffset),
-  agentDataOffset: rarely(callerOffset),
+  visitorDataOffset: rarely(int64(0n, 4n)),
+  agentDataOffset: rarely(int64(0n, 4n)),
   messages: fc.array(uploadedMessage, { maxLength: 4 }),
   visitor: rarely(visitor, 1),
   beginTime: rarely(timestamp),
@@ -146,8 +154,8 @@ const chat: fc.Arbitrary<WireChat> = fc.record({
 
 const addVisitor: fc.Arbitrary<WireAddVisitor> = fc.record({
   chatId: opt(chatRef, 30),
-  visitorOffset: opt(callerOffset),
-  agentOffset: opt(callerOffset),
+  visitorOffset: opt(callerOffset(HELD_VISITOR_OFFSET)),
+  agentOffset: opt(callerOffset(HELD_AGENT_OFFSET)),
   message: opt(sentMessage([0n, 2n], ['visitor-1']), 30),
   epoch: opt(epoch, 2),
 });
@@ -155,16 +163,16 @@ const addVisitor: fc.Arbitrary<WireAddVisitor> = fc.record({
 const addAgent: fc.Arbitrary<WireAddAgent> = fc.record({
   chatId: opt(chatRef, 30),
   agentId: opt(idLike('agent-1', 'bot-1'), 30),
-  visitorOffset: opt(callerOffset),
-  agentOffset: opt(callerOffset),
-  message: opt(sentMessage([0n, 1n, 3n, 4n], ['agent-1', 'bot-1']), 30),
+  visitorOffset: opt(callerOffset(HELD_VISITOR_OFFSET)),
+  agentOffset: opt(callerOffset(HELD_AGENT_OFFSET)),
+  message: opt(sentMessage([0n, 1n, 3n, 4n], ['agent-1']), 30),
   epoch: opt(epoch, 2),
 });
 
 const read: fc.Arbitrary<WireRead> = fc.record({
   chatId: opt(chatRef, 30),
-  visitorOffset: opt(callerOffset),
-  agentOffset: opt(callerOffset),
+  visitorOffset: opt(callerOffset(HELD_VISITOR_OFFSET)),
+  agentOffset: opt(callerOffset(HELD_AGENT_OFFSET)),
   epoch: opt(epoch, 2),
 });
 
