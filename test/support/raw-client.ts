@@ -1,0 +1,109 @@
+import {
+  type ClientDuplexStream,
+  type ClientReadableStream,
+  credentials,
+  makeGenericClientConstructor,
+  type ServiceDefinition,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
+
+/** The methods a raw client can call, by full path, with their streaming shape. */
+export const RAW_METHODS = {
+  AddVisitorMessage: { path: '/chat.v1.ChatService/AddVisitorMessage', shape: 'unary' },
+  AddAgentMessage: { path: '/chat.v1.ChatService/AddAgentMessage', shape: 'unary' },
+  GetNewMessage: { path: '/chat.v1.ChatService/GetNewMessage', shape: 'unary' },
+  Rebuild: { path: '/chat.v1.ChatService/Rebuild', shape: 'unary' },
+  WatchChat: { path: '/chat.v1.ChatService/WatchChat', shape: 'server-stream' },
+  HealthCheck: { path: '/grpc.health.v1.Health/Check', shape: 'unary' },
+  HealthWatch: { path: '/grpc.health.v1.Health/Watch', shape: 'server-stream' },
+  ReflectionV1: { path: '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', shape: 'bidi' },
+  ReflectionV1alpha: { path: '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo', shape: 'bidi' },
+} as const;
+
+export type RawMethod = keyof typeof RAW_METHODS;
+
+/** How a call ended: its status, and the (first) response's bytes when there was one. */
+export interface RawOutcome {
+  readonly code: status;
+  readonly details: string;
+  readonly response?: Uint8Array;
+}
+
+const identity = (bytes: Buffer) => bytes;
+
+const definition: ServiceDefinition = Object.fromEntries(
+  Object.entries(RAW_METHODS).map(([name, { path, shape }]) => [
+    name,
+    {
+      path,
+      requestStream: shape === 'bidi',
+      responseStream: shape !== 'unary',
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
+    },
+  ]),
+);
+
+const RawClient = makeGenericClientConstructor(definition, 'RawFuzz');
+
+type Unary = (bytes: Buffer, options: { deadline: Date }, callback: (error: ServiceError | null, response?: Buffer) => void) => unknown;
+type ServerStream = (bytes: Buffer, options: { deadline: Date }) => ClientReadableStream<Buffer>;
+type Bidi = (options: { deadline: Date }) => ClientDuplexStream<Buffer, Buffer>;
+
+/**
+ * A grpc-js generic client whose serializers are the identity, so any bytes reach the server
+ * as the request body. A streaming call is taken up to its first response and then cancelled
+ * (a live watch never ends by itself); a cancel of ours counts as OK.
+ */
+export class RawChatClient {
+  private readonly client: InstanceType<typeof RawClient>;
+
+  constructor(
+    address: string,
+    private readonly deadlineMs = 10_000,
+  ) {
+    this.client = new RawClient(address, credentials.createInsecure());
+  }
+
+  call(method: RawMethod, bytes: Uint8Array): Promise<RawOutcome> {
+    const body = Buffer.from(bytes);
+    const options = { deadline: new Date(Date.now() + this.deadlineMs) };
+    const fn = (this.client as unknown as Record<RawMethod, unknown>)[method];
+    const shape = RAW_METHODS[method].shape;
+    if (shape === 'unary') {
+      return new Promise((resolve) =>
+        (fn as Unary).call(this.client, body, options, (error, response) =>
+          resolve(error ? { code: error.code, details: error.details } : { code: status.OK, details: '', response: Uint8Array.from(response!) }),
+        ),
+      );
+    }
+    const stream = shape === 'bidi' ? (fn as Bidi).call(this.client, options) : (fn as ServerStream).call(this.client, body, options);
+    if (shape === 'bidi') {
+      const duplex = stream as ClientDuplexStream<Buffer, Buffer>;
+      duplex.write(body);
+      duplex.end();
+    }
+    return new Promise((resolve) => {
+      let first: Uint8Array | undefined;
+      let cancelled = false;
+      stream.on('data', (chunk: Buffer) => {
+        if (first !== undefined) return;
+        first = Uint8Array.from(chunk);
+        cancelled = true;
+        stream.cancel();
+      });
+      stream.on('error', () => {}); // the status below says how it ended
+      stream.on('status', (s: { code: status; details: string }) => {
+        if (cancelled && s.code === status.CANCELLED) resolve({ code: status.OK, details: '', response: first });
+        else resolve({ code: s.code, details: s.details, response: first });
+      });
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
