@@ -1,8 +1,10 @@
 import { create, createFileRegistry, type DescMessage, type FileRegistry, fromBinary } from '@bufbuild/protobuf';
+import { BinaryReader, getTextEncoding } from '@bufbuild/protobuf/wire';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { type Server, ServerInterceptingCall, type ServerInterceptor, type ServiceDefinition } from '@grpc/grpc-js';
 import { servedFiles } from './descriptors.js';
 import { undecodableRequest } from './status.js';
+import { timestampCheck } from './timestamps.js';
 
 const UNDECODABLE = Symbol('undecodable');
 
@@ -11,10 +13,8 @@ interface Undecodable {
   readonly [UNDECODABLE]: string;
 }
 
-/** The range of google.protobuf.Timestamp's seconds: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z. */
-const MIN_TIMESTAMP_SECONDS = -62_135_596_800n;
-const MAX_TIMESTAMP_SECONDS = 253_402_300_799n;
-const MAX_TIMESTAMP_NANOS = 999_999_999;
+/** Decodes a string field strictly: invalid UTF-8 throws instead of becoming U+FFFD. */
+const strictUtf8 = (bytes: Uint8Array) => getTextEncoding().decodeUtf8(bytes, true);
 
 /**
  * Wraps every method's request decoder so that a request that cannot be decoded reaches
@@ -23,21 +23,27 @@ const MAX_TIMESTAMP_NANOS = 999_999_999;
  * int64 beyond 2^53 (which the generated code cannot represent), a string that is not UTF-8,
  * or a google.protobuf.Timestamp outside its range (years 1 to 9999, nanos 0 to 999999999).
  *
- * The last two are checked by decoding the request once more with @bufbuild/protobuf, from
- * the descriptors the server also serves by reflection: it decodes proto3 strings strictly
- * (its TextDecoder is `fatal`) and keeps a Timestamp's fields as sent, where the generated
- * decoders substitute U+FFFD (ts-proto and proto-loader alike) and turn a Timestamp into a Date.
+ * Timestamps are checked on the raw fields (timestamps.ts). Strings: the ts-proto decoders of
+ * this project's own services (`generated: true`) are handed a @bufbuild/protobuf reader that
+ * decodes strings strictly, at no extra cost; for services another loader made (health and
+ * reflection, by proto-loader), whose decoders substitute U+FFFD, the request is decoded once
+ * more with @bufbuild/protobuf (strict) from the descriptors the server serves: their
+ * requests are small.
  */
-export function withDecodeFailures<S extends ServiceDefinition>(service: S, registry: FileRegistry = servedRegistry()): S {
+export function withDecodeFailures<S extends ServiceDefinition>(service: S, options: { readonly generated?: boolean } = {}, registry: FileRegistry = servedRegistry()): S {
   const wrapped: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(service)) {
     const schema = requestSchema(registry, method.path);
+    const checkTimestamps = timestampCheck(schema);
+    const decode: (bytes: Buffer) => unknown = options.generated
+      ? (bytes) => method.requestDeserialize(new BinaryReader(bytes, strictUtf8) as unknown as Buffer) // ts-proto's decode takes a reader too
+      : (bytes) => (fromBinary(schema, bytes), method.requestDeserialize(bytes));
     wrapped[name] = {
       ...method,
       requestDeserialize(bytes: Buffer): unknown {
         try {
-          checkTimestamps(fromBinary(schema, bytes), '');
-          return method.requestDeserialize(bytes);
+          checkTimestamps?.(bytes);
+          return decode(bytes);
         } catch (error) {
           return { [UNDECODABLE]: error instanceof Error ? error.message : String(error) } satisfies Undecodable;
         }
@@ -53,7 +59,7 @@ export function withDecodeFailures<S extends ServiceDefinition>(service: S, regi
  */
 export function decodingServer(server: Server, registry: FileRegistry = servedRegistry()): Server {
   const addService: Server['addService'] = (service, implementation) =>
-    server.addService(withDecodeFailures(service, registry), implementation);
+    server.addService(withDecodeFailures(service, {}, registry), implementation);
   return new Proxy(server, {
     get: (target, key) => (key === 'addService' ? addService : (Reflect.get(target, key, target) as unknown)),
   });
@@ -98,35 +104,3 @@ function requestSchema(registry: FileRegistry, path: string): DescMessage {
   if (!method) throw new Error(`no descriptor for ${path}: add its file to src/server/descriptors.ts`);
   return method.input;
 }
-
-/** Throws for a google.protobuf.Timestamp anywhere in `value` that is out of range. */
-function checkTimestamps(value: unknown, path: string): void {
-  if (typeof value !== 'object' || value === null || ArrayBuffer.isView(value)) return;
-  if (Array.isArray(value)) {
-    value.forEach((item, i) => checkTimestamps(item, `${path}[${i}]`));
-    return;
-  }
-  const record = value as Record<string, unknown>;
-  if (record.$typeName === 'google.protobuf.Timestamp') {
-    const seconds = record.seconds as bigint;
-    const nanos = record.nanos as number;
-    if (seconds < MIN_TIMESTAMP_SECONDS || seconds > MAX_TIMESTAMP_SECONDS) {
-      throw new Error(`${path}: seconds ${seconds} lies outside 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z`);
-    }
-    if (nanos < 0 || nanos > MAX_TIMESTAMP_NANOS) throw new Error(`${path}: nanos ${nanos} lies outside 0 to ${MAX_TIMESTAMP_NANOS}`);
-    return;
-  }
-  // A oneof that is set is a { case, value } object without a $typeName; `case` names the field.
-  if (record.$typeName === undefined && typeof record.case === 'string') {
-    checkTimestamps(record.value, join(path, record.case));
-    return;
-  }
-  for (const [key, field] of Object.entries(record)) {
-    if (key !== '$typeName' && key !== '$unknown') checkTimestamps(field, join(path, key));
-  }
-}
-
-const join = (path: string, field: string) => {
-  const name = field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-  return path ? `${path}.${name}` : name;
-};

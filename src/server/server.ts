@@ -7,7 +7,7 @@ import { ChatStore } from '../domain/store.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import { type Config, withDerivedBudgets } from './config.js';
 import { capConnections, type ConnectionCounts } from './connection-cap.js';
-import { decodingServer, refuseUndecodable } from './decoding.js';
+import { decodingServer, refuseUndecodable, withDecodeFailures } from './decoding.js';
 import { withEncodedResponses } from './encoded-responses.js';
 import { heapLimitBytes, heapProbe } from './heap-probe.js';
 import { addReflection } from './reflection.js';
@@ -58,10 +58,10 @@ export async function startServer(
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
   const server = new Server({ ...serverOptions(config), interceptors: [refuseUndecodable] });
-  // Every service is added through this view, so an undecodable request is INVALID_ARGUMENT on each.
+  // Every service decodes through withDecodeFailures, so an undecodable request is INVALID_ARGUMENT on each.
   const services = decodingServer(server);
-  services.addService(
-    withEncodedResponses(ChatServiceService),
+  server.addService(
+    withDecodeFailures(withEncodedResponses(ChatServiceService), { generated: true }),
     chatServiceHandlers(chatHandlers(store, clock, logger), watches, { logger, responses, unaryDeadlineMs: config.unaryDeadlineMs }),
   );
   const health = new HealthImplementation({ '': 'SERVING', [CHAT_SERVICE]: 'SERVING' });
