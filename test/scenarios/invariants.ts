@@ -323,14 +323,30 @@ export interface Arrivals {
  */
 export async function waitForArrivals(what: string, expected: readonly Arrivals[], timeoutMs = 10_000): Promise<void> {
   const missing = () => expected.map(({ to, ids }) => ({ to, ids, lacks: ids.filter((id) => !to.delivered.has(id)) })).filter((r) => r.lacks.length > 0);
-  const deadline = Date.now() + timeoutMs;
-  while (missing().length > 0) {
-    if (Date.now() > deadline) {
+  if (missing().length === 0) return;
+  // Checked on every arrival (after the participant's own listener recorded it), failing at the deadline.
+  const sessions = [...new Set(expected.map(({ to }) => to.session))];
+  await new Promise<void>((resolve, reject) => {
+    const stop = () => {
+      clearTimeout(timer);
+      for (const session of sessions) session.off('message', check);
+    };
+    const check = () => {
+      if (missing().length > 0) return;
+      stop();
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      stop();
       const report = missing().map((r) => `${r.to.name} lacks ${r.lacks.length} of ${r.ids.length}: [${r.lacks.join(', ')}]`);
-      expect.fail(`${what}: after ${timeoutMs} ms, ${report.join('; ')}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+      try {
+        expect.fail(`${what}: after ${timeoutMs} ms, ${report.join('; ')}`);
+      } catch (error) {
+        reject(error);
+      }
+    }, timeoutMs);
+    for (const session of sessions) session.on('message', check);
+  });
 }
 
 /**
