@@ -90,7 +90,7 @@ export class LocalChat {
    */
   adopt(view: readonly ChatMessage[], epoch: string): ChatMessage[] {
     const fresh = this.copy.adopt(view);
-    this.unverified = false;
+    this.unverified = false; // checked: follow() below is a no-op in offsets-only mode
     this.follow(epoch);
     return fresh;
   }

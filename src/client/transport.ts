@@ -16,6 +16,7 @@ import { HealthCheckResponse_ServingStatus, HealthClient } from '../../generated
 import { CLIENT_DEFAULTS } from './defaults.js';
 import { ChatSdkError } from './errors.js';
 import { placement } from './placement.js';
+import { abortedBy } from './signals.js';
 
 type Unary<Req, Res> = (
   request: Req,
@@ -152,11 +153,11 @@ export class ChatTransport implements Transport {
     const client = this.client(at);
     const invoke = client[method].bind(client) as unknown as Unary<RequestOf<M>, ResponseOf<M>>;
     return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason }));
+      if (signal?.aborted) return reject(abortedBy(signal));
       const onAbort = () => call.cancel();
       const call = invoke(request, this.metadata(), { deadline: Date.now() + this.callTimeoutMs }, (error, response) => {
         signal?.removeEventListener('abort', onAbort);
-        if (signal?.aborted) reject(new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason }));
+        if (signal?.aborted) reject(abortedBy(signal));
         else if (error) reject(error);
         else {
           if (at === this.current && this.promoted) {

@@ -203,10 +203,7 @@ export class ChatStore {
   evictIdle(before: Date): number {
     let evicted = 0;
     for (const [id, chat] of this.chats) {
-      if (chat.lastActive < before && !this.watchers.watched(id) && this.chats.delete(id)) {
-        this.held -= chat.heldBytes;
-        evicted += 1;
-      }
+      if (chat.lastActive < before && !this.watchers.watched(id) && this.evict(id)) evicted += 1;
     }
     return evicted;
   }
@@ -295,10 +292,10 @@ export class ChatStore {
       throw new ChatError('resource-exhausted', `chat "${chat.id}" is full: it holds ${chat.size} messages, the limit`);
     }
     const fresh = { ...message, senderId: message.senderId || defaultSender(chat) };
-    const costBytes = heldBytes(fresh, this.limits.messageOverheadBytes);
-    this.admit(chat.id, chat, costBytes, 'continue in a new chat');
+    this.admit(chat.id, chat, heldBytes(fresh, this.limits.messageOverheadBytes), 'continue in a new chat');
+    const before = chat.heldBytes;
     const appended = chat.append(fresh, this.clock.now());
-    this.held += costBytes;
+    this.held += chat.heldBytes - before; // as a merge counts: what the chat itself now holds more
     this.watchers.notify(chat.id, 'messages');
     return { rebuildRequired: false, offsets: chat.offsets, epoch, message: appended };
   }
