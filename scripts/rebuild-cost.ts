@@ -15,7 +15,8 @@ import { toChatCopy, toWireMessage } from '../src/server/convert.js';
 const CHAT_MESSAGES = Number(process.env.CHAT_MESSAGES ?? 460_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
 const GRPC_MAX_BYTES = 4 * 1024 * 1024;
-const limits: Limits = { ...DEFAULT_CONFIG };
+// Budgets raised so the big chat fits (at the defaults a chat holds 64 MiB, some 110,000 short messages).
+const limits: Limits = { ...DEFAULT_CONFIG, maxHeldBytes: 16 * 1024 ** 3, maxChatBytes: 16 * 1024 ** 3 };
 const start = Date.UTC(2026, 0, 1);
 
 function wireMessage(prefix: string, i: number, dataOffset: number, content: string): ChatMessage {

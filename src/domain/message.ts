@@ -67,16 +67,15 @@ export function needsRebuild(caller: Position, server: Offsets, epoch: string): 
   return caller.visitor > server.visitor || caller.agent > server.agent || (!!caller.epoch && caller.epoch !== epoch);
 }
 
-/** Whether two messages under one id are the same message (what a resend or an upload must keep). */
-export function sameMessage(a: Pick<Message, 'type' | 'content' | 'senderId'>, b: Pick<Message, 'type' | 'content' | 'senderId'>): boolean {
-  return a.type === b.type && a.content === b.content && a.senderId === b.senderId;
-}
-
 /**
- * Whether a send is a resend of the message stored under its id: the same type and content,
- * and the same sender when the resend names one. A resend that names none matches whatever
- * sender the message was stored with (the chat's visitor may have become known since).
+ * Whether two messages under one id are the same message: what a resend, or an upload of a
+ * message the chat holds, must keep. Type and content must be equal; so must the sender ids,
+ * except that an empty one names no sender in particular and matches any. An empty sender id
+ * is how a visitor message is stored while the chat's visitor is unknown, so two servers (and
+ * the copies their clients took) may hold one send with and without the visitor's id; a resend
+ * that leaves the sender empty matches whatever it was stored with. Nothing held ever changes
+ * for a match: the stored message stays as it was.
  */
-export function isResendOf(stored: Pick<Message, 'type' | 'content' | 'senderId'>, resend: Pick<Message, 'type' | 'content' | 'senderId'>): boolean {
-  return stored.type === resend.type && stored.content === resend.content && (resend.senderId === '' || resend.senderId === stored.senderId);
+export function sameMessage(a: Pick<Message, 'type' | 'content' | 'senderId'>, b: Pick<Message, 'type' | 'content' | 'senderId'>): boolean {
+  return a.type === b.type && a.content === b.content && (a.senderId === b.senderId || a.senderId === '' || b.senderId === '');
 }

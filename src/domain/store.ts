@@ -13,8 +13,8 @@ import {
   type Offsets,
   type Position,
   type Visitor,
-  isResendOf,
   needsRebuild,
+  sameMessage,
 } from './message.js';
 import { checkLength, requireContent, requireId, requireKnownType, requireOffsets, typeName } from './validate.js';
 import { type ChatListener, ChatWatchers } from './watchers.js';
@@ -126,7 +126,7 @@ export class ChatStore {
       throw invalid(`a visitor can only send MESSAGE_TYPE_VISITOR messages; got ${typeName(type)}`);
     }
     // An empty sender_id means the chat's visitor, as the chat knows it when the message is
-    // first stored; a resend is compared with what was stored then (see isResendOf).
+    // first stored; a resend is compared with what was stored then (see sameMessage).
     return this.send(
       request,
       { id: request.message.id, content: request.message.content, type, senderId: request.message.senderId },
@@ -280,7 +280,7 @@ export class ChatStore {
 
     const stored = chat.find(message.id);
     if (stored) {
-      if (!isResendOf(stored, message)) {
+      if (!sameMessage(stored, message)) {
         throw invalid(
           `message id "${message.id}" already names a different message in chat "${chat.id}"; ` +
             'a retry must resend the same message, and a new message needs a new id',

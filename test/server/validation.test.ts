@@ -171,6 +171,28 @@ describe('request validation at the edge', () => {
       expect(later.message!.senderId).to.equal('visitor-42');
     });
 
+    it('a copy holding a visitor message with or without the visitor\'s id uploads into a server that stored it the other way', async () => {
+      // Two servers stored one send differently: one knew the visitor when the message arrived
+      // (a resend after failover), the other did not. Each device's copy holds what its server said.
+      const named = { id: 'visitor-42', name: 'Ada', email: '' };
+      await api.addVisitorMessage({ chatId: 'c', visitorOffset: 1, agentOffset: 0, message: message('v2') });
+      await api.rebuild({ chat: { ...noChat, id: 'knows', visitor: named, messages: [at('v1', 1)] } });
+      await api.addVisitorMessage({ chatId: 'knows', visitorOffset: 1, agentOffset: 0, message: message('v2') });
+      const stored = { c: await snapshot('c'), knows: await snapshot('knows') };
+      expect(stored.c!.messages[1]!.senderId).to.equal('');
+      expect(stored.knows!.messages[1]!.senderId).to.equal('visitor-42');
+
+      const copy = (chatId: string, senderId: string) =>
+        api.rebuild({ chat: { ...noChat, id: chatId, visitor: named, messages: [at('v1', 1), { ...at('v2', 2), senderId }] } });
+      expect((await copy('c', 'visitor-42')).code).to.equal(ResultCode.RESULT_CODE_OK);
+      expect((await copy('knows', '')).code).to.equal(ResultCode.RESULT_CODE_OK);
+      expect((await snapshot('c'))!.messages).to.deep.equal(stored.c!.messages);
+      expect(await snapshot('knows')).to.deep.equal(stored.knows);
+
+      const forged = await expectStatus(copy('knows', 'mallory'), status.INVALID_ARGUMENT);
+      expect(forged.details).to.match(/differs from the message the server holds/);
+    });
+
     it('a resend naming another sender than the stored one is still INVALID_ARGUMENT', async () => {
       await api.addVisitorMessage({ chatId: 'c', visitorOffset: 1, agentOffset: 0, message: message('v2', { senderId: 'visitor-42' }) });
       const before = await snapshot();
