@@ -29,13 +29,13 @@ export class CatchUp {
     try {
       // A copy with messages but no epoch (say, restored from an old backup) may not be any
       // server's history: never let the missing marker skip the check.
-      while (this.chat.unverified) fresh.push(...(await this.rebuild({ visitor: -1, agent: -1 }, '', signal)));
+      while (this.chat.unverified) appendAll(fresh, await this.rebuild({ visitor: -1, agent: -1 }, '', signal));
       let straysSent = false;
       for (let refusals = 0; ; ) {
         const read = readAnswer(await this.caller.call('getNewMessage', this.chat.position(), signal));
         if (read.rebuild) {
           await this.caller.pause(refusals++, signal);
-          fresh.push(...(await this.rebuild(read.server, read.epoch, signal)));
+          appendAll(fresh, await this.rebuild(read.server, read.epoch, signal));
           continue;
         }
         const taken = this.chat.take(read.messages, read.epoch);
@@ -44,14 +44,14 @@ export class CatchUp {
           await this.caller.pause(refusals++, signal);
           continue;
         }
-        fresh.push(...taken);
+        appendAll(fresh, taken);
         const { visitor, agent } = this.chat.offsets;
         const caughtUp = read.messages.length === 0 || (visitor >= read.server.visitor && agent >= read.server.agent);
         if (!caughtUp) continue;
         if (this.chat.copy.strayMessages.length === 0 || straysSent) break;
         // A message of ours lost its offset to another one: have the server place it anew.
         straysSent = true;
-        fresh.push(...(await this.rebuild(read.server, read.epoch, signal)));
+        appendAll(fresh, await this.rebuild(read.server, read.epoch, signal));
       }
     } finally {
       // Even when a later call fails (the caller aborted, say), what the copy took is held now
@@ -74,7 +74,8 @@ export class CatchUp {
     const diverged = chat.detects && serverEpoch !== (chat.epoch ?? '');
     const whole = server.visitor < 0 || diverged;
     const strays = chat.copy.strayMessages.length;
-    const uploads = splitUploads(whole ? chat.copy.whole() : chat.copy.above(server), this.maxUploadBytes);
+    const going = whole ? chat.copy.whole() : chat.copy.above(server);
+    const uploads = splitUploads(going, this.maxUploadBytes);
     let answer: { epoch: string; messages: readonly ChatMessage[] } | undefined;
     let complete = false;
     // Every upload but a whole copy's first extends one incarnation. Should it reach another
@@ -105,7 +106,7 @@ export class CatchUp {
       if (complete && answer) fresh = chat.take(answer.messages, epoch) ?? [];
     }
     await chat.persist();
-    const uploaded = uploads.flat().length;
+    const uploaded = going.length;
     const reason = server.visitor < 0 ? 'missing' : diverged ? 'diverged' : uploaded === strays && strays > 0 ? 'strays' : 'behind';
     this.reportRebuild({ address: this.transport.address, serverBefore: server, reason, uploaded });
     return fresh;
@@ -122,8 +123,13 @@ export class CatchUp {
       const page = readAnswer(await this.caller.call('getNewMessage', position(this.chat.chatId, at, this.chat.detects ? epoch : ''), signal));
       if (page.rebuild) return undefined;
       if (page.messages.length === 0) return messages;
-      messages.push(...page.messages);
+      appendAll(messages, page.messages);
       at = advance(at, page.messages);
     }
   }
+}
+
+/** Appends every item: `push(...items)` passes them as arguments and overflows the stack for a large chat. */
+function appendAll<T>(target: T[], items: readonly T[]): void {
+  for (const item of items) target.push(item);
 }

@@ -87,8 +87,9 @@ export class LocalCopy {
    */
   above(server: Offsets): ChatMessage[] {
     const placed = [...this.byId.values()].filter((m) => m.dataOffset > server[sideOf(m)]);
-    const last = (side: Side) => Math.max(server[side], ...placed.filter((m) => sideOf(m) === side).map((m) => m.dataOffset));
-    return byOffset([...placed, ...this.renumberedStrays({ visitor: last('visitor'), agent: last('agent') })]);
+    const last = { visitor: server.visitor, agent: server.agent };
+    for (const m of placed) last[sideOf(m)] = Math.max(last[sideOf(m)], m.dataOffset);
+    return byOffset([...placed, ...this.renumberedStrays(last)]);
   }
 
   /**

@@ -53,6 +53,12 @@ describe('LocalCopy', () => {
     expect(copy.above({ visitor: 0, agent: 0 }).map((m) => m.id)).to.deep.equal(['v1', 'a1', 'v2', 'a2']);
   });
 
+  it('lists what lies above the server for a copy of 200,000 messages (no argument list that large)', () => {
+    const copy = new LocalCopy(Array.from({ length: 200_000 }, (_, i) => msg(`v${i + 1}`, i + 1)));
+    expect(copy.above({ visitor: 0, agent: 0 })).to.have.length(200_000);
+    expect(copy.above({ visitor: 199_999, agent: 0 }).map((m) => m.id)).to.deep.equal(['v200000']);
+  });
+
   it('uploads the whole copy renumbered without gaps, so a new server gets no hole', () => {
     const copy = new LocalCopy([msg('v1', 1), msg('own', 7), agentMsg('a2', 2)]);
     expect(copy.whole().map((m) => `${m.id}@${m.dataOffset}`)).to.deep.equal(['v1@1', 'a2@1', 'own@2']);
@@ -77,13 +83,27 @@ describe('LocalCopy', () => {
 });
 
 describe('splitUploads', () => {
-  it('keeps every upload under the byte limit, in order, with at least one message each', () => {
+  it('keeps every upload under the byte limit, in order, with at least one message of its own each', () => {
     const messages = Array.from({ length: 10 }, (_, i) => ({ ...msg(`m${i}`, i + 1), content: 'x'.repeat(1_000) }));
     const uploads = splitUploads(messages, 4_000);
-    expect(uploads.flat().map((m) => m.id)).to.deep.equal(messages.map((m) => m.id));
+    // Each upload after the first repeats one message (the side's last one) before its own.
+    expect(uploads.map((upload, i) => upload.slice(i === 0 ? 0 : 1)).flat().map((m) => m.id)).to.deep.equal(messages.map((m) => m.id));
     expect(uploads.length).to.be.greaterThan(3);
-    for (const upload of uploads) expect(upload.length).to.be.within(1, 3);
+    for (const [i, upload] of uploads.entries()) expect(upload.length - (i === 0 ? 0 : 1)).to.be.within(1, 2);
     expect(splitUploads(messages.slice(0, 1), 10)).to.have.length(1);
+  });
+
+  it('begins every upload after the first with the last message of each side sent before it', () => {
+    const big = (m: ChatMessage) => ({ ...m, content: 'x'.repeat(1_000) });
+    const messages = [msg('v1', 1), agentMsg('a1', 1), msg('v2', 2), msg('v3', 3), agentMsg('a2', 2), msg('v4', 4)].map(big);
+    const uploads = splitUploads(messages, 3_300);
+    expect(uploads.map((upload) => upload.map((m) => m.id))).to.deep.equal([
+      ['v1', 'a1'],
+      ['v1', 'a1', 'v2'],
+      ['v2', 'a1', 'v3'],
+      ['v3', 'a1', 'a2'],
+      ['v3', 'a2', 'v4'],
+    ]);
   });
 });
 

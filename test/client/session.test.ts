@@ -98,6 +98,49 @@ describe('ChatSession against real servers', () => {
     expect(view.visitorDataOffset).to.equal(80);
   });
 
+  it('adopts a server chat of 160,000 messages in one rebuild (no argument list that large)', async function () {
+    this.timeout(60_000);
+    const server = await harness.server({ maxChatBytes: 512 * 1024 ** 2, maxHeldBytes: 1024 ** 3 });
+    const api = chatApi(server.client);
+    const base = { visitorDataOffset: 0, agentDataOffset: 0, visitor: undefined, beginTime: undefined };
+    const part = (from: number) =>
+      Array.from({ length: 80_000 }, (_, i) => ({ id: `s${from + i}`, dataOffset: from + i, content: 'hi', messageType: MessageType.MESSAGE_TYPE_VISITOR }));
+    await api.rebuild({ chat: { ...base, id: 'huge', messages: part(1) } });
+    await api.rebuild({ chat: { ...base, id: 'huge', messages: part(80_001) } });
+
+    const store = new MemoryStore();
+    await store.save({ chatId: 'huge', messages: [{ id: 'mine', dataOffset: 1, content: 'mine', messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(), senderId: '' }], outbox: [], epoch: 'another' });
+    const visitor = await open({ chatId: 'huge', role: { kind: 'visitor' }, servers: [server.address], store, callTimeoutMs: 30_000 });
+    const fresh = await visitor.sync();
+    expect(fresh).to.have.length(160_000);
+    expect(visitor.offsets).to.deep.equal({ visitorOffset: 160_001, agentOffset: 0 });
+  });
+
+  it('keeps its own order across the uploads of one copy where the first moved past a gap the server holds', async () => {
+    const server = await harness.server();
+    const api = chatApi(server.client);
+    const visitorAt = (id: string, dataOffset: number) => ({ id, dataOffset, content: `text ${id}`, messageType: MessageType.MESSAGE_TYPE_VISITOR });
+    // The server's incarnation holds x and y at 1 and 2, and z beyond a gap, at 5.
+    const base = { visitorDataOffset: 0, agentDataOffset: 0, visitor: undefined, beginTime: undefined };
+    const { epoch } = (await api.rebuild({ chat: { ...base, id: 'gap', messages: [visitorAt('x', 1), visitorAt('y', 2)] } })).chat!;
+    await api.rebuild({ chat: { ...base, id: 'gap', epoch, messages: [visitorAt('z', 5)] } });
+
+    // A copy of another incarnation, a to e at 1 to 5, goes up whole, about two messages an upload.
+    const mine = ['a', 'b', 'c', 'd', 'e'];
+    const store = new MemoryStore();
+    await store.save({ chatId: 'gap', messages: mine.map((id, i) => ({ ...visitorAt(id, i + 1), sendTime: new Date(Date.UTC(2026, 0, 1, 0, i)), senderId: '' })), outbox: [], epoch: 'another' });
+    const moved = await open({ chatId: 'gap', role: { kind: 'visitor' }, servers: [server.address], store, maxUploadBytes: 1024 + 80 });
+    const uploads: number[] = [];
+    moved.on('rebuild', (event) => uploads.push(event.uploaded));
+    await moved.sync();
+    expect(uploads).to.deep.equal([5]);
+
+    // Every message the server holds, beyond gaps too, in its order (a Rebuild answers its snapshot).
+    const order = (await api.rebuild({ chat: { ...base, id: 'gap', messages: [] } })).chat!.messages.map((m) => m.id);
+    expect(order.filter((id) => mine.includes(id)), `the server's order: ${order.join(' ')}`).to.deep.equal(mine);
+    expect(moved.messages.map((m) => m.id).filter((id) => mine.includes(id))).to.deep.equal(mine);
+  });
+
   it('keeps an unacknowledged send in the outbox across close and reopen, and delivers it then', async () => {
     const gone = await startTestServer();
     const deadAddress = gone.address;
