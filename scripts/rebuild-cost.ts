@@ -1,8 +1,9 @@
 /**
  * `npx tsx scripts/rebuild-cost.ts`: what a Rebuild costs on the event loop, in the domain and
  * in the wire steps around it (decode, conversion, the answer), for a chat of CHAT_MESSAGES
- * (460,000) messages: a one-message upload, and a 4 MB upload (the largest gRPC message)
- * into an empty chat and into the big one. Prints one line a case; times are the median of
+ * (460,000) messages: a one-message upload, and a full upload (the server's default
+ * --max-request-bytes, 256 KiB, and for comparison gRPC's default 4 MiB) into an empty chat and
+ * into the big one. Prints one line a case; times are the median of
  * ROUNDS (5) runs, each on a fresh chat, in CPU milliseconds of this process (user + system),
  * so that a machine shared with other work does not inflate them as wall time would.
  */
@@ -14,7 +15,7 @@ import { toChatCopy, toWireMessage } from '../src/server/convert.js';
 
 const CHAT_MESSAGES = Number(process.env.CHAT_MESSAGES ?? 460_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 5);
-const GRPC_MAX_BYTES = 4 * 1024 * 1024;
+const FULL_UPLOADS = [DEFAULT_CONFIG.maxRequestBytes, 4 * 1024 * 1024];
 // Budgets raised so the big chat fits (at the defaults a chat holds 64 MiB, some 110,000 short messages).
 const limits: Limits = { ...DEFAULT_CONFIG, maxHeldBytes: 16 * 1024 ** 3, maxChatBytes: 16 * 1024 ** 3 };
 const start = Date.UTC(2026, 0, 1);
@@ -36,12 +37,12 @@ function messages(prefix: string, count: number, offset: number, content: string
   return Array.from({ length: count }, (_, i) => wireMessage(prefix, i, offset + (i >> 1), content));
 }
 
-/** A 4 MB (at most) upload of short messages: as many as fit. */
-function bigUpload(prefix: string, offset: number): Uint8Array {
+/** An upload of short messages, as many as fit in `maxBytes`. */
+function fullUpload(prefix: string, offset: number, maxBytes: number): Uint8Array {
   const content = 'a message of some thirty bytes';
   const encode = (count: number) => RebuildRequest.encode({ chat: chat(messages(prefix, count, offset, content)) }).finish();
-  let count = 50_000;
-  while (encode(Math.floor(count * 1.02)).length <= GRPC_MAX_BYTES) count = Math.floor(count * 1.02);
+  let count = 100;
+  while (encode(Math.floor(count * 1.02)).length <= maxBytes) count = Math.floor(count * 1.02);
   return encode(count);
 }
 
@@ -94,13 +95,16 @@ function measure(name: string, size: number, request: Uint8Array): void {
   const ms = (values: number[]) => median(values).toFixed(1).padStart(7);
   const per10k = uploaded > 0 ? ((median(steps.domain) * 10_000) / uploaded).toFixed(1) : '-';
   console.log(
-    `${name.padEnd(34)} chat ${String(size).padStart(7)}  upload ${String(uploaded).padStart(6)} msgs ${String(request.length).padStart(8)} B | ` +
+    `${name.padEnd(38)} chat ${String(size).padStart(7)}  upload ${String(uploaded).padStart(6)} msgs ${String(request.length).padStart(8)} B | ` +
       `decode ${ms(steps.decode)} convert ${ms(steps.convert)} domain ${ms(steps.domain)} answer ${ms(steps.answer)} ms | domain ${per10k} ms/10k msgs`,
   );
 }
 
 const one = RebuildRequest.encode({ chat: chat([wireMessage('new', 0, CHAT_MESSAGES / 2 + 1, 'one more message')]) }).finish();
 measure('one message into the big chat', CHAT_MESSAGES, one);
-measure('4 MB into an empty chat', 0, bigUpload('up', 1));
-measure('4 MB into the big chat (appended)', CHAT_MESSAGES, bigUpload('up', CHAT_MESSAGES / 2 + 1));
-measure('4 MB into the big chat (displaced)', CHAT_MESSAGES, bigUpload('up', 1));
+for (const maxBytes of FULL_UPLOADS) {
+  const size = maxBytes >= 1024 * 1024 ? `${maxBytes / 1024 / 1024} MiB` : `${maxBytes / 1024} KiB`;
+  measure(`${size} into an empty chat`, 0, fullUpload('up', 1, maxBytes));
+  measure(`${size} into the big chat (appended)`, CHAT_MESSAGES, fullUpload('up', CHAT_MESSAGES / 2 + 1, maxBytes));
+  measure(`${size} into the big chat (displaced)`, CHAT_MESSAGES, fullUpload('up', 1, maxBytes));
+}

@@ -3,8 +3,19 @@ import type { RetryingCaller } from './caller.js';
 import type { LocalChat } from './local-chat.js';
 import type { RebuildEvent } from './options.js';
 import type { Transport } from './transport.js';
+import { isTooLarge } from './errors.js';
 import { splitUploads } from './upload.js';
 import { advance, type Offsets, position, readAnswer, rebuildAnswer, rebuildRequest } from './wire.js';
+
+/** The smallest upload a rebuild halves down to when a server refuses its size. */
+const MIN_UPLOAD_BYTES = 4 * 1024;
+
+/** The last answer of an upload: the server's incarnation and its messages, all of them when `complete`. */
+interface Uploaded {
+  readonly epoch: string;
+  readonly messages: readonly ChatMessage[];
+  readonly complete: boolean;
+}
 
 /**
  * Brings a session's copy level with its server: reads what is new, page by page, and
@@ -16,7 +27,7 @@ export class CatchUp {
     private readonly chat: LocalChat,
     private readonly caller: RetryingCaller,
     private readonly transport: Pick<Transport, 'address'>,
-    private readonly maxUploadBytes: number,
+    private uploadBytes: number,
     private readonly reportRebuild: (event: RebuildEvent) => void,
   ) {}
 
@@ -75,41 +86,62 @@ export class CatchUp {
     const whole = server.visitor < 0 || diverged;
     const strays = chat.copy.strayMessages.length;
     const going = whole ? chat.copy.whole() : chat.copy.above(server);
-    const uploads = splitUploads(going, this.maxUploadBytes);
-    let answer: { epoch: string; messages: readonly ChatMessage[] } | undefined;
-    let complete = false;
     // Every upload but a whole copy's first extends one incarnation. Should it reach another
     // (a failover, a restart in between), the server refuses it: taken there, it would be a
     // piece of history without what comes before it. The next read then says what to do.
-    let base = whole || !chat.detects ? '' : serverEpoch;
-    for (const messages of uploads.length > 0 ? uploads : [[]]) {
-      const header = { chatId: chat.chatId, offsets: chat.offsets, visitor: chat.visitor, beginTime: chat.beginTime, base };
-      const answered = rebuildAnswer(await this.caller.call('rebuild', rebuildRequest(header, messages), signal));
-      if (answered.rebuild) return [];
-      answer = answered;
-      complete = !answered.truncated;
-      chat.visitor ??= answered.visitor;
-      chat.beginTime ??= answered.beginTime;
-      if (chat.detects) base = answered.epoch;
+    const base = whole || !chat.detects ? '' : serverEpoch;
+    let answer: Uploaded | undefined;
+    for (;;) {
+      try {
+        answer = await this.upload(going, base, signal);
+        break;
+      } catch (error) {
+        // A server with a smaller request limit than ours: upload again in halves (what it
+        // took already adds nothing), and keep the smaller size for this session.
+        if (!isTooLarge(error) || this.uploadBytes <= MIN_UPLOAD_BYTES) throw error;
+        this.uploadBytes = Math.max(MIN_UPLOAD_BYTES, Math.floor(this.uploadBytes / 2));
+      }
     }
-    const epoch = answer?.epoch ?? '';
+    if (!answer) return [];
+    const { epoch, complete } = answer;
     let fresh: ChatMessage[] = [];
     if (whole) {
       // After a whole upload the copy takes the server's placement of every message at once:
       // placing some and keeping the rest where another history put them would mix two
       // numberings, and a later upload would send messages up out of order.
-      const view = complete ? answer?.messages : await this.readAll(epoch, signal);
+      const view = complete ? answer.messages : await this.readAll(epoch, signal);
       if (!view) return []; // that incarnation is gone: the next read says what to do
       fresh = chat.adopt(view, epoch);
     } else {
       chat.follow(epoch);
-      if (complete && answer) fresh = chat.take(answer.messages, epoch) ?? [];
+      if (complete) fresh = chat.take(answer.messages, epoch) ?? [];
     }
     await chat.persist();
     const uploaded = going.length;
     const reason = server.visitor < 0 ? 'missing' : diverged ? 'diverged' : uploaded === strays && strays > 0 ? 'strays' : 'behind';
     this.reportRebuild({ address: this.transport.address, serverBefore: server, reason, uploaded });
     return fresh;
+  }
+
+  /**
+   * Uploads `going` in Rebuilds under the upload size, the first extending `base` (empty: a
+   * whole copy, merged into any incarnation), each later one the incarnation that took the
+   * first. Returns the last answer; undefined when another incarnation refused a part.
+   */
+  private async upload(going: readonly ChatMessage[], base: string, signal: AbortSignal): Promise<Uploaded | undefined> {
+    const { chat } = this;
+    const uploads = splitUploads(going, this.uploadBytes);
+    let answer: Uploaded = { epoch: '', messages: [], complete: false };
+    for (const messages of uploads.length > 0 ? uploads : [[]]) {
+      const header = { chatId: chat.chatId, offsets: chat.offsets, visitor: chat.visitor, beginTime: chat.beginTime, base };
+      const answered = rebuildAnswer(await this.caller.call('rebuild', rebuildRequest(header, messages), signal));
+      if (answered.rebuild) return undefined;
+      answer = { epoch: answered.epoch, messages: answered.messages, complete: !answered.truncated };
+      chat.visitor ??= answered.visitor;
+      chat.beginTime ??= answered.beginTime;
+      if (chat.detects) base = answered.epoch;
+    }
+    return answer;
   }
 
   /**

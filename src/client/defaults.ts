@@ -7,8 +7,11 @@ export const CLIENT_DEFAULTS = Object.freeze({
   callTimeoutMs: 5_000,
   /** How often `start()` polls, with `receive: 'poll'`. */
   pollIntervalMs: 1_000,
-  /** Largest Rebuild request, in bytes: under gRPC's default 4 MiB message limit. */
-  maxUploadBytes: 3 * 1024 * 1024,
+  /**
+   * Largest Rebuild request, in bytes: the server's default request limit (its
+   * --max-request-bytes). A server that refuses an upload for its size gets it again in halves.
+   */
+  maxUploadBytes: 256 * 1024,
   /** Retries of a failed call: capped exponential backoff with full jitter. */
   backoff: Object.freeze({ initialMs: 50, maxMs: 2_000, multiplier: 2 }),
   /**

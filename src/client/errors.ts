@@ -39,10 +39,22 @@ const TRANSIENT = new Set<status>([
   status.CANCELLED,
 ]);
 
+/**
+ * How gRPC servers word the refusal of a request above their max receive message length
+ * (grpc-js: "Received message larger than max (N vs M)", grpc-go: "grpc: received message
+ * larger than max (N vs. M)"). The same request fails the same way on every attempt.
+ */
+const TOO_LARGE = /received message larger than max/i;
+
 /** Whether a failed call is worth retrying (on this or another server). */
 export function isTransient(error: unknown): boolean {
-  const code = (error as Partial<ServiceError>).code;
-  return typeof code === 'number' && TRANSIENT.has(code);
+  const { code, details } = error as Partial<ServiceError>;
+  return typeof code === 'number' && TRANSIENT.has(code) && !(code === status.RESOURCE_EXHAUSTED && TOO_LARGE.test(details ?? ''));
+}
+
+/** Whether the server refused a request for its size (its max receive message length). */
+export function isTooLarge(error: unknown): boolean {
+  return error instanceof ChatSdkError && error.code === status.RESOURCE_EXHAUSTED && TOO_LARGE.test(error.message);
 }
 
 /** The error to reject with for a call that failed for good. */

@@ -38,7 +38,10 @@ export interface ChatSessionOptions {
   readonly pollIntervalMs?: number;
   /** Deadline of one call. */
   readonly callTimeoutMs?: number;
-  /** Largest Rebuild request, in bytes (gRPC's default limit is 4 MiB). */
+  /**
+   * Largest Rebuild request, in bytes: at most the server's --max-request-bytes (a server
+   * that refuses an upload for its size gets it again in halves, down to 4 KiB).
+   */
   readonly maxUploadBytes?: number;
   /** Retries of failed calls. */
   readonly backoff?: Partial<BackoffOptions>;

@@ -56,6 +56,12 @@ export interface Config extends Limits {
   readonly heldBytesHeapPercent: number;
   /** How often the heap is read for the high-water mark, at most. */
   readonly heapProbeIntervalMs: number;
+  /**
+   * Largest request, in bytes (gRPC's max receive message length): larger ones are refused
+   * with RESOURCE_EXHAUSTED before they are decoded. It bounds the work one call does on the
+   * event loop; a larger copy goes up in several Rebuilds (the SDK splits it).
+   */
+  readonly maxRequestBytes: number;
 }
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
@@ -66,7 +72,8 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   idleChatTtlMs: 30 * 60 * 1000,
   maxContentBytes: 64 * 1024,
   maxIdBytes: 256,
-  maxResponseBytes: 3 * 1024 * 1024,
+  maxResponseBytes: 1024 * 1024,
+  maxRequestBytes: 256 * 1024,
   maxChats: 100_000,
   maxMessagesPerChat: 1_000_000,
   maxWatchers: 10_000,
@@ -124,7 +131,19 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if ((config.heapLowWaterPercent as number) > (config.heapHighWaterPercent as number)) {
     throw new ConfigError(`heap-low-water-percent (${config.heapLowWaterPercent}) must not exceed heap-high-water-percent (${config.heapHighWaterPercent})`);
   }
+  const smallestRequest = requestBytesForOneMessage(config as unknown as Config);
+  if ((config.maxRequestBytes as number) < smallestRequest) {
+    throw new ConfigError(
+      `max-request-bytes (${config.maxRequestBytes}) must hold a send of the largest message allowed: at least ${smallestRequest} ` +
+        `(max-content-bytes ${config.maxContentBytes} plus four ids of max-id-bytes ${config.maxIdBytes} and 1024)`,
+    );
+  }
   return config as unknown as Config;
+}
+
+/** The bytes a request needs to carry one message of the largest content and ids allowed. */
+function requestBytesForOneMessage(config: Pick<Config, 'maxContentBytes' | 'maxIdBytes'>): number {
+  return config.maxContentBytes + 4 * config.maxIdBytes + 1024;
 }
 
 /**

@@ -102,7 +102,8 @@ export async function startServer(
 /**
  * grpc-js server options: keepalive pings, so a dead peer's connection (and its watches) is
  * noticed, and a policy that lets clients ping for their own keepalive. (grpc-js 1.14 does not
- * police client pings; the policy is stated for servers and proxies that do.) Then the
+ * police client pings; the policy is stated for servers and proxies that do.) The largest
+ * request, refused (RESOURCE_EXHAUSTED) as it arrives, before it is buffered whole. Then the
  * connection limits grpc-js 1.14 supports: concurrent streams (sent as HTTP/2
  * SETTINGS_MAX_CONCURRENT_STREAMS), idle time and age. A setting of 0 ("never") is left out:
  * grpc-js would take 0 ms literally and close every connection at once.
@@ -113,6 +114,7 @@ export function serverOptions(config: Config): ServerOptions {
     'grpc.keepalive_timeout_ms': config.keepaliveTimeoutMs,
     'grpc.http2.min_ping_interval_without_data_ms': config.keepaliveMinPingIntervalMs,
     'grpc.keepalive_permit_without_calls': 1,
+    'grpc.max_receive_message_length': config.maxRequestBytes,
     ...(config.maxConcurrentStreamsPerConnection > 0 && { 'grpc.max_concurrent_streams': config.maxConcurrentStreamsPerConnection }),
     ...(config.maxConnectionIdleMs > 0 && { 'grpc.max_connection_idle_ms': config.maxConnectionIdleMs }),
     ...(config.maxConnectionAgeMs > 0 && {

@@ -98,9 +98,30 @@ describe('ChatSession against real servers', () => {
     expect(view.visitorDataOffset).to.equal(80);
   });
 
+  it('uploads again in halves to a server whose request limit is below its upload size', async () => {
+    const server = await harness.server({ maxRequestBytes: 40_000 });
+    const writer = await open({ chatId: 'small-limit', role: { kind: 'visitor' }, servers: [(await harness.server()).address] });
+    for (let i = 0; i < 300; i += 1) await writer.send('x'.repeat(1_000), { id: `m${i}` });
+    const tooLarge = await chatApi(server.client)
+      .rebuild({ chat: { id: 'small-limit', visitorDataOffset: 0, agentDataOffset: 0, visitor: undefined, beginTime: undefined, messages: writer.messages.slice(0, 100) } })
+      .then(() => expect.fail('a 100 KB request was taken'), (e: { code: number; details: string }) => e);
+    expect(tooLarge).to.include({ code: status.RESOURCE_EXHAUSTED });
+    expect(tooLarge.details).to.match(/larger than max/);
+    expect(server.server.store.size, 'the refused request created nothing').to.equal(0);
+
+    const moved = await open({ chatId: 'small-limit', role: { kind: 'visitor' }, servers: [server.address], store: await storeOf(writer) });
+    const retries: RetryEvent[] = [];
+    moved.on('retry', (event) => retries.push(event));
+    await moved.sync();
+    expect(retries, 'a size refusal is not retried as it is').to.deep.equal([]);
+    const view = await chatApi(server.client).getNewMessage({ chatId: 'small-limit', visitorOffset: 0, agentOffset: 0 });
+    expect(view.visitorDataOffset).to.equal(300);
+    expect(moved.offsets).to.deep.equal({ visitorOffset: 300, agentOffset: 0 });
+  });
+
   it('adopts a server chat of 160,000 messages in one rebuild (no argument list that large)', async function () {
     this.timeout(60_000);
-    const server = await harness.server({ maxChatBytes: 512 * 1024 ** 2, maxHeldBytes: 1024 ** 3 });
+    const server = await harness.server({ maxChatBytes: 512 * 1024 ** 2, maxHeldBytes: 1024 ** 3, maxRequestBytes: 4 * 1024 ** 2 });
     const api = chatApi(server.client);
     const base = { visitorDataOffset: 0, agentDataOffset: 0, visitor: undefined, beginTime: undefined };
     const part = (from: number) =>

@@ -22,6 +22,7 @@ describe('configuration', () => {
       'grpc.keepalive_timeout_ms': 20_000,
       'grpc.http2.min_ping_interval_without_data_ms': 5000,
       'grpc.keepalive_permit_without_calls': 1,
+      'grpc.max_receive_message_length': 262_144,
       'grpc.max_concurrent_streams': 1_000,
       'grpc.max_connection_idle_ms': 300_000,
       'grpc.max_connection_age_ms': 1_800_000,
@@ -69,6 +70,13 @@ describe('configuration', () => {
     expect(() => loadConfig(['--heap-high-water-percent', '101'], {})).to.throw(ConfigError, 'heap-high-water-percent must be 0 to 100');
     expect(() => loadConfig(['--heap-low-water-percent', '90'], {})).to.throw(ConfigError, 'must not exceed heap-high-water-percent (80)');
     expect(usage()).to.match(/--max-held-bytes\s+MAX_HELD_BYTES\s+default 0 \(held-bytes-heap-percent of the heap limit\)/);
+  });
+
+  it('takes the request limit (256 KiB by default), and refuses one that cannot hold a send of the largest message', () => {
+    expect(loadConfig([], {})).to.include({ maxRequestBytes: 262_144, maxResponseBytes: 1_048_576 });
+    expect(loadConfig(['--max-request-bytes=70000'], {}).maxRequestBytes).to.equal(70_000);
+    expect(() => loadConfig(['--max-request-bytes=60000'], {})).to.throw(ConfigError, 'max-request-bytes (60000) must hold a send of the largest message allowed: at least 67584');
+    expect(loadConfig(['--max-request-bytes=5000', '--max-content-bytes=1000'], {}).maxRequestBytes).to.equal(5_000);
   });
 
   it('refuses numbers that are not whole, ports out of range and unknown flags', () => {

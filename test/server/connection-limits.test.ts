@@ -3,7 +3,7 @@ import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatServiceClient, GetNewMessageRequest, MessageType, WatchChatRequest } from '../../generated/chat/v1/chat.js';
 import type { Config } from '../../src/server/config.js';
-import { type ChatApi, chatApi } from '../support/chat-api.js';
+import { type ChatApi, chatApi, rebuildInParts } from '../support/chat-api.js';
 import { RawConnection } from '../support/raw-http2.js';
 import { startTestServer, type TestServer } from '../support/servers.js';
 import { WatchStream, waitFor } from '../support/watch-stream.js';
@@ -37,12 +37,7 @@ describe('connection limits: streams, idle and old connections, a cap, answers i
   };
   /** A chat of 300 visitor messages of about 1 KB: several pages of about PAGE_BYTES. */
   const backlog = (chatId: string) =>
-    api.rebuild({
-      chat: {
-        id: chatId,
-        messages: range(300).map((i) => ({ id: `v${i}`, dataOffset: i, content: KILOBYTE, messageType: MessageType.MESSAGE_TYPE_VISITOR })),
-      },
-    });
+    rebuildInParts(api, chatId, range(300).map((i) => ({ id: `v${i}`, dataOffset: i, content: KILOBYTE, messageType: MessageType.MESSAGE_TYPE_VISITOR })));
   const getFromStart = (chatId: string) => GetNewMessageRequest.encode(GetNewMessageRequest.fromPartial({ chatId })).finish();
 
   afterEach(async () => {

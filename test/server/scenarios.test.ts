@@ -91,7 +91,8 @@ describe('protocol scenarios over the wire', () => {
     const { api } = await start();
     const agent = new Replica('busy');
     agent.take(
-      Array.from({ length: 3_000 }, (_, i) => ({
+      // As much as one Rebuild may carry (--max-request-bytes, 256 KiB): about 210 KB.
+      Array.from({ length: 500 }, (_, i) => ({
         id: `a${i + 1}`, dataOffset: i + 1, content: `line ${i + 1} `.repeat(40), messageType: MessageType.MESSAGE_TYPE_AGENT, sendTime: new Date(1_000 + i), senderId: 'agent-1',
       })),
     );
@@ -104,7 +105,7 @@ describe('protocol scenarios over the wire', () => {
     const rebuild = api.rebuild({ chat: agent.toChat() });
     const sends = [bot(1), bot(2), bot(3)];
     const [rebuilt, ...sent] = await Promise.all([rebuild, ...sends]);
-    expect(rebuilt!.chat!.agentDataOffset).to.be.at.least(3_000);
+    expect(rebuilt!.chat!.agentDataOffset).to.be.at.least(500);
     // Each bot message either landed before the rebuild began (and the upload kept its order
     // after it) or after the merge: never inside the uploaded range.
     const server = new Replica('busy');
@@ -116,7 +117,7 @@ describe('protocol scenarios over the wire', () => {
     const first = layout.indexOf('a1');
     for (const id of ['bot1', 'bot2', 'bot3']) {
       const at = layout.indexOf(id);
-      expect(at < first || at > layout.indexOf('a3000'), `${id} landed inside the upload`).to.equal(true);
+      expect(at < first || at > layout.indexOf('a500'), `${id} landed inside the upload`).to.equal(true);
     }
   });
 
@@ -132,9 +133,10 @@ describe('protocol scenarios over the wire', () => {
     );
     const all = writer.messages();
     expect(all.reduce((n, m) => n + m.content.length, 0)).to.be.above(4 * 1024 * 1024);
-    // Uploads of ~3 MiB each; the client's default receive limit is 4 MiB, so every answer must stay under it.
+    // Uploads of four messages (~246 KB), under the server's 256 KiB request limit; every answer
+    // must stay under the client's default receive limit of 4 MiB.
     let lastRebuild;
-    for (let i = 0; i < all.length; i += 48) lastRebuild = await api.rebuild({ chat: { ...writer.toChat(), messages: all.slice(i, i + 48) } });
+    for (let i = 0; i < all.length; i += 4) lastRebuild = await api.rebuild({ chat: { ...writer.toChat(), messages: all.slice(i, i + 4) } });
     expect(lastRebuild!.chat).to.deep.include({ visitorDataOffset: 60, agentDataOffset: 60 });
     expect(lastRebuild!.truncated).to.equal(true);
 

@@ -5,7 +5,7 @@ import { credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatServiceClient, MessageType } from '../../generated/chat/v1/chat.js';
 import type { Config } from '../../src/server/config.js';
-import { type ChatApi, chatApi } from '../support/chat-api.js';
+import { type ChatApi, chatApi, rebuildInParts } from '../support/chat-api.js';
 import { killChildren, startTestServer, type TestServer } from '../support/servers.js';
 import { expectEnd, type Held, WatchStream, waitFor } from '../support/watch-stream.js';
 
@@ -42,14 +42,9 @@ describe('WatchChat under backpressure, dead peers and shutdown', () => {
     streams.push(stream);
     return stream;
   };
-  /** A chat holding `count` visitor messages of about 1 KB, uploaded in one call. */
+  /** A chat holding `count` visitor messages of about 1 KB. */
   const backlog = (chatId: string, count: number) =>
-    api.rebuild({
-      chat: {
-        id: chatId,
-        messages: range(count).map((i) => ({ id: `v${i}`, dataOffset: i, content: KILOBYTE, messageType: MessageType.MESSAGE_TYPE_VISITOR })),
-      },
-    });
+    rebuildInParts(api, chatId, range(count).map((i) => ({ id: `v${i}`, dataOffset: i, content: KILOBYTE, messageType: MessageType.MESSAGE_TYPE_VISITOR })));
   const send = async (chatId: string, from: number, count: number) => {
     for (const i of range(count)) {
       await api.addVisitorMessage({ chatId, message: { id: `v${from + i - 1}`, content: KILOBYTE } });

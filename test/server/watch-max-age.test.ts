@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { ChatServiceClient, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
 import type { Config } from '../../src/server/config.js';
 import { watchLifetimeMs } from '../../src/server/stream.js';
-import { type ChatApi, chatApi } from '../support/chat-api.js';
+import { type ChatApi, chatApi, rebuildInParts } from '../support/chat-api.js';
 import { startTestServer, type TestServer } from '../support/servers.js';
 import { expectEnd, type Held, WatchStream, waitFor } from '../support/watch-stream.js';
 
@@ -100,9 +100,7 @@ describe('WatchChat ends with OK after its maximum age', () => {
     await start({ watchMaxAgeMs: 300, watchStallMs: 30_000, maxResponseBytes: 8_192 });
     const total = 600;
     const kilobyte = 'x'.repeat(1000);
-    await api.rebuild({
-      chat: { id: 'big', messages: range(total).map((i) => ({ id: `v${i}`, dataOffset: i, content: kilobyte, messageType: MessageType.MESSAGE_TYPE_VISITOR })) },
-    });
+    await rebuildInParts(api, 'big', range(total).map((i) => ({ id: `v${i}`, dataOffset: i, content: kilobyte, messageType: MessageType.MESSAGE_TYPE_VISITOR })));
     const slow = watch('big');
     slow.call.once('data', () => slow.call.pause()); // reads one response, then nothing for now
     await slow.established();

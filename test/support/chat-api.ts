@@ -5,6 +5,7 @@ import {
   type AddAgentMessageResponse,
   AddVisitorMessageRequest,
   type AddVisitorMessageResponse,
+  type ChatMessage,
   type ChatServiceClient,
   GetNewMessageRequest,
   type GetNewMessageResponse,
@@ -44,4 +45,16 @@ export async function expectStatus(call: Promise<unknown>, code: status): Promis
   );
   expect(error.code, error.details).to.equal(code);
   return error;
+}
+
+/**
+ * Uploads `messages` into chat `chatId` in Rebuilds of `perPart` (each under the server's
+ * default request limit for messages of about 1 KB), the way a test sets up a backlog.
+ */
+export async function rebuildInParts(api: ChatApi, chatId: string, messages: Loose<ChatMessage>[], perPart = 200): Promise<RebuildResponse> {
+  let answer: RebuildResponse | undefined;
+  for (let i = 0; i < messages.length || answer === undefined; i += perPart) {
+    answer = await api.rebuild({ chat: { id: chatId, messages: messages.slice(i, i + perPart) } });
+  }
+  return answer;
 }
