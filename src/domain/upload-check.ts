@@ -1,5 +1,5 @@
 import type { Chat, ChatCopy } from './chat.js';
-import { invalid } from './errors.js';
+import { ChatError, invalid } from './errors.js';
 import type { Limits } from './limits.js';
 import { type Message, sameMessage, sideOf } from './message.js';
 import { checkLength, requireContent, requireId, requireKnownType, requireTime } from './validate.js';
@@ -33,36 +33,34 @@ export function freshMessages(copy: ChatCopy, chat: Chat | undefined, limits: Up
   const claimed = { visitor: new Set<number>(), agent: new Set<number>() };
   const fresh: Message[] = [];
   copy.messages.forEach((message, i) => {
-    const field = `chat.messages[${i}]`;
-    requireId(`${field}.id`, message.id, maxIdBytes);
-    if (ids.has(message.id)) throw invalid(`${field}.id "${message.id}" appears twice in the upload`);
-    ids.add(message.id);
-    if (message.type === undefined || (message.type as number) === 0) {
-      throw invalid(`${field}.message_type is required in an upload`);
-    }
-    requireKnownType(`${field}.message_type`, message.type);
-    if (!Number.isSafeInteger(message.dataOffset) || message.dataOffset < 1) {
-      throw invalid(`${field}.data_offset must be 1 or more (the offset you hold it at); got ${message.dataOffset}`);
-    }
-    if (message.dataOffset > maxMessagesPerChat) {
-      throw invalid(
-        `${field}.data_offset ${message.dataOffset} is above ${maxMessagesPerChat} (--max-messages-per-chat), ` +
-          'the most messages a chat may hold on one side',
-      );
-    }
-    const side = claimed[sideOf(message.type)];
-    if (side.has(message.dataOffset)) {
-      throw invalid(`${field}.data_offset ${message.dataOffset} is claimed twice on the ${sideOf(message.type)} side`);
-    }
-    side.add(message.dataOffset);
-    requireContent(`${field}.content`, message.content, maxContentBytes);
-    checkLength(`${field}.sender_id`, message.senderId, maxIdBytes);
-    requireTime(`${field}.send_time`, message.sendTime, future);
+    // Field names are relative to the message; the refusal gets its place only when there is one.
+    try {
+      requireId('id', message.id, maxIdBytes);
+      if (ids.has(message.id)) throw invalid(`id "${message.id}" appears twice in the upload`);
+      ids.add(message.id);
+      if (message.type === undefined || (message.type as number) === 0) throw invalid('message_type is required in an upload');
+      requireKnownType('message_type', message.type);
+      if (!Number.isSafeInteger(message.dataOffset) || message.dataOffset < 1) {
+        throw invalid(`data_offset must be 1 or more (the offset you hold it at); got ${message.dataOffset}`);
+      }
+      if (message.dataOffset > maxMessagesPerChat) {
+        throw invalid(
+          `data_offset ${message.dataOffset} is above ${maxMessagesPerChat} (--max-messages-per-chat), ` +
+            'the most messages a chat may hold on one side',
+        );
+      }
+      const side = claimed[sideOf(message.type)];
+      if (side.has(message.dataOffset)) throw invalid(`data_offset ${message.dataOffset} is claimed twice on the ${sideOf(message.type)} side`);
+      side.add(message.dataOffset);
+      requireContent('content', message.content, maxContentBytes);
+      checkLength('sender_id', message.senderId, maxIdBytes);
+      requireTime('send_time', message.sendTime, future);
 
-    const stored = chat?.find(message.id);
-    if (!stored) fresh.push(message);
-    else if (!sameMessage(stored, message)) {
-      throw invalid(`${field} (id "${message.id}") differs from the message the server holds under that id`);
+      const stored = chat?.find(message.id);
+      if (!stored) fresh.push(message);
+      else if (!sameMessage(stored, message)) throw invalid(`id "${message.id}" names a message that differs from the message the server holds under that id`);
+    } catch (error) {
+      throw error instanceof ChatError ? invalid(`chat.messages[${i}].${error.message}`) : error;
     }
   });
   return fresh;

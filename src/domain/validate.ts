@@ -10,6 +10,8 @@ export function requireId(field: string, value: string, maxBytes: number): strin
 
 /** Checks an optional id: at most `maxBytes` of UTF-8. */
 export function checkLength(field: string, value: string, maxBytes: number): void {
+  // A UTF-16 code unit takes at most 3 bytes of UTF-8: most strings need no count.
+  if (value.length * 3 <= maxBytes) return;
   const bytes = Buffer.byteLength(value);
   if (bytes > maxBytes) throw invalid(`${field} is ${bytes} bytes; the limit is ${maxBytes}`);
 }
@@ -17,8 +19,7 @@ export function checkLength(field: string, value: string, maxBytes: number): voi
 /** Checks message content: non-empty and at most `maxBytes` of UTF-8. */
 export function requireContent(field: string, value: string, maxBytes: number): void {
   if (value.length === 0) throw invalid(`${field} is empty; a message needs content`);
-  const bytes = Buffer.byteLength(value);
-  if (bytes > maxBytes) throw invalid(`${field} is ${bytes} bytes; the limit is ${maxBytes}`);
+  checkLength(field, value, maxBytes);
 }
 
 /**

@@ -239,12 +239,12 @@ describe('ChatStore', () => {
       const upload = (...messages: ReturnType<typeof held>[]) => () =>
         store.rebuild({ id: 'c', visitor: undefined, beginTime: undefined, messages });
       const cases: [string, () => unknown][] = [
-        ['differs from the message the server holds', upload(held('v2', 2), { ...held('v1', 1), content: 'forged' })],
-        ['appears twice', upload(held('v2', 2), held('v2', 3))],
-        ['claimed twice', upload(held('v2', 2), held('v3', 2))],
-        ['data_offset must be 1 or more', upload(held('v2', 0))],
-        ['message_type is required', upload({ ...held('v2', 2), type: 0 as MessageType })],
-        ['.id is required', upload(held('', 2))],
+        ['chat.messages[1].id "v1" names a message that differs from the message the server holds', upload(held('v2', 2), { ...held('v1', 1), content: 'forged' })],
+        ['chat.messages[1].id "v2" appears twice', upload(held('v2', 2), held('v2', 3))],
+        ['chat.messages[1].data_offset 2 is claimed twice', upload(held('v2', 2), held('v3', 2))],
+        ['chat.messages[0].data_offset must be 1 or more', upload(held('v2', 0))],
+        ['chat.messages[0].message_type is required', upload({ ...held('v2', 2), type: 0 as MessageType })],
+        ['chat.messages[0].id is required', upload(held('', 2))],
         ['chat.id is required', () => store.rebuild({ id: '', visitor: undefined, beginTime: undefined, messages: [] })],
       ];
       for (const [expected, act] of cases) expect(expectRefused(store, 'c', 'invalid-argument', act).message).to.contain(expected);
