@@ -38,7 +38,7 @@ export class RetryingCaller {
         return response;
       } catch (error) {
         if (error instanceof ChatSdkError) throw error;
-        if (!isTransient(error)) throw rejected(error as ServiceError);
+        if (!isTransient(error)) throw rejected(error as ServiceError | Error);
         // A full server is worth trying elsewhere; once every server said so, the limit is the chat's.
         if ((error as ServiceError).code === status.RESOURCE_EXHAUSTED && ++exhausted >= this.options.servers.length) {
           throw rejected(error as ServiceError);

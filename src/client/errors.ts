@@ -7,7 +7,9 @@ export type ChatSdkErrorKind =
   /** The caller's AbortSignal fired. */
   | 'aborted'
   /** The session was closed. */
-  | 'closed';
+  | 'closed'
+  /** The session's options cannot work (an empty or malformed server list): fix them and open again. */
+  | 'invalid-options';
 
 /** The one error type the SDK rejects with. */
 export class ChatSdkError extends Error {
@@ -57,7 +59,9 @@ export function isTooLarge(error: unknown): boolean {
   return error instanceof ChatSdkError && error.code === status.RESOURCE_EXHAUSTED && TOO_LARGE.test(error.message);
 }
 
-/** The error to reject with for a call that failed for good. */
-export function rejected(error: ServiceError): ChatSdkError {
-  return new ChatSdkError('rejected', `${status[error.code]}: ${error.details}`, error.code, { cause: error });
+/** The error to reject with for a call that failed for good (a failure without a gRPC status keeps its own message). */
+export function rejected(error: ServiceError | Error): ChatSdkError {
+  const { code } = error as Partial<ServiceError>;
+  if (typeof code !== 'number') return new ChatSdkError('rejected', error.message, undefined, { cause: error });
+  return new ChatSdkError('rejected', `${status[code]}: ${(error as ServiceError).details}`, code, { cause: error });
 }

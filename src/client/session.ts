@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter, on } from 'node:events';
 import { type ChatMessage, MessageType } from '../../generated/chat/v1/chat.js';
 import { RetryingCaller } from './caller.js';
+import { checkServers } from './addresses.js';
 import { CatchUp } from './catch-up.js';
 import { CLIENT_DEFAULTS } from './defaults.js';
 import { ChatSdkError } from './errors.js';
@@ -75,7 +76,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
 
   /** Loads the local copy (if the store has one) and resumes any sends left in its outbox. */
   static async open(options: ChatSessionOptions): Promise<ChatSession> {
-    if (options.servers.length === 0 && !options.transport) throw new ChatSdkError('rejected', 'at least one server address is needed');
+    if (!options.transport) checkServers(options.servers);
     const store = options.store ?? new MemoryStore();
     const session = new ChatSession(options, await store.load(options.chatId), store);
     session.outbox.drain();
