@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Server as NetServer, type Socket } from 'node:net';
 import type { Server } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -10,6 +11,21 @@ export interface ConnectionCounts {
 
 /** A refused connection is logged at most this often (with the count since), so a flood cannot flood the log. */
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+/** The soft "Max open files" in the text of /proc/self/limits; undefined when it is not there or not a number ("unlimited"). */
+export function parseOpenFilesLimit(limits: string): number | undefined {
+  const soft = /^Max open files\s+(\S+)/m.exec(limits)?.[1];
+  return soft !== undefined && /^\d+$/.test(soft) ? Number(soft) : undefined;
+}
+
+/** This process's soft open-file limit (`ulimit -n`); undefined where /proc/self/limits cannot be read (not Linux). */
+export function openFilesLimit(): number | undefined {
+  try {
+    return parseOpenFilesLimit(readFileSync('/proc/self/limits', 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Caps the connections of a bound grpc-js server at `maxConnections` per listening address
