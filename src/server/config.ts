@@ -42,8 +42,9 @@ export interface Config extends Limits {
   /** How long calls on a connection past its maximum age may run before it is closed. */
   readonly maxConnectionAgeGraceMs: number;
   /**
-   * Most connections open at once (per listening address); more are closed on accept. 0 (the
-   * default): derived at start-up from the open-file limit ({@link connectionCapFor}).
+   * Most connections open at once, over all listening addresses. At the cap a new connection
+   * closes the one idle longest (no call open); only when every one has a call open is it closed
+   * on accept. 0 (the default): derived at start-up from the open-file limit ({@link connectionCapFor}).
    */
   readonly maxConnections: number;
   /** A unary answer its client has not taken this long after it was ready is dropped (stream reset). 0: never. */

@@ -27,7 +27,7 @@ export interface ChatServer {
   readonly watches: { readonly size: number };
   /** Bytes of answers encoded and not yet taken by their clients (unary answers and watch pages). */
   readonly responses: { readonly bytesInFlight: number };
-  /** Open connections, and those refused for `maxConnections`. */
+  /** Open connections, and those `maxConnections` refused or closed (idle) to make room. */
   readonly connections: ConnectionCounts;
   /**
    * Stops taking calls, reports NOT_SERVING, ends open watches (UNAVAILABLE), lets calls in

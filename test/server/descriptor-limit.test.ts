@@ -80,5 +80,6 @@ describe(`a server with ${OPEN_FILES} descriptors, against ${IDLE_CONNECTIONS} i
     expect(served.state, `GetNewMessage from a new client ${describeSettlement(served)}`).to.equal('resolved');
     expect(server.child.exitCode, `the server exited: ${server.stderr()}`).to.equal(null);
     expect(server.child.signalCode).to.equal(null);
+    expect(server.logs.some((l) => l.msg === 'closed idle connections to make room: the server holds its maximum'), 'the idle closes logged').to.equal(true);
   });
 });
