@@ -41,7 +41,11 @@ export interface Config extends Limits {
   readonly maxConnectionAgeMs: number;
   /** How long calls on a connection past its maximum age may run before it is closed. */
   readonly maxConnectionAgeGraceMs: number;
-  /** Most connections open at once (per listening address); more are closed on accept. 0: no cap. */
+  /**
+   * Most connections open at once, over all listening addresses. At the cap a new connection
+   * closes the one idle longest (no call open); only when every one has a call open is it closed
+   * on accept. 0 (the default): derived at start-up from the open-file limit ({@link connectionCapFor}).
+   */
   readonly maxConnections: number;
   /** A unary answer its client has not taken this long after it was ready is dropped (stream reset). 0: never. */
   readonly unaryDeadlineMs: number;
@@ -95,7 +99,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   maxConnectionIdleMs: 5 * 60 * 1000,
   maxConnectionAgeMs: 30 * 60 * 1000,
   maxConnectionAgeGraceMs: 60_000,
-  maxConnections: 20_000,
+  maxConnections: 0,
   unaryDeadlineMs: 30_000,
   maxResponseBytesInFlightPerConnection: 16 * 1024 * 1024,
   maxResponseBytesInFlight: 1024 * 1024 * 1024,
@@ -151,15 +155,39 @@ function requestBytesForOneMessage(config: Pick<Config, 'maxContentBytes' | 'max
  * `heldBytesHeapPercent` of `heapLimitBytes`. Held bytes count what a message costs in memory
  * (strings plus `messageOverheadBytes`, measured on Node 20 within about 3% of the heap it takes, for 64 KiB messages and
  * small ones alike), so 40% leaves the rest of the heap for requests and responses in flight.
+ * `maxConnections` 0 becomes {@link connectionCapFor} the soft open-file limit `openFiles`
+ * (undefined when it cannot be read).
  */
-export function withDerivedBudgets(config: Config, heapLimitBytes: number): Config {
-  if (config.maxHeldBytes > 0) return config;
-  return { ...config, maxHeldBytes: Math.floor((heapLimitBytes * config.heldBytesHeapPercent) / 100) };
+export function withDerivedBudgets(config: Config, heapLimitBytes: number, openFiles?: number): Config {
+  return {
+    ...config,
+    maxHeldBytes: config.maxHeldBytes > 0 ? config.maxHeldBytes : Math.floor((heapLimitBytes * config.heldBytesHeapPercent) / 100),
+    maxConnections: config.maxConnections > 0 ? config.maxConnections : connectionCapFor(openFiles),
+  };
+}
+
+/** The connection cap where the open-file limit is unknown (no /proc/self/limits: not Linux). */
+const FALLBACK_MAX_CONNECTIONS = 20_000;
+
+/**
+ * The connection cap for a soft open-file limit of `openFiles`: every connection holds one
+ * descriptor, and the rest of the process needs some too. The server holds 21 once it listens
+ * on Node 20 (stdio, epoll and eventfd descriptors, signal pipes, libuv's spare for EMFILE, the
+ * listening socket); 32 leaves room for a second listening address and a few files opened at
+ * times (a log file, a diagnostic report). An eighth of a large limit keeps that margin from
+ * shrinking to nothing beside tens of thousands of connections, for what was not counted.
+ */
+export function connectionCapFor(openFiles: number | undefined): number {
+  if (openFiles === undefined) return FALLBACK_MAX_CONNECTIONS;
+  return Math.max(1, openFiles - Math.max(32, Math.floor(openFiles / 8)));
 }
 
 /** Every setting's flag and variable, for --help. */
 export function usage(): string {
-  const derived: Partial<Record<keyof Config, string>> = { maxHeldBytes: ' (held-bytes-heap-percent of the heap limit)' };
+  const derived: Partial<Record<keyof Config, string>> = {
+    maxHeldBytes: ' (held-bytes-heap-percent of the heap limit)',
+    maxConnections: ` (the open-file limit less the larger of 32 and an eighth of it; ${FALLBACK_MAX_CONNECTIONS} where the limit is unknown)`,
+  };
   const lines = SETTINGS.map(
     (key) => `  --${flagOf(key).padEnd(32)} ${envOf(key).padEnd(32)} default ${DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
   );

@@ -6,7 +6,7 @@ import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import { type Config, withDerivedBudgets } from './config.js';
-import { capConnections, type ConnectionCounts } from './connection-cap.js';
+import { capConnections, type ConnectionCounts, openFilesLimit } from './connection-cap.js';
 import { decodingServer, refuseUndecodable, withDecodeFailures } from './decoding.js';
 import { withEncodedResponses } from './encoded-responses.js';
 import { heapLimitBytes, heapProbe } from './heap-probe.js';
@@ -20,14 +20,14 @@ const CHAT_SERVICE = 'chat.v1.ChatService';
 export interface ChatServer {
   /** The port it listens on (useful when it was asked for port 0). */
   readonly port: number;
-  /** The configuration in effect, with what start-up derives (the held-bytes budget) filled in. */
+  /** The configuration in effect, with what start-up derives (the held-bytes budget, the connection cap) filled in. */
   readonly config: Config;
   readonly store: ChatStore;
   /** The open WatchChat streams (one being cut off counts until it has ended). */
   readonly watches: { readonly size: number };
   /** Bytes of answers encoded and not yet taken by their clients (unary answers and watch pages). */
   readonly responses: { readonly bytesInFlight: number };
-  /** Open connections, and those refused for `maxConnections`. */
+  /** Open connections, and those `maxConnections` refused or closed (idle) to make room. */
   readonly connections: ConnectionCounts;
   /**
    * Stops taking calls, reports NOT_SERVING, ends open watches (UNAVAILABLE), lets calls in
@@ -46,7 +46,7 @@ export async function startServer(
   clock: Clock = systemClock,
   random: () => number = Math.random,
 ): Promise<ChatServer> {
-  const config = withDerivedBudgets(loaded, heapLimitBytes());
+  const config = withDerivedBudgets(loaded, heapLimitBytes(), openFilesLimit());
   const heap = heapProbe(config.heapProbeIntervalMs);
   const store = new ChatStore(config, clock, undefined, {
     probe: heap.probe,

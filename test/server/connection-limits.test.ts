@@ -1,7 +1,7 @@
 import { constants } from 'node:http2';
-import { credentials, status } from '@grpc/grpc-js';
+import { type ChannelOptions, credentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { ChatServiceClient, GetNewMessageRequest, MessageType, WatchChatRequest } from '../../generated/chat/v1/chat.js';
+import { ChatServiceClient, GetNewMessageRequest, MessageType, ResultCode, WatchChatRequest } from '../../generated/chat/v1/chat.js';
 import type { Config } from '../../src/server/config.js';
 import { type ChatApi, chatApi, rebuildInParts } from '../support/chat-api.js';
 import { RawConnection } from '../support/raw-http2.js';
@@ -30,8 +30,8 @@ describe('connection limits: streams, idle and old connections, a cap, answers i
     raws.push(connection);
     return connection;
   };
-  const client = () => {
-    const made = new ChatServiceClient(server.address, credentials.createInsecure());
+  const client = (options?: ChannelOptions) => {
+    const made = new ChatServiceClient(server.address, credentials.createInsecure(), options);
     clients.push(made);
     return made;
   };
@@ -156,25 +156,104 @@ describe('connection limits: streams, idle and old connections, a cap, answers i
     await waitFor(() => server.server.watches.size === 2, 'the third watch to take the freed stream');
   });
 
-  it('refuses connections beyond the cap, counts them, and keeps serving the ones it holds', async function () {
+  /** Opens `count` raw connections one after another, so the server accepts them in this order. */
+  const rawInOrder = async (count: number) => {
+    const opened: RawConnection[] = [];
+    for (let i = 0; i < count; i += 1) {
+      opened.push(raw());
+      await opened.at(-1)!.accepted();
+    }
+    return opened;
+  };
+  /**
+   * A generated client on a connection of its own (grpc-js shares one between clients of the
+   * same address unless told not to), with a WatchChat open on chat `chatId`; and its API.
+   */
+  const watching = async (chatId: string) => {
+    const watcher = client({ 'grpc.use_local_subchannel_pool': 1 });
+    const calls = chatApi(watcher);
+    await calls.getNewMessage({ chatId });
+    const watch = new WatchStream(watcher, { chatId });
+    await watch.established();
+    return { watch, calls };
+  };
+
+  it('at the cap, closes the connection idle longest (GOAWAY) to serve a new one', async function () {
     this.timeout(10_000);
     await start({ maxConnections: 3 });
-    await api.getNewMessage({ chatId: 'c' }); // the test server's own client: connection 1
-    const held = [raw(), raw()];
-    await Promise.all(held.map((c) => c.accepted()));
+    const [first, second, third] = await rawInOrder(3);
     await waitFor(() => server.server.connections.open === 3, 'three connections to be open');
+
+    const fourth = raw();
+    await fourth.accepted();
+    await first!.closed; // bounded by the test's timeout; before the eviction it stayed open
+    expect(first!.goaway, 'told to go away first').to.equal(true);
+    expect(server.server.connections).to.include({ open: 3, closedIdle: 1, refused: 0 });
+    for (const connection of [second!, third!, fourth]) expect(await connection.call(GET, getFromStart('c')).refusal()).to.equal(undefined);
+
+    // A connection its client closed is counted out, and leaves room without closing another.
+    second!.close();
+    await waitFor(() => server.server.connections.open === 2, 'the closed connection to be counted out');
+    const fifth = raw();
+    await fifth.accepted();
+    expect(server.server.connections).to.include({ open: 3, closedIdle: 1, refused: 0 });
+  });
+
+  it('a generated client whose idle connection was closed to make room makes its next call on a new one', async function () {
+    this.timeout(10_000);
+    await start({ maxConnections: 2 });
+    const made = chatApi(client({ 'grpc.use_local_subchannel_pool': 1 }));
+    await made.getNewMessage({ chatId: 'c' });
+    const [held] = await rawInOrder(1);
+    await rawInOrder(1);
+    await waitFor(() => server.server.connections.closedIdle === 1, "the client's connection, idle longest, to be closed");
+
+    expect((await made.getNewMessage({ chatId: 'c' })).code, 'the next call, on a new connection').to.equal(ResultCode.RESULT_CODE_OK);
+    await held!.closed;
+    expect(server.server.connections).to.include({ open: 2, closedIdle: 2, refused: 0 });
+  });
+
+  it('never closes a connection with a call open, and counts one idle again from when its last call ended', async function () {
+    this.timeout(10_000);
+    await start({ maxConnections: 3 });
+    const { watch } = await watching('c'); // the oldest connection, busy
+    const [idleFirst, idleSecond] = await rawInOrder(2);
+    await waitFor(() => server.server.connections.open === 3, 'three connections to be open');
+
+    const next = raw();
+    await next.accepted();
+    await idleFirst!.closed;
+    expect(server.server.watches.size, 'the watch goes on').to.equal(1);
+
+    // Idle from now on, so after idleSecond and next, which have been idle since they were accepted.
+    await watch.cancel();
+    await waitFor(() => server.server.watches.size === 0, 'the watch to end on the server');
+    await rawInOrder(1);
+    await idleSecond!.closed;
+    await rawInOrder(1);
+    await next.closed;
+    expect(server.server.connections).to.include({ open: 3, closedIdle: 3, refused: 0 });
+  });
+
+  it('refuses a new connection when every one it holds has a call open, counts it, and keeps serving them', async function () {
+    this.timeout(10_000);
+    await start({ maxConnections: 2 });
+    const [first, second] = [await watching('a'), await watching('b')];
+    await waitFor(() => server.server.connections.open === 2, 'two connections to be open');
 
     const extra = raw();
     await extra.closed;
     expect(extra.session.remoteSettings.maxConcurrentStreams, 'it never got SETTINGS').to.equal(undefined);
-    expect(server.server.connections.refused).to.equal(1);
-    for (const connection of held) expect(await connection.call(GET, getFromStart('c')).refusal()).to.equal(undefined);
-    expect((await api.getNewMessage({ chatId: 'c' })).code).to.equal(0);
+    expect(server.server.connections).to.include({ open: 2, refused: 1, closedIdle: 0 });
+    expect(server.server.watches.size, 'both watches go on').to.equal(2);
+    expect((await second.calls.getNewMessage({ chatId: 'b' })).code, 'a call on a connection it holds').to.equal(ResultCode.RESULT_CODE_OK);
 
-    held[0]!.close();
-    await waitFor(() => server.server.connections.open === 2, 'the closed connection to be counted out');
+    // Once a watch ends its connection is idle, and makes room for the next one.
+    await first.watch.cancel();
+    await waitFor(() => server.server.watches.size === 1, 'the first watch to end on the server');
     const next = raw();
     await next.accepted();
-    expect(await next.call(GET, getFromStart('c')).refusal()).to.equal(undefined);
+    expect(await next.call(GET, getFromStart('a')).refusal()).to.equal(undefined);
+    expect(server.server.connections).to.include({ open: 2, refused: 1, closedIdle: 1 });
   });
 });

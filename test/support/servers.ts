@@ -56,6 +56,8 @@ export interface ServerProcess {
 export interface SpawnOptions {
   /** Arguments for node itself, before the script (e.g. `--max-old-space-size=96`). */
   readonly nodeArgs?: readonly string[];
+  /** The process's open-file limit (`ulimit -n`, soft and hard), set by bash before it execs node. */
+  readonly openFilesLimit?: number;
 }
 
 /**
@@ -63,10 +65,16 @@ export interface SpawnOptions {
  * it logs that it is listening.
  */
 export async function spawnServer(env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), MAIN], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const nodeArgs = [...(options.nodeArgs ?? []), MAIN];
+  // bash's "$0" "$@" are node and its arguments, so nothing is quoted into the script.
+  const child = spawn(
+    options.openFilesLimit === undefined ? process.execPath : 'bash',
+    options.openFilesLimit === undefined ? nodeArgs : ['-c', `ulimit -n ${options.openFilesLimit} && exec "$0" "$@"`, process.execPath, ...nodeArgs],
+    {
+      env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
