@@ -3,6 +3,7 @@
 docs/python.md, "Connecting" and "Errors". Nothing here knows about copies or offsets.
 """
 
+import itertools
 import random
 import threading
 import time
@@ -96,7 +97,7 @@ class Connection:
         """One unary call, retried until it succeeds, fails for good, or `give_up_after_s` passes."""
         give_up_at = time.monotonic() + self.give_up_after_s
         exhausted = 0
-        for attempt in range(1_000_000):
+        for attempt in itertools.count():
             self.go_home_if_back()
             address = self.address
             try:
@@ -115,7 +116,6 @@ class Connection:
                                  % (method, self.give_up_after_s, error.code().name, error.details())) from error
                 self.failed(address)
                 time.sleep(backoff_s(attempt))
-        raise AssertionError("unreachable")
 
     def watch(self, request):
         """Opens WatchChat on the current server: an iterator of responses with cancel().
@@ -126,17 +126,22 @@ class Connection:
         return self.stub(self.address).WatchChat(request, metadata=self.metadata)
 
     def failed(self, address):
-        """Moves to the next address after a failure at `address` (a failure elsewhere changes nothing)."""
+        """Drops the channel after a failure at `address` (so the next call connects afresh) and
+        moves to the next address; with one (load-balanced) address, it reconnects through it.
+        A failure at an address already left changes nothing."""
         with self._lock:
-            if address != self.address or len(self.order) == 1:
+            if address != self.address:
                 return
             channel = self._channels.pop(address, None)
-            self._current = (self._current + 1) % len(self.order)
-            self._probe_delay_s = 0.25
-            self._next_probe = time.monotonic() + self._probe_delay_s
+            moves = len(self.order) > 1
+            if moves:
+                self._current = (self._current + 1) % len(self.order)
+                self._probe_delay_s = 0.25
+                self._next_probe = time.monotonic() + self._probe_delay_s
         if channel is not None:
             channel.close()
-        self._moved()
+        if moves:
+            self._moved()
 
     def close(self):
         with self._lock:
