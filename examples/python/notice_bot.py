@@ -60,7 +60,6 @@ class NoticeBot:
             self.events("waiting", state=state, epoch=answer.epoch,
                         server=[answer.visitor_data_offset, answer.agent_data_offset])
             time.sleep(backoff_s(min(attempt, 5), initial_s=0.1))
-        raise AssertionError("unreachable")
 
     def _send(self, notice, epoch):
         # 0/0: the bot holds nothing, so it is never ahead; the epoch is what is checked.

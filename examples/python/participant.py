@@ -6,6 +6,7 @@ receiver.ts). The copy lives in memory here; a real client keeps it (messages, e
 sends not yet acknowledged) on disk, or it is only as durable as the process.
 """
 
+import itertools
 import threading
 import time
 import uuid
@@ -79,7 +80,7 @@ class Participant:
         retry, so a resend after a lost answer returns the stored message instead of a second one."""
         message_id = message_id or "%s-%s" % (self.sender_id, uuid.uuid4())
         with self.lock:
-            for refusals in range(1_000_000):
+            for refusals in itertools.count():
                 answer = self._send_once(pb.ChatMessage(id=message_id, content=content,
                                                         message_type=ROLES[self.role]))
                 fresh = self._take([answer.message], answer.epoch) if answer.code == OK else None
@@ -88,7 +89,6 @@ class Participant:
                     return answer.message
                 self._pause(refusals)
                 self.catch_up()  # rebuilds the server if it asks; then the same id again
-        raise AssertionError("unreachable")
 
     def _send_once(self, message):
         v, a = self.offsets()
