@@ -1,25 +1,12 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { type ServerProcess, spawnServer } from '../support/servers.js';
+import { findPython } from './find-python.js';
 
 const SCRIPT = fileURLToPath(new URL('./chat_client.py', import.meta.url));
-const INSTALL = 'apt-get install -y python3-grpcio python3-grpc-tools';
-/** `python3` first; Debian's own interpreter when `python3` is another one (pyenv) without grpc. */
-const PYTHON_CANDIDATES = [process.env.PYTHON, 'python3', '/usr/bin/python3'].filter((p): p is string => !!p);
-
-/** The first candidate python that can import grpc and grpc_tools' protoc, or a failure message. */
-function findPython(): { python: string } | { problem: string } {
-  const tried: string[] = [];
-  for (const python of [...new Set(PYTHON_CANDIDATES)]) {
-    const probe = spawnSync(python, ['-c', 'import grpc, grpc_tools.protoc'], { encoding: 'utf8' });
-    if (probe.status === 0) return { python };
-    tried.push(`${python}: ${probe.error?.message ?? probe.stderr.trim().split('\n').at(-1)}`);
-  }
-  return { problem: `no python3 with grpc and grpc_tools (tried ${tried.join('; ')}). Run: ${INSTALL}` };
-}
 
 describe('a Python client compiled only from proto/chat/v1/chat.proto', function () {
   this.timeout(60_000);
