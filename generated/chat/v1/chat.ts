@@ -305,7 +305,7 @@ export interface GetNewMessageResponse {
    * gap. When the caller's offsets plus these are still below the server's, call again.
    */
   messages: ChatMessage[];
-  /** The server chat's epoch (empty when the server had no such chat). */
+  /** The server chat's epoch; for a chat found missing (-1/-1), that of the chat this call created. */
   epoch: string;
 }
 
@@ -337,7 +337,10 @@ export interface WatchChatResponse {
    * (the request's, for the first response) without a gap.
    */
   messages: ChatMessage[];
-  /** The server chat's epoch (empty when the server had no such chat). */
+  /**
+   * The server chat's epoch. A chat found missing (-1/-1) at the start of the watch is created,
+   * and this is the new chat's; for a watched chat evicted since, it is empty.
+   */
   epoch: string;
 }
 
