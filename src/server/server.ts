@@ -36,6 +36,11 @@ export interface ChatServer {
   stop(graceMs?: number): Promise<void>;
 }
 
+/** The server could not listen on its address; the message names the address and the cause. */
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
+}
+
 /**
  * Starts the chat, health and reflection services on `config.host:config.port`. `random` draws
  * each watch's lifetime.
@@ -68,13 +73,12 @@ export async function startServer(
   health.addToServer(services);
   addReflection(services);
 
+  const address = `${config.host}:${config.port}`;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
-    );
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
   }).catch((error: unknown) => {
     heap.close();
-    throw error;
+    throw new ListenError(`cannot listen on ${address}: ${bindFailure(error)}`, { cause: error });
   });
 
   const connections = capConnections(server, config.maxConnections, logger);
@@ -97,6 +101,18 @@ export async function startServer(
     return stopping;
   };
   return { port, config, store, watches, responses, connections, stop };
+}
+
+/**
+ * Why grpc-js could not bind, in a few words: node's reason and code for a socket that would
+ * not listen (grpc-js lists them in its message), or that the host did not resolve.
+ */
+function bindFailure(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const refused = /listen (E[A-Z]+): ([a-z][a-z ]*[a-z])/.exec(message);
+  if (refused) return `${refused[2]} (${refused[1]})`;
+  if (message.startsWith('Name resolution failed')) return 'the host name does not resolve to an address';
+  return message.replaceAll(/\s+/g, ' ');
 }
 
 /**
