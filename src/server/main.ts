@@ -3,6 +3,7 @@ import { setLogger } from '@grpc/grpc-js';
 import { type Logger, pino } from 'pino';
 import { type Config, ConfigError, loadConfig, usage } from './config.js';
 import { type ChatServer, ListenError, startServer } from './server.js';
+import { shutdownOnSignals } from './shutdown.js';
 import { packageVersion } from './version.js';
 
 const NAME = 'chat-rebuild';
@@ -28,13 +29,9 @@ async function main(): Promise<void> {
     return refuse(error);
   }
   // The signals are taken before the line that says the server is up: whoever waits for it may signal at once.
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down');
-      void server.stop().then(() => logger.info('stopped'));
-    });
-  }
+  const stopped = shutdownOnSignals(server, config, logger);
   logger.info({ version: packageVersion(), config: server.config, port: server.port }, 'chat server listening');
+  await stopped;
 }
 
 /** Says in one line why the server cannot start with these settings, and exits with status 2; anything else is a bug. */

@@ -30,8 +30,16 @@ export interface ChatServer {
   /** Open connections, and those refused for `maxConnections`. */
   readonly connections: ConnectionCounts;
   /**
-   * Stops taking calls, reports NOT_SERVING, ends open watches (UNAVAILABLE), lets calls in
-   * flight finish for up to `graceMs`, then cuts off whatever is left.
+   * Reports NOT_SERVING on health ('' and chat.v1.ChatService) and changes nothing else: calls,
+   * watches and new connections are still served, while balancers learn to send no more. The
+   * first step of a shutdown (see src/server/shutdown.ts).
+   */
+  drain(): void;
+  /**
+   * Stops taking calls (the listener closes), reports NOT_SERVING, ends open watches
+   * (UNAVAILABLE), lets calls in flight finish for up to `graceMs`, then cuts off whatever is
+   * left. Called again while stopping, it returns the same promise, and a shorter grace cuts
+   * off sooner.
    */
   stop(graceMs?: number): Promise<void>;
 }
@@ -84,23 +92,33 @@ export async function startServer(
   const connections = capConnections(server, config.maxConnections, logger);
   const sweeper = config.idleChatTtlMs > 0 ? sweepIdleChats(store, config.idleChatTtlMs, clock, logger) : undefined;
 
+  const drain = () => {
+    health.setStatus('', 'NOT_SERVING');
+    health.setStatus(CHAT_SERVICE, 'NOT_SERVING');
+  };
   let stopping: Promise<void> | undefined;
+  let stopped = false;
+  let cutOff: { readonly at: number; readonly timer: NodeJS.Timeout } | undefined;
   const stop = (graceMs = config.shutdownGraceMs) => {
-    clearInterval(sweeper);
-    heap.close();
     stopping ??= new Promise<void>((resolve) => {
-      health.setStatus('', 'NOT_SERVING');
-      health.setStatus(CHAT_SERVICE, 'NOT_SERVING');
+      clearInterval(sweeper);
+      heap.close();
+      drain();
       watches.endAll();
-      const deadline = setTimeout(() => server.forceShutdown(), graceMs);
       server.tryShutdown(() => {
-        clearTimeout(deadline);
+        stopped = true;
+        clearTimeout(cutOff?.timer);
         resolve();
       });
     });
+    const at = performance.now() + graceMs;
+    if (!stopped && (cutOff === undefined || at < cutOff.at)) {
+      clearTimeout(cutOff?.timer);
+      cutOff = { at, timer: setTimeout(() => server.forceShutdown(), graceMs) };
+    }
     return stopping;
   };
-  return { port, config, store, watches, responses, connections, stop };
+  return { port, config, store, watches, responses, connections, drain, stop };
 }
 
 /**

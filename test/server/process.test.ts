@@ -2,9 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatServiceClient, ResultCode } from '../../generated/chat/v1/chat.js';
+import { HealthCheckResponse_ServingStatus, HealthClient } from '../../generated/health/v1/health.js';
 import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { chatApi } from '../support/chat-api.js';
 import { PRODUCTION_COMMAND, REPO, spawnServer, type ServerProcess } from '../support/servers.js';
@@ -27,15 +28,60 @@ function expectRefused(outcome: ReturnType<typeof run>): string {
   return lines[0]!;
 }
 
+/** The serving status of `service` in the server's health, as Check answers it. */
+async function healthOf(address: string, service: string): Promise<HealthCheckResponse_ServingStatus> {
+  const health = new HealthClient(address, credentials.createInsecure());
+  try {
+    return await new Promise((resolve, reject) =>
+      health.check({ service }, new Metadata(), { deadline: Date.now() + 10_000 }, (error, response) => (error ? reject(error) : resolve(response.status))),
+    );
+  } finally {
+    health.close();
+  }
+}
+
+/**
+ * Reads chat `chatId` over a new connection (a channel of its own: grpc-js would otherwise
+ * share the test's open one): succeeds while the server serves, fails with its status when it
+ * does not.
+ */
+async function readOverNewConnection(address: string, chatId: string): Promise<ResultCode> {
+  const client = new ChatServiceClient(address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+  try {
+    return (await chatApi(client).getNewMessage({ chatId, visitorOffset: 0, agentOffset: 0 })).code;
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Sends `signal` again each time the server takes it for a repeat of the one before (npm
+ * forwards what a process-group kill also delivers, and the server counts those once), until
+ * the server logs `next`.
+ */
+async function signalUntil(server: ServerProcess, signal: NodeJS.Signals, next: string): Promise<Record<string, unknown>> {
+  const REPEAT = 'signal taken as a repeat';
+  const repeats = () => server.logs.filter((l) => l.msg === REPEAT).length;
+  const logged = server.waitForLog(next);
+  for (;;) {
+    const before = repeats();
+    process.kill(server.pid, signal);
+    const repeated = server.waitForLog((l) => l.msg === REPEAT && repeats() > before);
+    repeated.catch(() => {}); // still waiting when the step came first: it ends when the server exits
+    const outcome = await Promise.race([logged.then((entry) => ({ entry })), repeated.then(() => undefined)]);
+    if (outcome) return outcome.entry;
+  }
+}
+
 describe('the server process', () => {
   let server: ServerProcess | undefined;
   afterEach(async () => server?.kill());
 
   it('logs its effective configuration, version and pid once, serves, and stops cleanly on SIGTERM', async () => {
-    server = await spawnServer({ MAX_CONTENT_BYTES: '1000' });
+    server = await spawnServer({ MAX_CONTENT_BYTES: '1000', DRAIN_MS: '0' });
     const started = server.logs.filter((l) => l.msg === 'chat server listening');
     expect(started).to.have.length(1);
-    expect(started[0]!.config).to.include({ host: '127.0.0.1', maxContentBytes: 1000 });
+    expect(started[0]!.config).to.include({ host: '127.0.0.1', maxContentBytes: 1000, drainMs: 0 });
     expect(started[0]).to.include({ version: VERSION, pid: server.child.pid });
 
     const client = new ChatServiceClient(server.address, credentials.createInsecure());
@@ -44,7 +90,7 @@ describe('the server process', () => {
     client.close();
 
     expect(await server.terminate()).to.equal(0);
-    expect(server.logs.map((l) => l.msg)).to.include.members(['shutting down', 'stopped']);
+    expect(server.logs.map((l) => l.msg)).to.include.members(['shutting down', 'listener closed', 'stopped']);
   });
 
   it('listens on the PORT it is given', async () => {
@@ -53,6 +99,45 @@ describe('the server process', () => {
     await probe.kill();
     server = await spawnServer({ PORT: String(port) });
     expect(server.port).to.equal(port);
+  });
+
+  describe('on SIGTERM or SIGINT', () => {
+    it('drains: health says NOT_SERVING while calls are still served; a second signal ends the drain, the listener closes, and it exits 0', async () => {
+      server = await spawnServer({ DRAIN_MS: '600000', SHUTDOWN_GRACE_MS: '5000' });
+      expect(await healthOf(server.address, '')).to.equal(HealthCheckResponse_ServingStatus.SERVING);
+      const client = new ChatServiceClient(server.address, credentials.createInsecure());
+      await chatApi(client).getNewMessage({ chatId: 'd', visitorOffset: 0, agentOffset: 0 });
+
+      process.kill(server.pid, 'SIGTERM');
+      expect(await server.waitForLog('shutting down')).to.include({ signal: 'SIGTERM', drainMs: 600_000, shutdownGraceMs: 5000 });
+      expect(await healthOf(server.address, '')).to.equal(HealthCheckResponse_ServingStatus.NOT_SERVING);
+      expect(await healthOf(server.address, 'chat.v1.ChatService')).to.equal(HealthCheckResponse_ServingStatus.NOT_SERVING);
+      const during = await chatApi(client).getNewMessage({ chatId: 'd1', visitorOffset: 0, agentOffset: 0 });
+      expect(during.code, 'a call on an open connection during the drain').to.equal(ResultCode.RESULT_CODE_REBUILD_REQUIRED);
+      expect(await readOverNewConnection(server.address, 'd2'), 'a new connection during the drain').to.equal(ResultCode.RESULT_CODE_REBUILD_REQUIRED);
+
+      expect(await signalUntil(server, 'SIGTERM', 'drain cut short')).to.include({ signal: 'SIGTERM' });
+      await server.waitForLog('listener closed');
+      const after = await readOverNewConnection(server.address, 'd').then(
+        () => undefined,
+        (error: { code: status }) => error.code,
+      );
+      expect(after, 'a new connection after the drain').to.equal(status.UNAVAILABLE);
+      client.close();
+      expect(await server.exited).to.equal(0);
+      expect(server.logs.at(-1)).to.include({ msg: 'stopped' });
+    });
+
+    it('ends the drain after drain-ms by itself, and exits 0', async () => {
+      server = await spawnServer({ DRAIN_MS: '300' });
+      const signalled = performance.now();
+      process.kill(server.pid, 'SIGINT');
+      expect(await server.exited).to.equal(0);
+      const elapsedMs = performance.now() - signalled;
+      const messages = server.logs.map((l) => l.msg);
+      expect(messages.slice(messages.indexOf('shutting down'))).to.deep.equal(['shutting down', 'drain over', 'listener closed', 'stopped']);
+      expect(elapsedMs, 'from the signal to the exit').to.be.at.least(300);
+    });
   });
 
   describe('a setting it cannot use: one line on stderr, exit status 2', () => {
