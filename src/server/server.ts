@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ChatServiceService } from '../../generated/chat/v1/chat.js';
 import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
+import { logCalls } from './call-log.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import { type Config, withDerivedBudgets } from './config.js';
 import { capConnections, type ConnectionCounts } from './connection-cap.js';
@@ -70,7 +71,8 @@ export async function startServer(
   });
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
-  const server = new Server({ ...serverOptions(config), interceptors: [refuseUndecodable] });
+  // logCalls first: it wraps grpc-js's own call, so it sees every status, refuseUndecodable's too.
+  const server = new Server({ ...serverOptions(config), interceptors: [logCalls(logger, config), refuseUndecodable] });
   // Every service decodes through withDecodeFailures, so an undecodable request is INVALID_ARGUMENT on each.
   const services = decodingServer(server);
   server.addService(
