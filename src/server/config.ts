@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { levels } from 'pino';
 import type { Limits } from '../domain/limits.js';
 
 /** Everything the server can be told, with units in the names. */
@@ -7,6 +8,12 @@ export interface Config extends Limits {
   readonly port: number;
   /** pino level: trace, debug, info, warn, error, fatal or silent. */
   readonly logLevel: string;
+  /**
+   * After SIGTERM or SIGINT, how long health reports NOT_SERVING while the server still serves
+   * calls (new connections too), so a balancer that polls health stops sending it new ones;
+   * then the listener closes. 0: no drain.
+   */
+  readonly drainMs: number;
   /** How long a shutdown waits for calls in flight before cutting them off. */
   readonly shutdownGraceMs: number;
   /** A chat no request touched for this long is dropped to free memory; clients rebuild it. 0: never. */
@@ -72,6 +79,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   host: '0.0.0.0',
   port: 50051,
   logLevel: 'info',
+  drainMs: 5_000,
   shutdownGraceMs: 5_000,
   idleChatTtlMs: 30 * 60 * 1000,
   maxContentBytes: 64 * 1024,
@@ -105,11 +113,57 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   maxResponseBytesInFlight: 1024 * 1024 * 1024,
 });
 
+/**
+ * What each setting means, in one line, for --help: the operator's words, the one place they
+ * are written (the interface above says why a setting exists). Typed over every key, so a new
+ * setting does not compile without its meaning.
+ */
+export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
+  host: 'address to listen on (0.0.0.0: every IPv4 interface)',
+  port: 'port to listen on (0 picks a free one; the start log says which)',
+  logLevel: `least level logged: ${Object.keys(levels.values).join(', ')} or silent`,
+  drainMs: 'after SIGTERM/SIGINT, how long health says NOT_SERVING while calls are still served; 0: no drain',
+  shutdownGraceMs: 'after the drain, how long calls in flight may finish before they are cut off',
+  idleChatTtlMs: 'a chat untouched this long is dropped from memory (clients rebuild it); 0: never',
+  maxContentBytes: 'largest message content, in UTF-8 bytes',
+  maxIdBytes: 'largest chat, message, agent or sender id, in UTF-8 bytes',
+  maxResponseBytes: 'budget for the messages of one answer (a read, a watch page, a Rebuild snapshot)',
+  maxRequestBytes: 'largest request; a larger one is refused (RESOURCE_EXHAUSTED) before it is decoded',
+  maxChats: 'most chats one server holds',
+  maxMessagesPerChat: 'most messages one chat holds',
+  maxWatchers: 'most open WatchChat streams, over all chats',
+  maxClockSkewMs: "how far ahead of the server's clock an uploaded send time may be",
+  maxHeldBytes: 'budget for the bytes the server holds over all chats; a write past it is refused',
+  maxChatBytes: 'budget for the bytes one chat holds',
+  messageOverheadBytes: 'what the budgets count for each message and chat beyond its strings',
+  heldBytesHeapPercent: 'the percent of the heap limit that max-held-bytes 0 stands for',
+  heapHighWaterPercent: 'heap use (percent of its limit) above which idle unwatched chats are evicted',
+  heapLowWaterPercent: 'eviction goes on until heap use is estimated below this percent',
+  heapProbeIntervalMs: 'how often the heap is read, at most',
+  watchStallMs: 'a watch whose client takes no response this long is cut off (RESOURCE_EXHAUSTED); 0: never',
+  watchCutoffGraceMs: "after a cut-off, how long the status may wait behind unread responses before a reset",
+  watchMaxAgeMs: 'each watch ends (OK) after a random lifetime between half this and this; 0: never',
+  keepaliveTimeMs: 'how often the server pings each connection',
+  keepaliveTimeoutMs: 'a connection whose ping goes unanswered this long is dropped, with its watches',
+  keepaliveMinPingIntervalMs: 'how often clients may ping, stated to the transport',
+  maxConcurrentStreamsPerConnection: 'most calls open at once on one connection (HTTP/2 max concurrent streams); 0: no limit',
+  maxConnectionIdleMs: 'a connection with no call open this long is closed (GOAWAY); 0: never',
+  maxConnectionAgeMs: 'a connection this old (±10%) is told to go away (GOAWAY), so clients reconnect; 0: never',
+  maxConnectionAgeGraceMs: 'how long calls may still run on a connection past its age before it is closed',
+  maxConnections: 'most connections open at once, over all listening addresses; at the cap the connection idle longest is closed to make room, and a new one is refused only when every connection has a call open; 0: derived from the open-file limit',
+  unaryDeadlineMs: 'a unary answer its client has not taken this long is dropped (stream reset); 0: never',
+  maxResponseBytesInFlightPerConnection: 'bytes of answers one connection may have untaken before its reads are refused; 0: no limit',
+  maxResponseBytesInFlight: 'bytes of answers the whole server may have untaken before reads are refused; 0: no limit',
+});
+
 /** Each setting's flag (kebab-case) and environment variable (SCREAMING_SNAKE_CASE). */
 const SETTINGS = Object.keys(DEFAULT_CONFIG) as (keyof Config)[];
 
 const flagOf = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const envOf = (key: string) => flagOf(key).replaceAll('-', '_').toUpperCase();
+
+/** pino's levels, and silent (nothing). */
+const LOG_LEVELS: readonly string[] = [...Object.keys(levels.values), 'silent'];
 
 /** Thrown for a setting that cannot be used; main prints it and exits with status 2. */
 export class ConfigError extends Error {
@@ -129,6 +183,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     config[key] = typeof DEFAULT_CONFIG[key] === 'number' ? parseWhole(key, raw) : raw;
   }
   if ((config.port as number) > 65_535) throw new ConfigError(`port must be 0 to 65535; got ${config.port}`);
+  if (!LOG_LEVELS.includes(config.logLevel as string)) {
+    throw new ConfigError(`log-level (LOG_LEVEL) must be one of ${LOG_LEVELS.join(', ')}; got "${config.logLevel}"`);
+  }
   for (const key of ['heldBytesHeapPercent', 'heapHighWaterPercent', 'heapLowWaterPercent'] as const) {
     if ((config[key] as number) > 100) throw new ConfigError(`${flagOf(key)} must be 0 to 100; got ${config[key]}`);
   }
@@ -182,16 +239,26 @@ export function connectionCapFor(openFiles: number | undefined): number {
   return Math.max(1, openFiles - Math.max(32, Math.floor(openFiles / 8)));
 }
 
-/** Every setting's flag and variable, for --help. */
+/** Every setting's flag, variable, default and meaning, for --help. */
 export function usage(): string {
   const derived: Partial<Record<keyof Config, string>> = {
     maxHeldBytes: ' (held-bytes-heap-percent of the heap limit)',
     maxConnections: ` (the open-file limit less the larger of 32 and an eighth of it; ${FALLBACK_MAX_CONNECTIONS} where the limit is unknown)`,
   };
-  const lines = SETTINGS.map(
-    (key) => `  --${flagOf(key).padEnd(32)} ${envOf(key).padEnd(32)} default ${DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
-  );
-  return ['Usage: npm start -- [flags]   (each flag can also be set by its environment variable)', ...lines].join('\n');
+  const flagWidth = Math.max(...SETTINGS.map((key) => flagOf(key).length));
+  const envWidth = Math.max(...SETTINGS.map((key) => envOf(key).length));
+  const lines = SETTINGS.flatMap((key) => [
+    `  --${flagOf(key).padEnd(flagWidth)}  ${envOf(key).padEnd(envWidth)}  default ${DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
+    `      ${MEANINGS[key]}`,
+  ]);
+  return [
+    'Usage: node dist/src/server/main.js [flags]   (or npm start -- [flags])',
+    '',
+    'Serves chat.v1.ChatService, grpc.health.v1.Health and reflection. Every flag can also be set by',
+    'its environment variable; flags win. --help prints this, --version the version.',
+    '',
+    ...lines,
+  ].join('\n');
 }
 
 function parseFlags(argv: readonly string[]): Record<string, string | boolean | undefined> {

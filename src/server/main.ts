@@ -1,33 +1,55 @@
-import { pino } from 'pino';
-import { ConfigError, loadConfig, usage } from './config.js';
-import { startServer } from './server.js';
+import { format } from 'node:util';
+import { setLogger } from '@grpc/grpc-js';
+import { type Logger, pino } from 'pino';
+import { type Config, ConfigError, loadConfig, usage } from './config.js';
+import { type ChatServer, ListenError, startServer } from './server.js';
+import { shutdownOnSignals } from './shutdown.js';
+import { packageVersion } from './version.js';
 
-/** Process start-up: configuration, logging, signals. Everything else is in server.ts. */
+const NAME = 'chat-rebuild';
+
+/**
+ * Process start-up: configuration, logging, signals. Everything else is in server.ts. A setting
+ * it cannot use (a bad value, an address it cannot listen on) ends it with one line on stderr
+ * and exit status 2.
+ */
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(usage());
-    return;
-  }
-  let config;
+  if (argv.includes('--help') || argv.includes('-h')) return console.log(usage());
+  if (argv.includes('--version')) return console.log(packageVersion());
+  let config: Config;
+  let server: ChatServer;
+  let logger: Logger;
   try {
     config = loadConfig(argv, process.env);
+    logger = pino({ name: NAME, level: config.logLevel });
+    logGrpcThrough(logger);
+    server = await startServer(config, logger);
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    console.error(`chat-rebuild: ${(error as Error).message}\n\n${usage()}`);
-    process.exitCode = 2;
-    return;
+    return refuse(error);
   }
-  const logger = pino({ name: 'chat-rebuild', level: config.logLevel });
-  const server = await startServer(config, logger);
-  logger.info({ config: server.config, port: server.port }, 'chat server listening');
+  // The signals are taken before the line that says the server is up: whoever waits for it may signal at once.
+  const stopped = shutdownOnSignals(server, config, logger);
+  logger.info({ version: packageVersion(), config: server.config, port: server.port }, 'chat server listening');
+  await stopped;
+}
 
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down');
-      void server.stop().then(() => logger.info('stopped'));
-    });
-  }
+/** Says in one line why the server cannot start with these settings, and exits with status 2; anything else is a bug. */
+function refuse(error: unknown): void {
+  if (error instanceof ConfigError) console.error(`${NAME}: ${error.message} (see --help)`);
+  else if (error instanceof ListenError) console.error(`${NAME}: ${error.message}; choose another --port or --host (see --help)`);
+  else throw error;
+  process.exitCode = 2;
+}
+
+/** grpc-js's own log lines (its errors; GRPC_VERBOSITY and GRPC_TRACE add more) go out as JSON too, not as bare text on stderr. */
+function logGrpcThrough(logger: Logger): void {
+  const grpc = logger.child({ component: 'grpc-js' });
+  setLogger({
+    error: (...args: unknown[]) => grpc.error(format(...args)),
+    info: (...args: unknown[]) => grpc.info(format(...args)),
+    debug: (...args: unknown[]) => grpc.debug(format(...args)),
+  });
 }
 
 await main();

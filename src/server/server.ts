@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ChatServiceService } from '../../generated/chat/v1/chat.js';
 import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
+import { logCalls } from './call-log.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import { type Config, withDerivedBudgets } from './config.js';
 import { capConnections, type ConnectionCounts, openFilesLimit } from './connection-cap.js';
@@ -30,10 +31,23 @@ export interface ChatServer {
   /** Open connections, and those `maxConnections` refused or closed (idle) to make room. */
   readonly connections: ConnectionCounts;
   /**
-   * Stops taking calls, reports NOT_SERVING, ends open watches (UNAVAILABLE), lets calls in
-   * flight finish for up to `graceMs`, then cuts off whatever is left.
+   * Reports NOT_SERVING on health ('' and chat.v1.ChatService) and changes nothing else: calls,
+   * watches and new connections are still served, while balancers learn to send no more. The
+   * first step of a shutdown (see src/server/shutdown.ts).
+   */
+  drain(): void;
+  /**
+   * Stops taking calls (the listener closes), reports NOT_SERVING, ends open watches
+   * (UNAVAILABLE), lets calls in flight finish for up to `graceMs`, then cuts off whatever is
+   * left. Called again while stopping, it returns the same promise, and a shorter grace cuts
+   * off sooner.
    */
   stop(graceMs?: number): Promise<void>;
+}
+
+/** The server could not listen on its address; the message names the address and the cause. */
+export class ListenError extends Error {
+  override readonly name = 'ListenError';
 }
 
 /**
@@ -57,7 +71,8 @@ export async function startServer(
   });
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
-  const server = new Server({ ...serverOptions(config), interceptors: [refuseUndecodable] });
+  // logCalls first: it wraps grpc-js's own call, so it sees every status, refuseUndecodable's too.
+  const server = new Server({ ...serverOptions(config), interceptors: [logCalls(logger, config), refuseUndecodable] });
   // Every service decodes through withDecodeFailures, so an undecodable request is INVALID_ARGUMENT on each.
   const services = decodingServer(server);
   server.addService(
@@ -68,35 +83,56 @@ export async function startServer(
   health.addToServer(services);
   addReflection(services);
 
+  const address = `${config.host}:${config.port}`;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${config.host}:${config.port}`, ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
-    );
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
   }).catch((error: unknown) => {
     heap.close();
-    throw error;
+    throw new ListenError(`cannot listen on ${address}: ${bindFailure(error)}`, { cause: error });
   });
 
   const connections = capConnections(server, config.maxConnections, logger);
   const sweeper = config.idleChatTtlMs > 0 ? sweepIdleChats(store, config.idleChatTtlMs, clock, logger) : undefined;
 
+  const drain = () => {
+    health.setStatus('', 'NOT_SERVING');
+    health.setStatus(CHAT_SERVICE, 'NOT_SERVING');
+  };
   let stopping: Promise<void> | undefined;
+  let stopped = false;
+  let cutOff: { readonly at: number; readonly timer: NodeJS.Timeout } | undefined;
   const stop = (graceMs = config.shutdownGraceMs) => {
-    clearInterval(sweeper);
-    heap.close();
     stopping ??= new Promise<void>((resolve) => {
-      health.setStatus('', 'NOT_SERVING');
-      health.setStatus(CHAT_SERVICE, 'NOT_SERVING');
+      clearInterval(sweeper);
+      heap.close();
+      drain();
       watches.endAll();
-      const deadline = setTimeout(() => server.forceShutdown(), graceMs);
       server.tryShutdown(() => {
-        clearTimeout(deadline);
+        stopped = true;
+        clearTimeout(cutOff?.timer);
         resolve();
       });
     });
+    const at = performance.now() + graceMs;
+    if (!stopped && (cutOff === undefined || at < cutOff.at)) {
+      clearTimeout(cutOff?.timer);
+      cutOff = { at, timer: setTimeout(() => server.forceShutdown(), graceMs) };
+    }
     return stopping;
   };
-  return { port, config, store, watches, responses, connections, stop };
+  return { port, config, store, watches, responses, connections, drain, stop };
+}
+
+/**
+ * Why grpc-js could not bind, in a few words: node's reason and code for a socket that would
+ * not listen (grpc-js lists them in its message), or that the host did not resolve.
+ */
+function bindFailure(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const refused = /listen (E[A-Z]+): ([a-z][a-z ]*[a-z])/.exec(message);
+  if (refused) return `${refused[2]} (${refused[1]})`;
+  if (message.startsWith('Name resolution failed')) return 'the host name does not resolve to an address';
+  return message.replaceAll(/\s+/g, ' ');
 }
 
 /**

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ConfigError, DEFAULT_CONFIG, loadConfig, usage, withDerivedBudgets } from '../../src/server/config.js';
+import { ConfigError, DEFAULT_CONFIG, loadConfig, MEANINGS, usage, withDerivedBudgets } from '../../src/server/config.js';
 import { serverOptions } from '../../src/server/server.js';
 
 describe('configuration', () => {
@@ -84,5 +84,33 @@ describe('configuration', () => {
     expect(() => loadConfig(['--max-chats=-1'], {})).to.throw(ConfigError, 'max-chats (MAX_CHATS)');
     expect(() => loadConfig(['--port', '70000'], {})).to.throw(ConfigError, 'port must be 0 to 65535');
     expect(() => loadConfig(['--prot', '1'], {})).to.throw(ConfigError, "Unknown option '--prot'");
+  });
+
+  it('takes the drain (5 s by default, 0 for none) before the shutdown grace', () => {
+    expect(DEFAULT_CONFIG).to.include({ drainMs: 5000, shutdownGraceMs: 5000 });
+    expect(loadConfig([], { DRAIN_MS: '250' })).to.include({ drainMs: 250 });
+    expect(loadConfig(['--drain-ms=0'], { DRAIN_MS: '250' })).to.include({ drainMs: 0 });
+    expect(usage()).to.match(/--drain-ms\s+DRAIN_MS\s+default 5000\n {6}after SIGTERM\/SIGINT, how long health says NOT_SERVING/);
+  });
+
+  it("takes pino's log levels and silent, and refuses any other", () => {
+    for (const level of ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) {
+      expect(loadConfig(['--log-level', level], {}).logLevel).to.equal(level);
+    }
+    expect(() => loadConfig(['--log-level', 'loud'], {})).to.throw(ConfigError, 'log-level (LOG_LEVEL) must be one of trace, debug, info, warn, error, fatal, silent; got "loud"');
+    expect(() => loadConfig([], { LOG_LEVEL: 'INFO' })).to.throw(ConfigError, 'got "INFO"');
+  });
+
+  it('gives every setting a meaning of one line, which --help prints under its flag, variable and default', () => {
+    const help = usage().split('\n');
+    for (const key of Object.keys(DEFAULT_CONFIG) as (keyof typeof DEFAULT_CONFIG)[]) {
+      const meaning = MEANINGS[key];
+      expect(meaning, key).to.match(/^\S[^\n]{9,100}$/);
+      const at = help.findIndex((line) => line.startsWith(`  --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} `));
+      expect(at, key).to.be.at.least(0);
+      expect(help[at]).to.match(new RegExp(`default ${DEFAULT_CONFIG[key]}`));
+      expect(help[at + 1], key).to.equal(`      ${meaning}`);
+    }
+    expect(Object.keys(MEANINGS)).to.have.members(Object.keys(DEFAULT_CONFIG));
   });
 });

@@ -8,8 +8,6 @@ import { ChatServiceClient } from '../../generated/chat/v1/chat.js';
 import { type Config, DEFAULT_CONFIG } from '../../src/server/config.js';
 import { type ChatServer, startServer } from '../../src/server/server.js';
 
-const MAIN = fileURLToPath(new URL('../../dist/src/server/main.js', import.meta.url));
-
 /** A server under test and a client connected to it. */
 export interface TestServer {
   readonly address: string;
@@ -37,15 +35,33 @@ export async function startTestServer(overrides: Partial<Config> = {}): Promise<
   };
 }
 
+/** The repository, the working directory of the server's production command. */
+export const REPO = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * The production command, relative to {@link REPO}: what the Dockerfile's CMD runs and what
+ * {@link spawnServer} runs (test/server/docker.test.ts checks they agree).
+ */
+export const PRODUCTION_COMMAND = ['node', 'dist/src/server/main.js'] as const;
+
+/** The health probe the Dockerfile's HEALTHCHECK runs, relative to {@link REPO}. */
+export const HEALTHCHECK_COMMAND = ['node', 'dist/src/server/healthcheck.js'] as const;
+
 /** A server running as a child process (`npm run build` output), for tests that kill it. */
 export interface ServerProcess {
   readonly address: string;
   readonly port: number;
+  /** The server's own pid, from its start-up log line (not the child's when npm runs it). */
+  readonly pid: number;
   readonly child: ChildProcess;
   /** Every JSON log line the server printed so far. */
   readonly logs: Record<string, unknown>[];
   /** What the process wrote to stderr so far (V8's fatal errors land here). */
   stderr(): string;
+  /** Resolves with the first log line (already printed or to come) `match` accepts; rejects after `timeoutMs` or at exit. */
+  waitForLog(match: string | ((entry: Record<string, unknown>) => boolean), timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Resolves with the exit code (null when a signal ended it) once the child has exited. */
+  readonly exited: Promise<number | null>;
   /** Sends SIGKILL and waits until the process is gone. */
   kill(): Promise<void>;
   /** Sends SIGTERM and resolves with the exit code. */
@@ -60,50 +76,105 @@ export interface SpawnOptions {
   readonly openFilesLimit?: number;
 }
 
+/** How long a spawned server may take to log that it is listening (tsx and a loaded machine are slow). */
+const LISTENING_TIMEOUT_MS = 30_000;
+
 /**
- * Spawns `node dist/src/server/main.js` on 127.0.0.1 (port 0 unless given) and resolves once
- * it logs that it is listening.
+ * Spawns the production command (`node dist/src/server/main.js`, in the repository) on
+ * 127.0.0.1 (port 0 unless given) and resolves once it logs that it is listening.
  */
 export async function spawnServer(env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<ServerProcess> {
-  const nodeArgs = [...(options.nodeArgs ?? []), MAIN];
+  const [, script] = PRODUCTION_COMMAND;
+  const nodeArgs = [...(options.nodeArgs ?? []), script];
+  if (options.openFilesLimit === undefined) return spawnLogging(process.execPath, nodeArgs, env);
   // bash's "$0" "$@" are node and its arguments, so nothing is quoted into the script.
-  const child = spawn(
-    options.openFilesLimit === undefined ? process.execPath : 'bash',
-    options.openFilesLimit === undefined ? nodeArgs : ['-c', `ulimit -n ${options.openFilesLimit} && exec "$0" "$@"`, process.execPath, ...nodeArgs],
-    {
-      env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
+  return spawnLogging('bash', ['-c', `ulimit -n ${options.openFilesLimit} && exec "$0" "$@"`, process.execPath, ...nodeArgs], env);
+}
+
+/**
+ * Spawns `command` in the repository, on 127.0.0.1 (port 0 unless given), and resolves once
+ * the server logs that it is listening. Lines that are not JSON (npm's banner, a build's
+ * output) are skipped. With `detached`, the child leads a process group of its own, so a test
+ * can kill whatever it leaves behind (`process.kill(-pid)`).
+ */
+export async function spawnLogging(
+  command: string,
+  args: readonly string[],
+  env: Record<string, string> = {},
+  { detached = false }: { readonly detached?: boolean } = {},
+): Promise<ServerProcess> {
+  const child = spawn(command, args, {
+    cwd: REPO,
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached,
+  });
   const logs: Record<string, unknown>[] = [];
+  const waiters = new Set<(entry: Record<string, unknown>) => void>();
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = once(child, 'exit');
-  const listening = new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const entry = JSON.parse(line) as Record<string, unknown>;
-      logs.push(entry);
-      if (entry.msg === 'chat server listening') resolve(entry.port as number);
-    });
-    void exited.then(([code]) => reject(new Error(`server exited with ${code} before listening: ${stderr}`)));
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    const entry = parseJsonLine(line);
+    if (entry === undefined) return;
+    logs.push(entry);
+    for (const waiter of waiters) waiter(entry);
   });
-  const port = await listening;
+  const waitForLog: ServerProcess['waitForLog'] = (match, timeoutMs = LISTENING_TIMEOUT_MS) => {
+    const accepts = typeof match === 'string' ? (entry: Record<string, unknown>) => entry.msg === match : match;
+    const seen = logs.find(accepts);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        waiters.delete(waiter);
+        clearTimeout(timer);
+      };
+      const waiter = (entry: Record<string, unknown>) => {
+        if (!accepts(entry)) return;
+        done();
+        resolve(entry);
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`no log line ${String(match)} within ${timeoutMs} ms; stderr: ${stderr}`));
+      }, timeoutMs);
+      waiters.add(waiter);
+      void exited.then((code) => {
+        if (!waiters.has(waiter)) return;
+        done();
+        reject(new Error(`server exited with ${code} before logging ${String(match)}: ${stderr}`));
+      });
+    });
+  };
+  const listening = await waitForLog('chat server listening');
+  const port = listening.port as number;
   return {
     address: `127.0.0.1:${port}`,
     port,
+    pid: listening.pid as number,
     child,
     logs,
     stderr: () => stderr,
+    waitForLog,
+    exited,
     async kill() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
     },
     async terminate() {
       child.kill('SIGTERM');
-      const [code] = await exited;
-      return code as number | null;
+      return exited;
     },
   };
+}
+
+function parseJsonLine(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    return JSON.parse(line) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
 }
 
 /** SIGKILLs every child still running and waits until each is gone. */
