@@ -150,7 +150,7 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   maxConnectionIdleMs: 'a connection with no call open this long is closed (GOAWAY); 0: never',
   maxConnectionAgeMs: 'a connection this old (±10%) is told to go away (GOAWAY), so clients reconnect; 0: never',
   maxConnectionAgeGraceMs: 'how long calls may still run on a connection past its age before it is closed',
-  maxConnections: 'most connections open at once, over all listening addresses; at the cap the connection idle longest is closed to make room, and a new one is refused only when every connection has a call open; 0: derived from the open-file limit',
+  maxConnections: 'most connections open at once; at the cap the one idle longest is closed to make room; 0: derived',
   unaryDeadlineMs: 'a unary answer its client has not taken this long is dropped (stream reset); 0: never',
   maxResponseBytesInFlightPerConnection: 'bytes of answers one connection may have untaken before its reads are refused; 0: no limit',
   maxResponseBytesInFlight: 'bytes of answers the whole server may have untaken before reads are refused; 0: no limit',
