@@ -245,10 +245,8 @@ export function usage(): string {
     maxHeldBytes: ' (held-bytes-heap-percent of the heap limit)',
     maxConnections: ` (the open-file limit less the larger of 32 and an eighth of it; ${FALLBACK_MAX_CONNECTIONS} where the limit is unknown)`,
   };
-  const flagWidth = Math.max(...SETTINGS.map((key) => flagOf(key).length));
-  const envWidth = Math.max(...SETTINGS.map((key) => envOf(key).length));
   const lines = SETTINGS.flatMap((key) => [
-    `  --${flagOf(key).padEnd(flagWidth)}  ${envOf(key).padEnd(envWidth)}  default ${DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
+    `  --${flagOf(key)} (${envOf(key)}), default ${DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
     `      ${MEANINGS[key]}`,
   ]);
   return [

@@ -45,7 +45,7 @@ describe('configuration', () => {
     for (const key of ['grpc.max_concurrent_streams', 'grpc.max_connection_idle_ms', 'grpc.max_connection_age_ms', 'grpc.max_connection_age_grace_ms']) {
       expect(options).not.to.have.property(key);
     }
-    expect(usage()).to.match(/--max-response-bytes-in-flight-per-connection\s+MAX_RESPONSE_BYTES_IN_FLIGHT_PER_CONNECTION\s+default 16777216/);
+    expect(usage()).to.match(/--max-response-bytes-in-flight-per-connection \(MAX_RESPONSE_BYTES_IN_FLIGHT_PER_CONNECTION\), default 16777216/);
   });
 
   it('takes the maximum clock skew of uploaded send times (5 minutes by default)', () => {
@@ -58,7 +58,7 @@ describe('configuration', () => {
     expect(loadConfig([], { WATCH_MAX_AGE_MS: '60000' })).to.include({ watchMaxAgeMs: 60_000 });
     expect(loadConfig(['--watch-max-age-ms', '0'], { WATCH_MAX_AGE_MS: '60000' })).to.include({ watchMaxAgeMs: 0 });
     expect(() => loadConfig(['--watch-max-age-ms=-5'], {})).to.throw(ConfigError, 'watch-max-age-ms (WATCH_MAX_AGE_MS) must be a whole number');
-    expect(usage()).to.match(/--watch-max-age-ms\s+WATCH_MAX_AGE_MS\s+default 300000/);
+    expect(usage()).to.match(/--watch-max-age-ms \(WATCH_MAX_AGE_MS\), default 300000/);
   });
 
   it('takes the byte budgets and heap marks, and derives the held-bytes budget from the heap limit', () => {
@@ -69,7 +69,7 @@ describe('configuration', () => {
     expect(withDerivedBudgets(DEFAULT_CONFIG, 1_000_000).maxHeldBytes).to.equal(400_000);
     expect(() => loadConfig(['--heap-high-water-percent', '101'], {})).to.throw(ConfigError, 'heap-high-water-percent must be 0 to 100');
     expect(() => loadConfig(['--heap-low-water-percent', '90'], {})).to.throw(ConfigError, 'must not exceed heap-high-water-percent (80)');
-    expect(usage()).to.match(/--max-held-bytes\s+MAX_HELD_BYTES\s+default 0 \(held-bytes-heap-percent of the heap limit\)/);
+    expect(usage()).to.match(/--max-held-bytes \(MAX_HELD_BYTES\), default 0 \(held-bytes-heap-percent of the heap limit\)/);
   });
 
   it('takes the request limit (256 KiB by default), and refuses one that cannot hold a send of the largest message', () => {
@@ -90,7 +90,7 @@ describe('configuration', () => {
     expect(DEFAULT_CONFIG).to.include({ drainMs: 5000, shutdownGraceMs: 5000 });
     expect(loadConfig([], { DRAIN_MS: '250' })).to.include({ drainMs: 250 });
     expect(loadConfig(['--drain-ms=0'], { DRAIN_MS: '250' })).to.include({ drainMs: 0 });
-    expect(usage()).to.match(/--drain-ms\s+DRAIN_MS\s+default 5000\n {6}after SIGTERM\/SIGINT, how long health says NOT_SERVING/);
+    expect(usage()).to.match(/--drain-ms \(DRAIN_MS\), default 5000\n {6}after SIGTERM\/SIGINT, how long health says NOT_SERVING/);
   });
 
   it("takes pino's log levels and silent, and refuses any other", () => {
