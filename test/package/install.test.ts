@@ -18,7 +18,7 @@ const FLAVOURS: readonly Flavour[] = ['esm', 'cjs'];
 /** What only the server runs with (server/package.json), which an SDK user must not get. */
 const SERVER_ONLY = ['pino', '@grpc/reflection', 'grpc-health-check'];
 /** Every path the package may ship: the two builds of the SDK and the stubs, and the contract. */
-const SHIPPED = /^(package\.json|README\.md|proto\/.+\.proto|dist\/cjs\/package\.json|dist\/(esm|cjs)\/(src\/client\/[a-z-]+|src\/domain\/(conversation|message)|generated\/[a-z0-9/]+)\.(js|js\.map|d\.ts))$/;
+const SHIPPED = /^(package\.json|README\.md|proto\/.+\.proto|docs\/[a-z]+\.md|dist\/cjs\/package\.json|dist\/(esm|cjs)\/(src\/client\/[a-z-]+|src\/domain\/(conversation|message)|generated\/[a-z0-9/]+)\.(js|js\.map|d\.ts))$/;
 /** npm and node calls get this long before they count as hung (installs may fetch metadata). */
 const DEADLINE_MS = 60_000;
 
@@ -78,8 +78,10 @@ describe('SDK package: packed, installed into apps outside the repository', func
     if (scratch) rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('ships only the built SDK and proto/: no tests, no scripts, no TypeScript sources, no server', () => {
+  it('ships only the built SDK, proto/ and docs/: no tests, no scripts, no TypeScript sources, no server', () => {
     const paths = packed.files.map((file) => file.path);
+    // The SDK's doc comments point at the protocol reference and design: they ship too.
+    expect(paths).to.include.members(['docs/reference.md', 'docs/protocol.md']);
     expect(paths.filter((path) => !SHIPPED.test(path))).to.deep.equal([]);
     expect(paths.filter((path) => /^(test|scripts|src|server)\/|\/server\//.test(path))).to.deep.equal([]);
   });
