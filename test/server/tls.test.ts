@@ -11,7 +11,7 @@ import type { Config } from '../../src/server/config.js';
 import { type Certificates, type Issued, makeCertificates } from '../support/certificates.js';
 import { chatApi, expectStatus } from '../support/chat-api.js';
 import { chatIdPlaced } from '../support/placement.js';
-import { PRODUCTION_COMMAND, REPO, startTestServer, type TestServer } from '../support/servers.js';
+import { HEALTHCHECK_COMMAND, PRODUCTION_COMMAND, REPO, type ServerProcess, spawnServer, startTestServer, type TestServer } from '../support/servers.js';
 
 /** Runs `script` (the server or its health probe) to its end: exit code and output. */
 async function run(script: string, args: readonly string[], env: Record<string, string> = {}) {
@@ -134,6 +134,8 @@ describe('TLS', () => {
   });
 
   describe('the server process', () => {
+    let process_: ServerProcess | undefined;
+    afterEach(async () => process_?.kill());
 
     it('refuses a certificate without its key, or a key without its certificate: one line, exit 2', async () => {
       expect(await refusedLine({ TLS_CERT_FILE: serverCert.cert.path })).to.equal(
@@ -158,6 +160,41 @@ describe('TLS', () => {
       expect(await refusedLine({ TLS_CERT_FILE: serverCert.cert.path, TLS_KEY_FILE: serverCert.key.path, TLS_CLIENT_CA_FILE: serverCert.key.path })).to.match(
         /tls-client-ca-file .*server\.key does not hold a usable PEM certificate/,
       );
+    });
+
+    it('logs that TLS is on with the file paths, and the health probe given the CA finds it SERVING', async () => {
+      process_ = await spawnServer({ TLS_CERT_FILE: serverCert.cert.path, TLS_KEY_FILE: serverCert.key.path });
+      const listening = await process_.waitForLog('chat server listening');
+      expect(listening.tls).to.equal('tls');
+      expect(listening.config).to.include({ tlsCertFile: serverCert.cert.path, tlsKeyFile: serverCert.key.path, tlsClientCaFile: '' });
+      const [, probe] = HEALTHCHECK_COMMAND;
+      const byFlag = await run(probe, ['--address', process_.address, '--ca-file', ca.cert.path]);
+      expect(byFlag.code, byFlag.stderr).to.equal(0);
+      expect(byFlag.stdout).to.equal(`healthcheck: ${process_.address} is SERVING\n`);
+      // As in the container: the server's own TLS_CERT_FILE turns TLS on, HEALTHCHECK_CA_FILE names the CA, and the name to check is localhost.
+      const byEnv = await run(probe, ['--address', `127.0.0.1:${process_.port}`], {
+        TLS_CERT_FILE: serverCert.cert.path,
+        TLS_KEY_FILE: serverCert.key.path,
+        HEALTHCHECK_CA_FILE: ca.cert.path,
+        HEALTHCHECK_SERVER_NAME: 'localhost',
+      });
+      expect(byEnv.code, byEnv.stderr).to.equal(0);
+      const misnamed = await run(probe, ['--address', process_.address, '--ca-file', ca.cert.path, '--server-name', 'elsewhere.example', '--timeout-ms', '10000']);
+      expect(misnamed.code, 'the certificate does not name elsewhere.example').to.equal(1);
+      const untrusted = await run(probe, ['--address', process_.address, '--timeout-ms', '10000']);
+      expect(untrusted.code, 'plaintext against TLS').to.equal(1);
+      expect(untrusted.stderr).to.match(/did not answer: UNAVAILABLE /);
+    });
+
+    it('with a client CA logs mtls, and the health probe presents its client certificate', async () => {
+      process_ = await spawnServer({ TLS_CERT_FILE: serverCert.cert.path, TLS_KEY_FILE: serverCert.key.path, TLS_CLIENT_CA_FILE: clientCa.cert.path });
+      expect((await process_.waitForLog('chat server listening')).tls).to.equal('mtls');
+      const [, probe] = HEALTHCHECK_COMMAND;
+      const withCert = await run(probe, ['--address', process_.address, '--ca-file', ca.cert.path, '--cert-file', clientCert.cert.path, '--key-file', clientCert.key.path]);
+      expect(withCert.code, withCert.stderr).to.equal(0);
+      const without = await run(probe, ['--address', process_.address, '--ca-file', ca.cert.path, '--timeout-ms', '10000']);
+      expect(without.code).to.equal(1);
+      expect(without.stderr).to.match(/did not answer: UNAVAILABLE /);
     });
   });
 });
