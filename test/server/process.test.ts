@@ -179,11 +179,11 @@ describe('the server process', () => {
   it('--help gives every setting its flag, variable, default and meaning, and exits 0', () => {
     const outcome = run(['--help']);
     expect(outcome.status).to.equal(0);
-    expect(outcome.stdout).to.match(/--drain-ms\s+DRAIN_MS\s+default 5000\n\s+after SIGTERM\/SIGINT, how long health says NOT_SERVING/);
+    expect(outcome.stdout).to.match(/--drain-ms \(DRAIN_MS\), default 5000\n\s+after SIGTERM\/SIGINT, how long health says NOT_SERVING/);
     expect(outcome.stdout).to.contain('--version');
     for (const key of Object.keys(DEFAULT_CONFIG)) {
       const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-      expect(outcome.stdout, flag).to.match(new RegExp(`--${flag}\\s+[A-Z_]+\\s+default [^\\n]+\\n {6}\\S[^\\n]+\\n`));
+      expect(outcome.stdout, flag).to.match(new RegExp(`--${flag} \\([A-Z_]+\\), default [^\\n]+\\n {6}\\S[^\\n]+\\n`));
     }
   });
 
