@@ -47,6 +47,11 @@ export interface ChatSessionOptions {
   readonly backoff?: Partial<BackoffOptions>;
   /** How often a session away from its chat's home checks whether the home is back. */
   readonly homeProbe?: Partial<HomeProbeOptions>;
+  /**
+   * How every channel is secured, calls and home probes alike: plaintext unless given;
+   * `credentials.createSsl(caPem)` for TLS, `createSsl(caPem, keyPem, certPem)` for a server
+   * that requires client certificates. Each server's certificate must name its address's host.
+   */
   readonly credentials?: ChannelCredentials;
   /** Closes the session when it fires. */
   readonly signal?: AbortSignal;

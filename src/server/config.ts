@@ -73,6 +73,18 @@ export interface Config extends Limits {
    * event loop; a larger copy goes up in several Rebuilds (the SDK splits it).
    */
   readonly maxRequestBytes: number;
+  /**
+   * PEM certificate chain the server presents; with `tlsKeyFile` (both or neither) the server
+   * speaks TLS only. '': plaintext. Read once at start-up.
+   */
+  readonly tlsCertFile: string;
+  /** PEM private key of `tlsCertFile`. */
+  readonly tlsKeyFile: string;
+  /**
+   * PEM CA certificate(s): with it the server requires every client to present a certificate
+   * this CA signed (mutual TLS). Needs `tlsCertFile`. '': no client certificates asked for.
+   */
+  readonly tlsClientCaFile: string;
 }
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
@@ -111,6 +123,9 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   unaryDeadlineMs: 30_000,
   maxResponseBytesInFlightPerConnection: 16 * 1024 * 1024,
   maxResponseBytesInFlight: 1024 * 1024 * 1024,
+  tlsCertFile: '',
+  tlsKeyFile: '',
+  tlsClientCaFile: '',
 });
 
 /**
@@ -154,6 +169,9 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   unaryDeadlineMs: 'a unary answer its client has not taken this long is dropped (stream reset); 0: never',
   maxResponseBytesInFlightPerConnection: 'bytes of answers one connection may have untaken before its reads are refused; 0: no limit',
   maxResponseBytesInFlight: 'bytes of answers the whole server may have untaken before reads are refused; 0: no limit',
+  tlsCertFile: 'PEM certificate chain to serve TLS with (needs tls-key-file); none: plaintext',
+  tlsKeyFile: 'PEM private key of tls-cert-file',
+  tlsClientCaFile: 'PEM CA: clients must present a certificate it signed (mutual TLS; needs tls-cert-file)',
 });
 
 /** Each setting's flag (kebab-case) and environment variable (SCREAMING_SNAKE_CASE). */
@@ -192,6 +210,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if ((config.heapLowWaterPercent as number) > (config.heapHighWaterPercent as number)) {
     throw new ConfigError(`heap-low-water-percent (${config.heapLowWaterPercent}) must not exceed heap-high-water-percent (${config.heapHighWaterPercent})`);
   }
+  checkTls(config as unknown as Config);
   const smallestRequest = requestBytesForOneMessage(config as unknown as Config);
   if ((config.maxRequestBytes as number) < smallestRequest) {
     throw new ConfigError(
@@ -200,6 +219,15 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
     );
   }
   return config as unknown as Config;
+}
+
+/** TLS needs a certificate and its key, and client certificates need TLS; the files are read by startServer (tls.ts). */
+function checkTls({ tlsCertFile, tlsKeyFile, tlsClientCaFile }: Config): void {
+  if (tlsCertFile !== '' && tlsKeyFile === '') throw new ConfigError('tls-cert-file is given without tls-key-file (TLS_KEY_FILE): TLS needs both');
+  if (tlsKeyFile !== '' && tlsCertFile === '') throw new ConfigError('tls-key-file is given without tls-cert-file (TLS_CERT_FILE): TLS needs both');
+  if (tlsClientCaFile !== '' && tlsCertFile === '') {
+    throw new ConfigError('tls-client-ca-file is given without tls-cert-file and tls-key-file: client certificates need TLS');
+  }
 }
 
 /** The bytes a request needs to carry one message of the largest content and ids allowed. */
@@ -246,7 +274,7 @@ export function usage(): string {
     maxConnections: ` (the open-file limit less the larger of 32 and an eighth of it; ${FALLBACK_MAX_CONNECTIONS} where the limit is unknown)`,
   };
   const lines = SETTINGS.flatMap((key) => [
-    `  --${flagOf(key)} (${envOf(key)}), default ${DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
+    `  --${flagOf(key)} (${envOf(key)}), default ${DEFAULT_CONFIG[key] === '' ? 'none' : DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
     `      ${MEANINGS[key]}`,
   ]);
   return [

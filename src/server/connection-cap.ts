@@ -54,9 +54,6 @@ export function capConnections(server: Server, maxConnections: number, logger: L
   const listeners = (server as unknown as { http2Servers?: unknown }).http2Servers;
   const servers = listeners instanceof Map ? [...listeners.keys()].filter((s): s is NetServer => s instanceof NetServer) : [];
   if (servers.length === 0) throw new Error('cannot find the HTTP/2 servers of grpc-js (Server#http2Servers) to cap connections on');
-  // Over TLS node makes the session after the handshake, not inside the 'connection' event, so
-  // the pairing of socket and session below would not hold.
-  if (servers.some((s) => s instanceof TlsServer)) throw new Error('the connection cap pairs sockets and sessions of cleartext HTTP/2 only, not TLS');
 
   /** Each held connection's session, with its socket (destroying that frees the descriptor at once). */
   const held = new Map<ServerHttp2Session, Socket>();
@@ -116,14 +113,17 @@ export function capConnections(server: Server, maxConnections: number, logger: L
   };
 
   for (const listener of servers) {
-    // Node makes a cleartext connection's session inside the socket's 'connection' event and emits
-    // 'session' from there, so the socket caught first is the session's.
+    // Node makes a connection's session inside the socket's 'connection' event (cleartext) or
+    // 'secureConnection' event (TLS, once the handshake is done) and emits 'session' from
+    // there, so the socket caught first is the session's. Over TLS a connection is counted from
+    // its handshake on: one still in its handshake holds a descriptor the cap does not see.
+    const accepting = listener instanceof TlsServer ? 'secureConnection' : 'connection';
     let accepted: Socket | undefined;
-    listener.prependListener('connection', (socket: Socket) => (accepted = socket));
+    listener.prependListener(accepting, (socket: Socket) => (accepted = socket));
     listener.on('session', (session: ServerHttp2Session) => {
       const socket = accepted;
       accepted = undefined;
-      if (socket === undefined) session.destroy(); // not reached in cleartext; a connection the cap could not free is not kept
+      if (socket === undefined) session.destroy(); // not reached; a connection the cap could not free is not kept
       else admit(session, socket);
     });
   }

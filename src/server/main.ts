@@ -4,6 +4,7 @@ import { type Logger, pino } from 'pino';
 import { type Config, ConfigError, loadConfig, usage } from './config.js';
 import { type ChatServer, ListenError, startServer } from './server.js';
 import { shutdownOnSignals } from './shutdown.js';
+import { tlsMode } from './tls.js';
 import { packageVersion } from './version.js';
 
 const NAME = 'chat-rebuild';
@@ -30,7 +31,7 @@ async function main(): Promise<void> {
   }
   // The signals are taken before the line that says the server is up: whoever waits for it may signal at once.
   const stopped = shutdownOnSignals(server, config, logger);
-  logger.info({ version: packageVersion(), config: server.config, port: server.port }, 'chat server listening');
+  logger.info({ version: packageVersion(), config: server.config, port: server.port, tls: tlsMode(server.config) }, 'chat server listening');
   await stopped;
 }
 

@@ -1,4 +1,4 @@
-import { Server, ServerCredentials, type ServerOptions } from '@grpc/grpc-js';
+import { Server, type ServerOptions } from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { ChatServiceService } from '../../generated/chat/v1/chat.js';
@@ -14,6 +14,7 @@ import { heapLimitBytes, heapProbe } from './heap-probe.js';
 import { addReflection } from './reflection.js';
 import { ResponseBudget } from './response-budget.js';
 import { WatchStreams } from './stream.js';
+import { serverCredentials } from './tls.js';
 
 const CHAT_SERVICE = 'chat.v1.ChatService';
 
@@ -51,8 +52,9 @@ export class ListenError extends Error {
 }
 
 /**
- * Starts the chat, health and reflection services on `config.host:config.port`. `random` draws
- * each watch's lifetime.
+ * Starts the chat, health and reflection services on `config.host:config.port`, over TLS when
+ * `config.tlsCertFile` is set (tls.ts; its files unusable: a ConfigError). `random` draws each
+ * watch's lifetime.
  */
 export async function startServer(
   loaded: Config,
@@ -61,6 +63,7 @@ export async function startServer(
   random: () => number = Math.random,
 ): Promise<ChatServer> {
   const config = withDerivedBudgets(loaded, heapLimitBytes(), openFilesLimit());
+  const credentials = serverCredentials(config); // first: a bad certificate file stops start-up before anything runs
   const heap = heapProbe(config.heapProbeIntervalMs);
   const store = new ChatStore(config, clock, undefined, {
     probe: heap.probe,
@@ -85,7 +88,7 @@ export async function startServer(
 
   const address = `${config.host}:${config.port}`;
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound)));
+    server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolve(bound)));
   }).catch((error: unknown) => {
     heap.close();
     throw new ListenError(`cannot listen on ${address}: ${bindFailure(error)}`, { cause: error });

@@ -93,6 +93,18 @@ describe('configuration', () => {
     expect(usage()).to.match(/--drain-ms \(DRAIN_MS\), default 5000\n {6}after SIGTERM\/SIGINT, how long health says NOT_SERVING/);
   });
 
+  it('takes TLS files (none by default): a certificate and its key together, a client CA only with them', () => {
+    expect(DEFAULT_CONFIG).to.include({ tlsCertFile: '', tlsKeyFile: '', tlsClientCaFile: '' });
+    const files = { TLS_CERT_FILE: '/etc/chat/server.crt', TLS_KEY_FILE: '/etc/chat/server.key' };
+    expect(loadConfig(['--tls-client-ca-file=/etc/chat/clients.crt'], files)).to.include({
+      tlsCertFile: '/etc/chat/server.crt', tlsKeyFile: '/etc/chat/server.key', tlsClientCaFile: '/etc/chat/clients.crt',
+    });
+    expect(() => loadConfig(['--tls-cert-file', 'a.crt'], {})).to.throw(ConfigError, 'tls-cert-file is given without tls-key-file (TLS_KEY_FILE)');
+    expect(() => loadConfig([], { TLS_KEY_FILE: 'a.key' })).to.throw(ConfigError, 'tls-key-file is given without tls-cert-file (TLS_CERT_FILE)');
+    expect(() => loadConfig(['--tls-client-ca-file', 'ca.crt'], {})).to.throw(ConfigError, 'client certificates need TLS');
+    expect(usage()).to.match(/--tls-cert-file \(TLS_CERT_FILE\), default none\n/);
+  });
+
   it("takes pino's log levels and silent, and refuses any other", () => {
     for (const level of ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']) {
       expect(loadConfig(['--log-level', level], {}).logLevel).to.equal(level);
