@@ -38,5 +38,8 @@ EXPOSE 50051
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["node", "dist/src/server/healthcheck.js"]
 # The production command, the one the tests spawn (test/server/docker.test.ts checks they agree).
-# node itself is PID 1: it handles SIGTERM and SIGINT, and starts no children to reap.
+# node itself is PID 1: it handles SIGTERM and SIGINT, and starts no children to reap. It checks
+# bearer tokens and will not start without a key source: give one by environment, such as
+# AUTH_JWKS_FILE=/run/secrets/jwks.json (mounted), AUTH_JWKS_URL or AUTH_HS256_SECRET_FILE; or,
+# for a local trial only, INSECURE=true.
 ENTRYPOINT ["node", "dist/src/server/main.js"]

@@ -30,7 +30,10 @@ async function main(): Promise<void> {
   }
   // The signals are taken before the line that says the server is up: whoever waits for it may signal at once.
   const stopped = shutdownOnSignals(server, config, logger);
-  logger.info({ version: packageVersion(), config: server.config, port: server.port }, 'chat server listening');
+  if (config.insecure) {
+    logger.warn({ insecure: true }, 'INSECURE: no authentication; every caller may read, send and rebuild any chat as anyone (--insecure is for development only)');
+  }
+  logger.info({ version: packageVersion(), config: server.config, port: server.port, insecure: config.insecure }, 'chat server listening');
   await stopped;
 }
 

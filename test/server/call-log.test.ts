@@ -5,6 +5,7 @@ import { logCalls } from '../../src/server/call-log.js';
 import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { type ChatServer, startServer } from '../../src/server/server.js';
 import { unary } from '../../src/server/unary.js';
+import { INSECURE } from '../../src/domain/access.js';
 import { ResponseBudget } from '../../src/server/response-budget.js';
 import { chatApi, expectStatus } from '../support/chat-api.js';
 import { memoryLogger } from '../support/memory-log.js';
@@ -81,7 +82,7 @@ describe('one log line per internal error', () => {
   it('at error, with its method, chat id, code and duration', async () => {
     const { logger, lines } = memoryLogger('debug');
     const server = new Server({ interceptors: [logCalls(logger, DEFAULT_CONFIG)] });
-    const context = { logger, responses: new ResponseBudget(DEFAULT_CONFIG), unaryDeadlineMs: 0 };
+    const context = { logger, responses: new ResponseBudget(DEFAULT_CONFIG), unaryDeadlineMs: 0, authenticate: async () => INSECURE };
     const broken = unary('GetNewMessage', () => { throw new Error('a bug'); }, { encode: ChatServiceService.getNewMessage.responseSerialize, read: false }, context);
     server.addService(ChatServiceService, { getNewMessage: broken } as never);
     const port = await new Promise<number>((resolve, reject) =>
