@@ -193,7 +193,7 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   unaryDeadlineMs: 'a unary answer its client has not taken this long is dropped (stream reset); 0: never',
   maxResponseBytesInFlightPerConnection: 'bytes of answers one connection may have untaken before its reads are refused; 0: no limit',
   maxResponseBytesInFlight: 'bytes of answers the whole server may have untaken before reads are refused; 0: no limit',
-  insecure: 'check no bearer tokens (development only): anyone may do anything; without it a key source is required',
+  insecure: 'check no bearer tokens (development only); without it a key source is required',
   authHs256SecretFile: 'file holding the HS256 secret (at least 32 bytes) that bearer tokens are signed with',
   authJwksFile: 'local JWKS file with the public keys that bearer tokens are signed with',
   authJwksUrl: 'JWKS URL with the public keys that bearer tokens are signed with (fetched and cached)',
@@ -299,7 +299,7 @@ export function usage(): string {
     maxConnections: ` (the open-file limit less the larger of 32 and an eighth of it; ${FALLBACK_MAX_CONNECTIONS} where the limit is unknown)`,
   };
   const lines = SETTINGS.flatMap((key) => [
-    `  --${flagOf(key)} (${envOf(key)}), default ${DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
+    `  --${flagOf(key)} (${envOf(key)}), default ${DEFAULT_CONFIG[key] === '' ? 'none' : DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
     `      ${MEANINGS[key]}`,
   ]);
   return [

@@ -13,9 +13,9 @@ import { PRODUCTION_COMMAND, REPO, spawnServer, type ServerProcess } from '../su
 const [, MAIN] = PRODUCTION_COMMAND;
 const VERSION = (JSON.parse(readFileSync(`${REPO}/package.json`, 'utf8')) as { version: string }).version;
 
-/** Runs the production command to its end (for settings it refuses, --help, --version). */
+/** Runs the production command to its end (for settings it refuses, --help, --version); insecure unless `env` says otherwise. */
 function run(args: readonly string[], env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30_000 });
+  return spawnSync(process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...process.env, INSECURE: 'true', ...env }, encoding: 'utf8', timeout: 30_000 });
 }
 
 /** Asserts the run refused a setting: status 2 and exactly one line on stderr, no stack. */
@@ -179,11 +179,11 @@ describe('the server process', () => {
   it('--help gives every setting its flag, variable, default and meaning, and exits 0', () => {
     const outcome = run(['--help']);
     expect(outcome.status).to.equal(0);
-    expect(outcome.stdout).to.match(/--drain-ms\s+DRAIN_MS\s+default 5000\n\s+after SIGTERM\/SIGINT, how long health says NOT_SERVING/);
+    expect(outcome.stdout).to.match(/--drain-ms \(DRAIN_MS\), default 5000\n\s+after SIGTERM\/SIGINT, how long health says NOT_SERVING/);
     expect(outcome.stdout).to.contain('--version');
     for (const key of Object.keys(DEFAULT_CONFIG)) {
       const flag = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-      expect(outcome.stdout, flag).to.match(new RegExp(`--${flag}\\s+[A-Z_]+\\s+default [^\\n]+\\n {6}\\S[^\\n]+\\n`));
+      expect(outcome.stdout, flag).to.match(new RegExp(`--${flag} \\([A-Z0-9_]+\\), default [^\\n]+\\n {6}\\S[^\\n]+\\n`));
     }
   });
 
