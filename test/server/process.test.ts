@@ -169,11 +169,33 @@ describe('the server process', () => {
       }
     });
 
+    it('no key source for bearer tokens, and no --insecure', () => {
+      const line = expectRefused(run(['--port', '0'], { INSECURE: '' }));
+      expect(line).to.equal(
+        'chat-rebuild: no key source for bearer tokens: give --auth-hs256-secret-file, --auth-jwks-file or --auth-jwks-url, ' +
+          'or --insecure for a development server that checks no tokens (see --help)',
+      );
+      expect(expectRefused(run(['--port', '0', '--auth-jwks-file', '/no/such/jwks.json'], { INSECURE: '' }))).to.equal(
+        'chat-rebuild: auth-jwks-file "/no/such/jwks.json" cannot be read: ENOENT (see --help)',
+      );
+    });
+
     it('a host that is not an address of this machine', () => {
       // 192.0.2.1 is TEST-NET-1 (RFC 5737): never local, and binding to it sends nothing.
       const line = expectRefused(run(['--host', '192.0.2.1', '--port', '0']));
       expect(line).to.equal('chat-rebuild: cannot listen on 192.0.2.1:0: address not available (EADDRNOTAVAIL); choose another --port or --host (see --help)');
     });
+  });
+
+  it('with --insecure, warns at start that it checks no tokens, and says so in the listening line', async () => {
+    const server = await spawnServer({ INSECURE: 'true' });
+    try {
+      const warning = await server.waitForLog((entry) => entry.level === 40 && String(entry.msg).startsWith('INSECURE: no authentication'));
+      expect(warning).to.include({ insecure: true });
+      expect(await server.waitForLog('chat server listening')).to.include({ insecure: true });
+    } finally {
+      await server.kill();
+    }
   });
 
   it('--help gives every setting its flag, variable, default and meaning, and exits 0', () => {
