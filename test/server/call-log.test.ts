@@ -1,11 +1,11 @@
 import { credentials, Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatServiceClient, ChatServiceService, MessageType } from '../../generated/chat/v1/chat.js';
+import { INSECURE } from '../../src/domain/access.js';
 import { logCalls } from '../../src/server/call-log.js';
 import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { type ChatServer, startServer } from '../../src/server/server.js';
 import { unary } from '../../src/server/unary.js';
-import { INSECURE } from '../../src/domain/access.js';
 import { ResponseBudget } from '../../src/server/response-budget.js';
 import { chatApi, expectStatus } from '../support/chat-api.js';
 import { memoryLogger } from '../support/memory-log.js';
@@ -23,7 +23,7 @@ describe('one log line per refused or failed call', () => {
   beforeEach(async () => {
     const log = memoryLogger('debug');
     lines = log.lines;
-    server = await startServer({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, maxContentBytes: 1000, maxRequestBytes: 5000 }, log.logger);
+    server = await startServer({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, insecure: true, maxContentBytes: 1000, maxRequestBytes: 5000 }, log.logger);
     address = `127.0.0.1:${server.port}`;
     client = new ChatServiceClient(address, credentials.createInsecure());
   });
