@@ -38,5 +38,7 @@ EXPOSE 50051
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 CMD ["node", "dist/src/server/healthcheck.js"]
 # The production command, the one the tests spawn (test/server/docker.test.ts checks they agree).
-# node itself is PID 1: it handles SIGTERM and SIGINT, and starts no children to reap.
+# node itself is PID 1: it handles SIGTERM and SIGINT, and starts no children to reap. Give it a
+# key source by environment, such as AUTH_JWKS_FILE=/run/secrets/jwks.json (mounted), AUTH_JWKS_URL
+# or AUTH_HS256_SECRET_FILE, so it checks bearer tokens; without one it checks none and warns.
 ENTRYPOINT ["node", "dist/src/server/main.js"]

@@ -47,7 +47,7 @@ function repoRoot(): string {
 /** Spawns the server binary on 127.0.0.1, port 0, and resolves once it logs its port. */
 async function startServer(name: string): Promise<Server> {
   if (!existsSync(SERVER_MAIN)) throw new Error(`${SERVER_MAIN} is missing: run \`npm run build\` first`);
-  const child = spawn(process.execPath, [SERVER_MAIN], {
+  const child = spawn(process.execPath, [SERVER_MAIN, '--insecure'], {
     env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

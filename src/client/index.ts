@@ -1,6 +1,6 @@
 /** The chat-rebuild client SDK. */
 export { ChatSession } from './session.js';
-export type { ChatSessionEvents, ChatSessionOptions, RebuildEvent, RetryEvent, Role } from './options.js';
+export type { ChatSessionEvents, ChatSessionOptions, RebuildEvent, RetryEvent, Role, TokenSource } from './options.js';
 export { ChatSdkError, type ChatSdkErrorKind } from './errors.js';
 export { type LocalChatState, type LocalStore, MemoryStore, type PendingMessage } from './local-store.js';
 export { FileStore, LocalStoreError } from './file-store.js';

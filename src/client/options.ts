@@ -5,6 +5,9 @@ import type { ChatSdkError } from './errors.js';
 import type { LocalStore } from './local-store.js';
 import type { HomeProbeOptions, Transport } from './transport.js';
 
+/** A bearer token, or where to get the current one. */
+export type TokenSource = string | (() => string | Promise<string>);
+
 /** Who a session speaks as. A service posts bot messages (or system notices) on the agent side. */
 export type Role =
   | { readonly kind: 'visitor'; readonly visitorId?: string }
@@ -53,6 +56,14 @@ export interface ChatSessionOptions {
    * that requires client certificates. Each server's certificate must name its address's host.
    */
   readonly credentials?: ChannelCredentials;
+  /**
+   * The bearer token (a JWT from your identity service), sent as `authorization: Bearer <token>`
+   * on every call, watch and health probe: a string, or a function called for each of them, so
+   * a token renewed after the old one expired is used at once. The server takes the sender ids
+   * from it. A refusal of the token (UNAUTHENTICATED) or of what it grants (PERMISSION_DENIED)
+   * is not retried: the operation rejects at once. Not used with a custom `transport`.
+   */
+  readonly token?: TokenSource;
   /** Closes the session when it fires. */
   readonly signal?: AbortSignal;
   /** Source of message ids, of jitter and of waiting (retries, polling), injectable for tests and simulations. */

@@ -15,6 +15,7 @@ import {
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../generated/health/v1/health.js';
 import { CLIENT_DEFAULTS } from './defaults.js';
 import { ChatSdkError } from './errors.js';
+import type { TokenSource } from './options.js';
 import { placement } from './placement.js';
 import { abortedBy } from './signals.js';
 
@@ -38,6 +39,9 @@ export type ResponseOf<M extends ChatMethod> = ChatCalls[M][1];
 
 /** The request metadata that names the chat a call is about, for balancers that hash on it. */
 export const CHAT_ID_HEADER = 'x-chat-id';
+
+/** The request metadata that carries the bearer token. */
+export const AUTHORIZATION_HEADER = 'authorization';
 
 /** How a session reaches ChatService: gRPC in production, anything with the same calls in a simulation. */
 export interface Transport {
@@ -78,6 +82,8 @@ export interface ChatTransportOptions {
   readonly addresses: readonly string[];
   readonly callTimeoutMs?: number;
   readonly credentials?: ChannelCredentials;
+  /** Sent as `authorization: Bearer <token>` on every call, watch and probe; a function is called for each. */
+  readonly token?: TokenSource;
   readonly homeProbe?: Partial<HomeProbeOptions>;
   /** Jitter of the probe waits; Math.random by default. */
   readonly random?: () => number;
@@ -93,7 +99,8 @@ export interface ChatTransportOptions {
  * `homeProbe.firstMs`, doubling up to `homeProbe.maxMs`), and returns to the best one that
  * answers SERVING, telling `onMove` listeners. So once failures stop, every client of a chat
  * is back on its home within about `homeProbe.maxMs` plus a health check. Every call and watch
- * carries the chat id as `x-chat-id` metadata, for a load balancer that hashes on it.
+ * carries the chat id as `x-chat-id` metadata, for a load balancer that hashes on it, and the
+ * token (when given) as `authorization: Bearer <token>`.
  */
 export class ChatTransport implements Transport {
   private readonly ranking: readonly string[];
@@ -148,14 +155,15 @@ export class ChatTransport implements Transport {
   }
 
   /** One call to the current server, with a deadline, cancelled when `signal` aborts. */
-  call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
+  async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
+    const metadata = await this.metadata();
     const at = this.current;
     const client = this.client(at);
     const invoke = client[method].bind(client) as unknown as Unary<RequestOf<M>, ResponseOf<M>>;
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(abortedBy(signal));
       const onAbort = () => call.cancel();
-      const call = invoke(request, this.metadata(), { deadline: Date.now() + this.callTimeoutMs }, (error, response) => {
+      const call = invoke(request, metadata, { deadline: Date.now() + this.callTimeoutMs }, (error, response) => {
         signal?.removeEventListener('abort', onAbort);
         if (signal?.aborted) reject(abortedBy(signal));
         else if (error) reject(error);
@@ -171,9 +179,23 @@ export class ChatTransport implements Transport {
     });
   }
 
-  /** A watch on the current server, without a deadline, cancelled when `signal` aborts. */
+  /**
+   * A watch on the current server, without a deadline, cancelled when `signal` aborts. With a
+   * token function, the stream opens once it has given the token.
+   */
   watch(request: WatchChatRequest, signal: AbortSignal): AsyncIterable<WatchChatResponse> {
-    const stream = this.client(this.current).watchChat(request, this.metadata());
+    const { token } = this.options;
+    if (typeof token !== 'function') return this.openWatch(request, this.metadataWith(token), signal);
+    const open = async () => this.openWatch(request, this.metadataWith(await token()), signal);
+    return {
+      async *[Symbol.asyncIterator]() {
+        yield* await open();
+      },
+    };
+  }
+
+  private openWatch(request: WatchChatRequest, metadata: Metadata, signal: AbortSignal): AsyncIterable<WatchChatResponse> {
+    const stream = this.client(this.current).watchChat(request, metadata);
     const onAbort = () => stream.cancel();
     if (signal.aborted) onAbort();
     else signal.addEventListener('abort', onAbort, { once: true });
@@ -222,10 +244,12 @@ export class ChatTransport implements Transport {
   }
 
   /** Whether the server at `index` answers its health check with SERVING for ChatService. */
-  private serving(index: number): Promise<boolean> {
+  private async serving(index: number): Promise<boolean> {
+    const metadata = await this.metadata().catch(() => undefined);
+    if (metadata === undefined) return false; // no token now: try again at the next probe
     const health = new HealthClient(this.ranking[index]!, this.channelCredentials, { channelOverride: this.client(index).getChannel() });
     return new Promise((resolve) => {
-      health.check({ service: 'chat.v1.ChatService' }, this.metadata(), { deadline: Date.now() + this.probe.checkTimeoutMs }, (error, response) => {
+      health.check({ service: 'chat.v1.ChatService' }, metadata, { deadline: Date.now() + this.probe.checkTimeoutMs }, (error, response) => {
         const up = !error && response.status === HealthCheckResponse_ServingStatus.SERVING;
         // A fresh channel for the next probe: a failed one would wait out grpc-js's reconnect backoff.
         if (!up && index !== this.current) this.drop(index);
@@ -234,9 +258,16 @@ export class ChatTransport implements Transport {
     });
   }
 
-  private metadata(): Metadata {
+  /** The metadata of the next call: the chat id, and the token of the moment. */
+  private async metadata(): Promise<Metadata> {
+    const { token } = this.options;
+    return this.metadataWith(typeof token === 'function' ? await token() : token);
+  }
+
+  private metadataWith(token: string | undefined): Metadata {
     const metadata = new Metadata();
     metadata.set(CHAT_ID_HEADER, this.options.chatId);
+    if (token) metadata.set(AUTHORIZATION_HEADER, `Bearer ${token}`);
     return metadata;
   }
 

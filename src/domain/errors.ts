@@ -2,7 +2,7 @@
  * Typed domain failures. The server turns each kind into one gRPC status in one place
  * (src/server/status.ts); the domain itself knows nothing of gRPC.
  */
-export type ChatErrorKind = 'invalid-argument' | 'not-found' | 'permission-denied' | 'resource-exhausted';
+export type ChatErrorKind = 'invalid-argument' | 'not-found' | 'unauthenticated' | 'permission-denied' | 'resource-exhausted';
 
 /** A request the domain refuses. Refusals never change any chat. */
 export class ChatError extends Error {
@@ -19,4 +19,9 @@ export class ChatError extends Error {
 /** Shorthand for an INVALID_ARGUMENT refusal. */
 export function invalid(message: string): ChatError {
   return new ChatError('invalid-argument', message);
+}
+
+/** Shorthand for a PERMISSION_DENIED refusal: the caller is known, and may not do this. */
+export function denied(message: string): ChatError {
+  return new ChatError('permission-denied', message);
 }

@@ -12,9 +12,11 @@ import type {
   WatchChatRequest,
 } from '../../generated/chat/v1/chat.js';
 import { ChatServiceService } from '../../generated/chat/v1/chat.js';
+import { agentSender, authoriseUpload, type Caller, INSECURE, requireChatAccess, visitorSender } from '../domain/access.js';
 import type { Clock } from '../domain/limits.js';
 import type { ChatStore, SendOutcome } from '../domain/store.js';
 import { readResponse, resultCode, toChatCopy, toSubmission, toWireMessage, wireOffsets } from './convert.js';
+import type { CallerLimits, RateLimiter } from './rate-limits.js';
 import type { WatchStreams } from './stream.js';
 import { unary, type UnaryContext } from './unary.js';
 import { openWatchFeed, type WatchFeed } from './watch-feed.js';
@@ -22,51 +24,72 @@ import { openWatchFeed, type WatchFeed } from './watch-feed.js';
 export type { WatchFeed } from './watch-feed.js';
 
 /**
- * The five RPCs as plain functions; errors are thrown. The unary ones map a request to a
- * response; WatchChat maps one to a feed of responses, pulled one at a time.
+ * The five RPCs as plain functions of a request and its authenticated caller; errors are
+ * thrown. The unary ones map a request to a response; WatchChat maps one to a feed of
+ * responses, pulled one at a time.
  */
 export interface ChatHandlers {
-  addVisitorMessage(request: AddVisitorMessageRequest): AddVisitorMessageResponse;
-  addAgentMessage(request: AddAgentMessageRequest): AddAgentMessageResponse;
-  getNewMessage(request: GetNewMessageRequest): GetNewMessageResponse;
-  rebuild(request: RebuildRequest): RebuildResponse;
-  watchChat(request: WatchChatRequest): WatchFeed;
+  addVisitorMessage(request: AddVisitorMessageRequest, caller: Caller): AddVisitorMessageResponse;
+  addAgentMessage(request: AddAgentMessageRequest, caller: Caller): AddAgentMessageResponse;
+  getNewMessage(request: GetNewMessageRequest, caller: Caller): GetNewMessageResponse;
+  rebuild(request: RebuildRequest, caller: Caller): RebuildResponse;
+  watchChat(request: WatchChatRequest, caller: Caller): WatchFeed;
 }
 
-/** The chat.v1.ChatService handlers: translate, call the store, translate back. */
-export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger): ChatHandlers {
+/**
+ * The chat.v1.ChatService handlers: check what the caller may do (src/domain/access.ts) and its
+ * rate limits, translate, call the store, translate back. Sender ids come from the caller's
+ * token, never from the request (except on an insecure server). `limits` are per token subject;
+ * none by default.
+ */
+export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, limits?: CallerLimits): ChatHandlers {
+  const charge = (limiter: RateLimiter | undefined, caller: Caller) => {
+    if (limiter && caller !== INSECURE) limiter.take(`${caller.role}:${caller.sub}`);
+  };
   return {
-    addVisitorMessage: (request) =>
-      sendResponse(
+    addVisitorMessage: (request, caller) => {
+      const message = toSubmission(request.message);
+      const senderId = visitorSender(caller, request.chatId, message.senderId);
+      charge(limits?.sends, caller);
+      return sendResponse(
         store.addVisitorMessage({
           chatId: request.chatId,
           caller: { visitor: request.visitorOffset, agent: request.agentOffset, epoch: request.epoch },
-          message: toSubmission(request.message),
+          message: { ...message, senderId },
         }),
-      ),
+      );
+    },
 
-    addAgentMessage: (request) =>
-      sendResponse(
+    addAgentMessage: (request, caller) => {
+      const message = toSubmission(request.message);
+      const agentId = agentSender(caller, request.chatId, request.agentId, message.type);
+      charge(limits?.sends, caller);
+      return sendResponse(
         store.addAgentMessage({
           chatId: request.chatId,
-          agentId: request.agentId,
+          agentId,
           caller: { visitor: request.visitorOffset, agent: request.agentOffset, epoch: request.epoch },
-          message: toSubmission(request.message),
+          message,
         }),
-      ),
+      );
+    },
 
-    getNewMessage: (request) =>
-      readResponse(
+    getNewMessage: (request, caller) => {
+      requireChatAccess(caller, request.chatId);
+      return readResponse(
         store.getNewMessages(request.chatId, { visitor: request.visitorOffset, agent: request.agentOffset, epoch: request.epoch }),
-      ),
+      );
+    },
 
-    rebuild: (request) => {
+    rebuild: (request, caller) => {
       const started = performance.now();
-      const copy = toChatCopy(request.chat, clock.now());
+      const copy = authoriseUpload(caller, toChatCopy(request.chat, clock.now()));
+      charge(limits?.rebuilds, caller);
       const outcome = store.rebuild(copy);
       logger.info(
         {
           chatId: outcome.chatId,
+          ...(caller !== INSECURE && { caller: `${caller.role}:${caller.sub}` }),
           epoch: outcome.epoch,
           rebuildRequired: outcome.rebuildRequired,
           created: outcome.created,
@@ -93,7 +116,10 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger): Ch
       };
     },
 
-    watchChat: (request) => openWatchFeed(store, request),
+    watchChat: (request, caller) => {
+      requireChatAccess(caller, request.chatId);
+      return openWatchFeed(store, request);
+    },
   };
 }
 
@@ -110,7 +136,7 @@ export function chatServiceHandlers(handlers: ChatHandlers, streams: Pick<WatchS
     addAgentMessage: unary('AddAgentMessage', handlers.addAgentMessage, { encode: service.addAgentMessage.responseSerialize, read: false }, context),
     getNewMessage: unary('GetNewMessage', handlers.getNewMessage, { encode: service.getNewMessage.responseSerialize, read: true }, context),
     rebuild: unary('Rebuild', handlers.rebuild, { encode: service.rebuild.responseSerialize, read: true }, context),
-    watchChat: streams.adapt(handlers.watchChat),
+    watchChat: streams.adapt(handlers.watchChat, context.authenticate),
   };
 }
 

@@ -85,6 +85,34 @@ export interface Config extends Limits {
    * this CA signed (mutual TLS). Needs `tlsCertFile`. '': no client certificates asked for.
    */
   readonly tlsClientCaFile: string;
+  /**
+   * Checks no tokens: every caller may do anything, and sender ids are the request's. For
+   * development only. A server given no key source below runs so too, for now, and says so
+   * (src/server/authentication.ts, isInsecure).
+   */
+  readonly insecure: boolean;
+  /** A file holding the HS256 secret bearer tokens are signed with (tests, small deployments). */
+  readonly authHs256SecretFile: string;
+  /** A local JWKS file (JSON) with the public keys bearer tokens are signed with. */
+  readonly authJwksFile: string;
+  /** A JWKS URL with those keys, fetched when a token names a key not yet seen, and cached. */
+  readonly authJwksUrl: string;
+  /** The issuer (iss) every token must name; empty: not checked. */
+  readonly authIssuer: string;
+  /** The audience (aud) every token must include; empty: not checked. */
+  readonly authAudience: string;
+  /** How far the server's clock and the issuer's may disagree on a token's exp and nbf. */
+  readonly authClockToleranceMs: number;
+  /** Sends (AddVisitorMessage, AddAgentMessage) per second per token subject; 0: no limit. */
+  readonly rateSendsPerSecond: number;
+  /** Sends a subject may make at once after a quiet time; 0: one second's worth. */
+  readonly rateSendsBurst: number;
+  /** Rebuild calls per second per token subject; 0: no limit. */
+  readonly rateRebuildsPerSecond: number;
+  /** Rebuild calls a subject may make at once after a quiet time; 0: one second's worth. */
+  readonly rateRebuildsBurst: number;
+  /** Most subjects the rate limits track at once (each limit); the least recently seen go first. */
+  readonly rateMaxSubjects: number;
 }
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
@@ -126,6 +154,18 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   tlsCertFile: '',
   tlsKeyFile: '',
   tlsClientCaFile: '',
+  insecure: false,
+  authHs256SecretFile: '',
+  authJwksFile: '',
+  authJwksUrl: '',
+  authIssuer: '',
+  authAudience: '',
+  authClockToleranceMs: 30_000,
+  rateSendsPerSecond: 0,
+  rateSendsBurst: 0,
+  rateRebuildsPerSecond: 0,
+  rateRebuildsBurst: 0,
+  rateMaxSubjects: 100_000,
 });
 
 /**
@@ -172,12 +212,25 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   tlsCertFile: 'PEM certificate chain to serve TLS with (needs tls-key-file); none: plaintext',
   tlsKeyFile: 'PEM private key of tls-cert-file',
   tlsClientCaFile: 'PEM CA: clients must present a certificate it signed (mutual TLS; needs tls-cert-file)',
+  insecure: 'check no bearer tokens (development only; so does a server given no key source, for now)',
+  authHs256SecretFile: 'file holding the HS256 secret (at least 32 bytes) that bearer tokens are signed with',
+  authJwksFile: 'local JWKS file with the public keys that bearer tokens are signed with',
+  authJwksUrl: 'JWKS URL with the public keys that bearer tokens are signed with (fetched and cached)',
+  authIssuer: 'the iss every token must name; empty: not checked',
+  authAudience: 'the aud every token must include; empty: not checked',
+  authClockToleranceMs: "how far a token's exp and nbf may be off the server's clock",
+  rateSendsPerSecond: 'sends per second per token subject (RESOURCE_EXHAUSTED above it); 0: no limit',
+  rateSendsBurst: "sends a subject may make at once after a quiet time; 0: one second's worth",
+  rateRebuildsPerSecond: 'Rebuild calls per second per token subject; 0: no limit',
+  rateRebuildsBurst: "Rebuild calls a subject may make at once after a quiet time; 0: one second's worth",
+  rateMaxSubjects: 'most token subjects each rate limit tracks; the least recently seen are forgotten first',
 });
 
 /** Each setting's flag (kebab-case) and environment variable (SCREAMING_SNAKE_CASE). */
 const SETTINGS = Object.keys(DEFAULT_CONFIG) as (keyof Config)[];
 
-const flagOf = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+/** A setting's flag, without the dashes: `maxChats` is max-chats. */
+export const flagOf = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const envOf = (key: string) => flagOf(key).replaceAll('-', '_').toUpperCase();
 
 /** pino's levels, and silent (nothing). */
@@ -194,11 +247,12 @@ export class ConfigError extends Error {
  */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
   const values = parseFlags(argv);
-  const config: Record<string, string | number> = { ...DEFAULT_CONFIG };
+  const config: Record<string, string | number | boolean> = { ...DEFAULT_CONFIG };
   for (const key of SETTINGS) {
-    const raw = (values[flagOf(key)] as string | undefined) ?? env[envOf(key)];
+    const raw = values[flagOf(key)] ?? env[envOf(key)];
     if (raw === undefined || raw === '') continue;
-    config[key] = typeof DEFAULT_CONFIG[key] === 'number' ? parseWhole(key, raw) : raw;
+    const kind = typeof DEFAULT_CONFIG[key];
+    config[key] = kind === 'boolean' ? parseSwitch(key, raw) : kind === 'number' ? parseWhole(key, String(raw)) : raw;
   }
   if ((config.port as number) > 65_535) throw new ConfigError(`port must be 0 to 65535; got ${config.port}`);
   if (!LOG_LEVELS.includes(config.logLevel as string)) {
@@ -291,12 +345,22 @@ function parseFlags(argv: readonly string[]): Record<string, string | boolean | 
   try {
     return parseArgs({
       args: [...argv],
-      options: Object.fromEntries(SETTINGS.map((key) => [flagOf(key), { type: 'string' as const }])),
+      options: Object.fromEntries(
+        SETTINGS.map((key) => [flagOf(key), { type: typeof DEFAULT_CONFIG[key] === 'boolean' ? ('boolean' as const) : ('string' as const) }]),
+      ),
       strict: true,
     }).values;
   } catch (error) {
     throw new ConfigError((error as Error).message);
   }
+}
+
+/** A switch: the bare flag, or its variable set to true/1 or false/0. */
+function parseSwitch(key: string, raw: string | boolean): boolean {
+  if (typeof raw === 'boolean') return raw;
+  if (/^(true|1)$/i.test(raw.trim())) return true;
+  if (/^(false|0)$/i.test(raw.trim())) return false;
+  throw new ConfigError(`${envOf(key)} must be true, false, 1 or 0; got "${raw}"`);
 }
 
 function parseWhole(key: string, raw: string): number {

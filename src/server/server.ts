@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { ChatServiceService } from '../../generated/chat/v1/chat.js';
 import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
+import { authenticator, isInsecure } from './authentication.js';
 import { logCalls } from './call-log.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import { type Config, withDerivedBudgets } from './config.js';
@@ -11,6 +12,8 @@ import { capConnections, type ConnectionCounts, openFilesLimit } from './connect
 import { decodingServer, refuseUndecodable, withDecodeFailures } from './decoding.js';
 import { withEncodedResponses } from './encoded-responses.js';
 import { heapLimitBytes, heapProbe } from './heap-probe.js';
+import { markInsecure } from './insecure-marker.js';
+import { callerLimits } from './rate-limits.js';
 import { addReflection } from './reflection.js';
 import { ResponseBudget } from './response-budget.js';
 import { WatchStreams } from './stream.js';
@@ -54,7 +57,9 @@ export class ListenError extends Error {
 /**
  * Starts the chat, health and reflection services on `config.host:config.port`, over TLS when
  * `config.tlsCertFile` is set (tls.ts; its files unusable: a ConfigError). `random` draws each
- * watch's lifetime.
+ * watch's lifetime. Refuses to start (ConfigError) without a key source for bearer tokens
+ * unless `config.insecure` (src/server/authentication.ts). Without a key source it runs insecure
+ * for now (`ChatServer.config.insecure` then says so; see isInsecure).
  */
 export async function startServer(
   loaded: Config,
@@ -62,8 +67,10 @@ export async function startServer(
   clock: Clock = systemClock,
   random: () => number = Math.random,
 ): Promise<ChatServer> {
-  const config = withDerivedBudgets(loaded, heapLimitBytes(), openFilesLimit());
+  const derived = withDerivedBudgets(loaded, heapLimitBytes(), openFilesLimit());
+  const config = { ...derived, insecure: isInsecure(derived) };
   const credentials = serverCredentials(config); // first: a bad certificate file stops start-up before anything runs
+  const authenticate = await authenticator(config);
   const heap = heapProbe(config.heapProbeIntervalMs);
   const store = new ChatStore(config, clock, undefined, {
     probe: heap.probe,
@@ -75,12 +82,19 @@ export async function startServer(
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
   // logCalls first: it wraps grpc-js's own call, so it sees every status, refuseUndecodable's too.
-  const server = new Server({ ...serverOptions(config), interceptors: [logCalls(logger, config), refuseUndecodable] });
+  // markInsecure adds x-chat-insecure: true to the chat calls' response metadata on an insecure server.
+  const interceptors = [logCalls(logger, config), refuseUndecodable, ...(config.insecure ? [markInsecure] : [])];
+  const server = new Server({ ...serverOptions(config), interceptors });
   // Every service decodes through withDecodeFailures, so an undecodable request is INVALID_ARGUMENT on each.
   const services = decodingServer(server);
   server.addService(
     withDecodeFailures(withEncodedResponses(ChatServiceService), { generated: true }),
-    chatServiceHandlers(chatHandlers(store, clock, logger), watches, { logger, responses, unaryDeadlineMs: config.unaryDeadlineMs }),
+    chatServiceHandlers(chatHandlers(store, clock, logger, callerLimits(config)), watches, {
+      logger,
+      responses,
+      unaryDeadlineMs: config.unaryDeadlineMs,
+      authenticate,
+    }),
   );
   const health = new HealthImplementation({ '': 'SERVING', [CHAT_SERVICE]: 'SERVING' });
   health.addToServer(services);

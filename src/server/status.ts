@@ -5,6 +5,7 @@ import { ChatError, type ChatErrorKind } from '../domain/errors.js';
 const CODES: Record<ChatErrorKind, status> = {
   'invalid-argument': status.INVALID_ARGUMENT,
   'not-found': status.NOT_FOUND,
+  unauthenticated: status.UNAUTHENTICATED,
   'permission-denied': status.PERMISSION_DENIED,
   'resource-exhausted': status.RESOURCE_EXHAUSTED,
 };

@@ -1,5 +1,7 @@
 import type { handleServerStreamingCall, ServerErrorResponse, ServerWritableStream, StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { Caller } from '../domain/access.js';
+import type { Authenticate } from './authentication.js';
 import { ChatServiceService, type WatchChatRequest, type WatchChatResponse } from '../../generated/chat/v1/chat.js';
 import type { Config } from './config.js';
 import { resetCall } from './reset-stream.js';
@@ -10,8 +12,8 @@ import type { WatchFeed } from './watch-feed.js';
 type WatchCall = ServerWritableStream<WatchChatRequest, WatchChatResponse>;
 type Status = Partial<StatusObject> | Partial<ServerErrorResponse>;
 
-/** A WatchChat handler as the service writes it: a request in, a feed (or a thrown error) out. */
-export type WatchHandler = (request: WatchChatRequest) => WatchFeed;
+/** A WatchChat handler as the service writes it: a request and its authenticated caller in, a feed (or a thrown error) out. */
+export type WatchHandler = (request: WatchChatRequest, caller: Caller) => WatchFeed;
 
 /** The settings a watch stream needs. */
 export type StreamConfig = Pick<Config, 'watchStallMs' | 'watchCutoffGraceMs' | 'watchMaxAgeMs'>;
@@ -50,14 +52,14 @@ export class WatchStreams {
     return this.open.size;
   }
 
-  /** Adapts a feed handler to grpc-js, mapping every error in one place. */
-  adapt(handler: WatchHandler): handleServerStreamingCall<WatchChatRequest, WatchChatResponse> {
+  /** Adapts a feed handler to grpc-js, authenticating each caller first and mapping every error in one place. */
+  adapt(handler: WatchHandler, authenticate: Authenticate): handleServerStreamingCall<WatchChatRequest, WatchChatResponse> {
     return (call) => {
       const lifetimeMs = watchLifetimeMs(this.config.watchMaxAgeMs, this.random);
       const stream = new FeedStream(call, this.config, lifetimeMs, this.logger, this.responses, () => this.open.delete(stream));
       this.open.add(stream);
       if (this.stopping) stream.end(serverStopping(), undefined);
-      else stream.start(handler);
+      else stream.start(handler, authenticate);
     };
   }
 
@@ -111,12 +113,21 @@ class FeedStream {
     call.once('finish', () => clearTimeout(this.resetTimer));
   }
 
-  /** Opens the feed and sends its first response (possibly empty). */
-  start(handler: WatchHandler): void {
+  /** Authenticates the caller, then opens the feed and sends its first response (possibly empty). */
+  start(handler: WatchHandler, authenticate: Authenticate): void {
+    this.chatId = this.call.request.chatId;
+    authenticate(this.call.metadata).then(
+      (caller) => {
+        if (!this.ended) this.open(handler, caller); // ended meanwhile: cancelled, or the server is stopping
+      },
+      (error: unknown) => this.fail(error),
+    );
+  }
+
+  private open(handler: WatchHandler, caller: Caller): void {
     try {
-      this.chatId = this.call.request.chatId;
       this.responses.admit(this.peer);
-      this.feed = handler(this.call.request);
+      this.feed = handler(this.call.request, caller);
       this.feed.onChange(() => this.heard());
       const { visitorOffset, agentOffset, epoch } = this.call.request;
       this.logger.debug({ chatId: this.chatId, visitorOffset, agentOffset, epoch, peer: this.call.getPeer() }, 'watch started');

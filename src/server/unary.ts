@@ -1,17 +1,20 @@
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { Caller } from '../domain/access.js';
+import type { Authenticate } from './authentication.js';
 import type { Config } from './config.js';
 import { http2StreamOf, resetCall } from './reset-stream.js';
 import type { ResponseBudget } from './response-budget.js';
 import { toServiceError } from './status.js';
 
-/** A handler as the service writes it: a request in, a response (or a thrown error) out. */
-export type UnaryHandler<Req, Res> = (request: Req) => Res | Promise<Res>;
+/** A handler as the service writes it: a request and its authenticated caller in, a response (or a thrown error) out. */
+export type UnaryHandler<Req, Res> = (request: Req, caller: Caller) => Res | Promise<Res>;
 
-/** What every unary adapter shares: the logger, the answers in flight, the unary deadline. */
+/** What every unary adapter shares: the logger, the answers in flight, the unary deadline, who the caller is. */
 export interface UnaryContext extends Pick<Config, 'unaryDeadlineMs'> {
   readonly logger: Logger;
   readonly responses: ResponseBudget;
+  readonly authenticate: Authenticate;
 }
 
 /** How one method is adapted: its answer's encoder, and whether it is a read (refused over budget). */
@@ -21,7 +24,8 @@ export interface UnaryMethod<Res> {
 }
 
 /**
- * Adapts an async handler to grpc-js's callback style, mapping every error in one place. A
+ * Adapts an async handler to grpc-js's callback style, mapping every error in one place. The
+ * caller is authenticated first (a call without a good token is refused before anything else). A
  * read is refused (RESOURCE_EXHAUSTED) while its connection or the server has too many bytes
  * of answers in flight; every answer counts from when it is encoded until its stream closes,
  * and one its client has not taken within `unaryDeadlineMs` is dropped by resetting the stream,
@@ -33,13 +37,13 @@ export function unary<Req, Res>(
   { encode, read }: UnaryMethod<Res>,
   context: UnaryContext,
 ): handleUnaryCall<Req, Res> {
-  const { logger, responses, unaryDeadlineMs } = context;
+  const { logger, responses, unaryDeadlineMs, authenticate } = context;
   return (call, callback) => {
     const peer = call.getPeer();
-    Promise.resolve()
-      .then(() => {
+    authenticate(call.metadata)
+      .then((caller) => {
         if (read) responses.admit(peer);
-        return handler(call.request);
+        return handler(call.request, caller);
       })
       .then((response) => encode(response))
       .then(

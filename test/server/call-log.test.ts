@@ -1,6 +1,7 @@
 import { credentials, Server, ServerCredentials, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatServiceClient, ChatServiceService, MessageType } from '../../generated/chat/v1/chat.js';
+import { INSECURE } from '../../src/domain/access.js';
 import { logCalls } from '../../src/server/call-log.js';
 import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { type ChatServer, startServer } from '../../src/server/server.js';
@@ -22,7 +23,7 @@ describe('one log line per refused or failed call', () => {
   beforeEach(async () => {
     const log = memoryLogger('debug');
     lines = log.lines;
-    server = await startServer({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, maxContentBytes: 1000, maxRequestBytes: 5000 }, log.logger);
+    server = await startServer({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, insecure: true, maxContentBytes: 1000, maxRequestBytes: 5000 }, log.logger);
     address = `127.0.0.1:${server.port}`;
     client = new ChatServiceClient(address, credentials.createInsecure());
   });
@@ -81,7 +82,7 @@ describe('one log line per internal error', () => {
   it('at error, with its method, chat id, code and duration', async () => {
     const { logger, lines } = memoryLogger('debug');
     const server = new Server({ interceptors: [logCalls(logger, DEFAULT_CONFIG)] });
-    const context = { logger, responses: new ResponseBudget(DEFAULT_CONFIG), unaryDeadlineMs: 0 };
+    const context = { logger, responses: new ResponseBudget(DEFAULT_CONFIG), unaryDeadlineMs: 0, authenticate: async () => INSECURE };
     const broken = unary('GetNewMessage', () => { throw new Error('a bug'); }, { encode: ChatServiceService.getNewMessage.responseSerialize, read: false }, context);
     server.addService(ChatServiceService, { getNewMessage: broken } as never);
     const port = await new Promise<number>((resolve, reject) =>

@@ -33,8 +33,10 @@ describe('npm start', function () {
   });
 
   it('stops the server gracefully, and exits 0 with it, when npm gets SIGTERM', async () => {
-    npm = await spawnLogging('npm', ['start'], { DRAIN_MS: '200' }, { detached: true });
+    // INSECURE empty: the script's own --insecure is what lets the quick start run without keys.
+    npm = await spawnLogging('npm', ['start'], { DRAIN_MS: '200', INSECURE: '' }, { detached: true });
     expect(npm.pid, 'the server runs in a process of its own').not.to.equal(npm.child.pid);
+    expect(npm.logs.find((l) => l.msg === 'chat server listening')).to.include({ insecure: true });
     npm.child.kill('SIGTERM');
     const code = await npm.exited;
     expect(alive(npm.pid), `the server (pid ${npm.pid}) after npm exited`).to.equal(false);

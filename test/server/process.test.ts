@@ -13,9 +13,9 @@ import { PRODUCTION_COMMAND, REPO, spawnServer, type ServerProcess } from '../su
 const [, MAIN] = PRODUCTION_COMMAND;
 const VERSION = (JSON.parse(readFileSync(`${REPO}/package.json`, 'utf8')) as { version: string }).version;
 
-/** Runs the production command to its end (for settings it refuses, --help, --version). */
+/** Runs the production command to its end (for settings it refuses, --help, --version); insecure unless `env` says otherwise. */
 function run(args: readonly string[], env: Record<string, string> = {}) {
-  return spawnSync(process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30_000 });
+  return spawnSync(process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...process.env, INSECURE: 'true', ...env }, encoding: 'utf8', timeout: 30_000 });
 }
 
 /** Asserts the run refused a setting: status 2 and exactly one line on stderr, no stack. */
@@ -169,11 +169,39 @@ describe('the server process', () => {
       }
     });
 
+    it('a key file it cannot read', () => {
+      expect(expectRefused(run(['--port', '0', '--auth-jwks-file', '/no/such/jwks.json'], { INSECURE: '' }))).to.equal(
+        'chat-rebuild: auth-jwks-file "/no/such/jwks.json" cannot be read: ENOENT (see --help)',
+      );
+    });
+
     it('a host that is not an address of this machine', () => {
       // 192.0.2.1 is TEST-NET-1 (RFC 5737): never local, and binding to it sends nothing.
       const line = expectRefused(run(['--host', '192.0.2.1', '--port', '0']));
       expect(line).to.equal('chat-rebuild: cannot listen on 192.0.2.1:0: address not available (EADDRNOTAVAIL); choose another --port or --host (see --help)');
     });
+  });
+
+  it('with --insecure, warns at start that it checks no tokens, and says so in the listening line', async () => {
+    const server = await spawnServer({ INSECURE: 'true' });
+    try {
+      const warning = await server.waitForLog((entry) => entry.level === 40 && String(entry.msg).startsWith('INSECURE: no authentication'));
+      expect(warning).to.include({ insecure: true });
+      expect(await server.waitForLog('chat server listening')).to.include({ insecure: true });
+    } finally {
+      await server.kill();
+    }
+  });
+
+  it('with no key source and no --insecure, runs insecure all the same and warns that no key source was given', async () => {
+    const server = await spawnServer({ INSECURE: '' });
+    try {
+      const warning = await server.waitForLog((entry) => entry.level === 40 && String(entry.msg).startsWith('INSECURE: no authentication'));
+      expect(String(warning.msg)).to.contain('no key source given');
+      expect(await server.waitForLog('chat server listening')).to.include({ insecure: true });
+    } finally {
+      await server.kill();
+    }
   });
 
   it('--help gives every setting its flag, variable, default and meaning, and exits 0', () => {

@@ -4,6 +4,7 @@ import { ResultCode, WatchChatRequest, type WatchChatResponse } from '../../gene
 import type { Limits } from '../../src/domain/limits.js';
 import { MessageType } from '../../src/domain/message.js';
 import type { ChatStore } from '../../src/domain/store.js';
+import { INSECURE } from '../../src/domain/access.js';
 import { chatHandlers, type WatchFeed } from '../../src/server/chat-service.js';
 import type { Loose } from '../support/chat-api.js';
 import { held, refusal, steppingClock, submission, testStore } from '../support/domain.js';
@@ -16,7 +17,7 @@ const ids = (response: WatchChatResponse | undefined) => response?.messages.map(
 function setUp(limits: Partial<Limits> = {}) {
   const store = testStore(limits);
   const handlers = chatHandlers(store, steppingClock(), pino({ level: 'silent' }));
-  const watch = (request: Loose<WatchChatRequest>) => handlers.watchChat(WatchChatRequest.fromPartial(request));
+  const watch = (request: Loose<WatchChatRequest>) => handlers.watchChat(WatchChatRequest.fromPartial(request), INSECURE);
   return { store, watch };
 }
 

@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import * as wire from '../../generated/chat/v1/chat.js';
 import type { ChatMethod, RequestOf, ResponseOf } from '../../src/client/transport.js';
+import { type Caller, INSECURE } from '../../src/domain/access.js';
 import type { Clock, Limits } from '../../src/domain/limits.js';
 import { ChatStore } from '../../src/domain/store.js';
 import { type ChatHandlers, chatHandlers } from '../../src/server/chat-service.js';
@@ -63,12 +64,12 @@ export class SimServer {
 
   /** One request through the real handlers; a refusal is thrown as a ChatError. */
   handle<M extends ChatMethod>(method: M, request: RequestOf<M>): ResponseOf<M> {
-    return (this.handlers[method] as (request: RequestOf<M>) => ResponseOf<M>)(request);
+    return (this.handlers[method] as (request: RequestOf<M>, caller: Caller) => ResponseOf<M>)(request, INSECURE);
   }
 
   /** Opens a watch through the real handler; a refusal is thrown as a ChatError. */
   watch(request: wire.WatchChatRequest): WatchFeed {
-    return this.handlers.watchChat(request);
+    return this.handlers.watchChat(request, INSECURE);
   }
 
   /**

@@ -1,4 +1,4 @@
-import type { ServiceError, status } from '@grpc/grpc-js';
+import { Metadata, type ServiceError, type status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import {
   AddAgentMessageRequest,
@@ -25,14 +25,21 @@ function promised<Req, Res>(type: { fromPartial(object: Loose<Req>): Req }, meth
     );
 }
 
-/** The generated client's four RPCs as promises, taking requests with defaults left out. */
-export function chatApi(client: ChatServiceClient) {
+/** The generated client's four RPCs as promises, taking requests with defaults left out, each sent with `metadata` (none by default). */
+export function chatApi(client: ChatServiceClient, metadata: Metadata = new Metadata()) {
   return {
-    addVisitorMessage: promised<AddVisitorMessageRequest, AddVisitorMessageResponse>(AddVisitorMessageRequest as never, (r, cb) => client.addVisitorMessage(r, cb)),
-    addAgentMessage: promised<AddAgentMessageRequest, AddAgentMessageResponse>(AddAgentMessageRequest as never, (r, cb) => client.addAgentMessage(r, cb)),
-    getNewMessage: promised<GetNewMessageRequest, GetNewMessageResponse>(GetNewMessageRequest as never, (r, cb) => client.getNewMessage(r, cb)),
-    rebuild: promised<RebuildRequest, RebuildResponse>(RebuildRequest as never, (r, cb) => client.rebuild(r, cb)),
+    addVisitorMessage: promised<AddVisitorMessageRequest, AddVisitorMessageResponse>(AddVisitorMessageRequest as never, (r, cb) => client.addVisitorMessage(r, metadata, cb)),
+    addAgentMessage: promised<AddAgentMessageRequest, AddAgentMessageResponse>(AddAgentMessageRequest as never, (r, cb) => client.addAgentMessage(r, metadata, cb)),
+    getNewMessage: promised<GetNewMessageRequest, GetNewMessageResponse>(GetNewMessageRequest as never, (r, cb) => client.getNewMessage(r, metadata, cb)),
+    rebuild: promised<RebuildRequest, RebuildResponse>(RebuildRequest as never, (r, cb) => client.rebuild(r, metadata, cb)),
   };
+}
+
+/** The metadata of a call with a bearer token. */
+export function bearer(token: string): Metadata {
+  const metadata = new Metadata();
+  metadata.set('authorization', `Bearer ${token}`);
+  return metadata;
 }
 
 export type ChatApi = ReturnType<typeof chatApi>;

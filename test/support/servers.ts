@@ -16,10 +16,14 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Starts a real server in this process on 127.0.0.1:0, with a generated client. */
+/**
+ * Starts a real server in this process on 127.0.0.1:0, with a generated client. It checks no
+ * tokens (`insecure`) unless the overrides give a key source.
+ */
 export async function startTestServer(overrides: Partial<Config> = {}): Promise<TestServer> {
+  const keyed = Boolean(overrides.authHs256SecretFile || overrides.authJwksFile || overrides.authJwksUrl);
   const server = await startServer(
-    { ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, ...overrides },
+    { ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, insecure: !keyed, ...overrides },
     pino({ level: 'silent' }),
   );
   const address = `127.0.0.1:${server.port}`;
@@ -92,8 +96,8 @@ export async function spawnServer(env: Record<string, string> = {}, options: Spa
 }
 
 /**
- * Spawns `command` in the repository, on 127.0.0.1 (port 0 unless given), and resolves once
- * the server logs that it is listening. Lines that are not JSON (npm's banner, a build's
+ * Spawns `command` in the repository, on 127.0.0.1 (port 0 unless given; insecure unless `env`
+ * gives a key source or INSECURE), and resolves once the server logs that it is listening. Lines that are not JSON (npm's banner, a build's
  * output) are skipped. With `detached`, the child leads a process group of its own, so a test
  * can kill whatever it leaves behind (`process.kill(-pid)`).
  */
@@ -105,7 +109,7 @@ export async function spawnLogging(
 ): Promise<ServerProcess> {
   const child = spawn(command, args, {
     cwd: REPO,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env },
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...insecureUnlessKeyed(env), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached,
   });
@@ -166,6 +170,12 @@ export async function spawnLogging(
       return exited;
     },
   };
+}
+
+/** INSECURE=true for a spawned server, unless the test gives it a key source (or says INSECURE itself). */
+function insecureUnlessKeyed(env: Record<string, string>): Record<string, string> {
+  const keyed = ['INSECURE', 'AUTH_HS256_SECRET_FILE', 'AUTH_JWKS_FILE', 'AUTH_JWKS_URL'].some((name) => env[name] !== undefined);
+  return keyed ? {} : { INSECURE: 'true' };
 }
 
 function parseJsonLine(line: string): Record<string, unknown> | undefined {

@@ -1,0 +1,152 @@
+import { readFile } from 'node:fs/promises';
+import type { Metadata } from '@grpc/grpc-js';
+import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTPayload, jwtVerify, type JWTVerifyOptions } from 'jose';
+import { type Caller, INSECURE, type Principal, type Role } from '../domain/access.js';
+import { ChatError } from '../domain/errors.js';
+import { type Config, ConfigError, flagOf } from './config.js';
+
+/** Who sent a call, from its metadata; refuses (UNAUTHENTICATED) a call without a good token. */
+export type Authenticate = (metadata: Metadata) => Promise<Caller>;
+
+/** The settings authentication reads. */
+export type AuthConfig = Pick<
+  Config,
+  'insecure' | 'authHs256SecretFile' | 'authJwksFile' | 'authJwksUrl' | 'authIssuer' | 'authAudience' | 'authClockToleranceMs'
+>;
+
+/** The request metadata that carries the token: `authorization: Bearer <jwt>`. */
+export const AUTHORIZATION_HEADER = 'authorization';
+
+/** The algorithms a JWKS key may sign with: asymmetric ones only, so a public key is never taken for a shared secret. */
+const JWKS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+
+/** A shared secret shorter than this (in bytes) is refused at start-up: HS256 wants at least its hash's length. */
+const MIN_SECRET_BYTES = 32;
+
+const ROLES: ReadonlySet<string> = new Set<Role>(['visitor', 'agent', 'service']);
+
+/**
+ * The server's authentication, from its one key source: an HS256 secret file, a local JWKS file
+ * or a JWKS URL (fetched by jose and cached). With `insecure`, or with no key source at all (for
+ * now: see {@link isInsecure}), every caller is {@link INSECURE}. Throws a ConfigError, which
+ * stops start-up, for `insecure` with a key source, for more than one key source, and for a key
+ * file it cannot use.
+ */
+export async function authenticator(config: AuthConfig): Promise<Authenticate> {
+  const sources = (['authHs256SecretFile', 'authJwksFile', 'authJwksUrl'] as const).filter((key) => config[key] !== '');
+  if (config.insecure && sources.length > 0) throw new ConfigError(`--insecure checks no tokens, so it cannot go with --${flagOf(sources[0]!)}: choose one`);
+  if (isInsecure(config)) return async () => INSECURE;
+  if (sources.length > 1) throw new ConfigError(`give one key source; got --${sources.map(flagOf).join(' and --')}`);
+  const options: JWTVerifyOptions = {
+    requiredClaims: ['exp', 'sub'],
+    clockTolerance: config.authClockToleranceMs / 1000,
+    ...(config.authIssuer !== '' && { issuer: config.authIssuer }),
+    ...(config.authAudience !== '' && { audience: config.authAudience }),
+  };
+  const verify = await verifier(config, options);
+  return async (metadata) => principalOf(await verify(bearerToken(metadata)));
+}
+
+/**
+ * Whether the server checks no tokens: with `--insecure`, and, while message seals are not yet
+ * built (so authentication alone cannot keep Rebuild from writing history), also when no key
+ * source is given, so a deployment without one keeps working. Either way the start-up log says
+ * so loudly and every chat answer carries `x-chat-insecure: true`.
+ */
+export function isInsecure(config: Pick<AuthConfig, 'insecure' | 'authHs256SecretFile' | 'authJwksFile' | 'authJwksUrl'>): boolean {
+  return config.insecure || (config.authHs256SecretFile === '' && config.authJwksFile === '' && config.authJwksUrl === '');
+}
+
+/** The function that checks a token's signature and claims with the configured key source. */
+async function verifier(config: AuthConfig, options: JWTVerifyOptions): Promise<(token: string) => Promise<JWTPayload>> {
+  if (config.authHs256SecretFile !== '') {
+    const secret = new TextEncoder().encode((await readKeyFile('auth-hs256-secret-file', config.authHs256SecretFile)).trim());
+    if (secret.length < MIN_SECRET_BYTES) {
+      throw new ConfigError(`auth-hs256-secret-file "${config.authHs256SecretFile}" holds ${secret.length} bytes; an HS256 secret needs at least ${MIN_SECRET_BYTES}`);
+    }
+    return async (token) => (await checked(jwtVerify(token, secret, { ...options, algorithms: ['HS256'] }))).payload;
+  }
+  const keys = config.authJwksFile !== '' ? createLocalJWKSet(await readJwks(config.authJwksFile)) : createRemoteJWKSet(jwksUrl(config.authJwksUrl));
+  return async (token) => (await checked(jwtVerify(token, keys, { ...options, algorithms: JWKS_ALGORITHMS }))).payload;
+}
+
+/** The token of `authorization: Bearer <token>`; refuses a call without exactly one. */
+function bearerToken(metadata: Metadata): string {
+  const values = metadata.get(AUTHORIZATION_HEADER);
+  if (values.length === 0) throw unauthenticated('no token: send the metadata "authorization: Bearer <token>"');
+  if (values.length > 1) throw unauthenticated(`${values.length} authorization metadata values; send one`);
+  const match = /^Bearer +(\S+)$/i.exec(String(values[0]).trim());
+  if (!match) throw unauthenticated('the authorization metadata must read "Bearer <token>"');
+  return match[1]!;
+}
+
+/** The principal a verified payload names; refuses one without a usable sub, role or (for a visitor) chat_id. */
+function principalOf(payload: JWTPayload): Principal {
+  const { sub, role, chat_id: chatId } = payload as JWTPayload & { role?: unknown; chat_id?: unknown };
+  if (typeof sub !== 'string' || sub === '') throw unauthenticated('the token has no subject (sub)');
+  if (typeof role !== 'string' || !ROLES.has(role)) {
+    throw unauthenticated(`the token's role must be "visitor", "agent" or "service"; got ${JSON.stringify(role) ?? 'none'}`);
+  }
+  if (role !== 'visitor') return { sub, role: role as Role };
+  if (typeof chatId !== 'string' || chatId === '') throw unauthenticated('a visitor token must name its chat (chat_id)');
+  return { sub, role, chatId };
+}
+
+/** jose's refusals of a token, as UNAUTHENTICATED with what is wrong; anything else (a JWKS that cannot be fetched) is the server's failure. */
+async function checked<T>(verification: Promise<T>): Promise<T> {
+  try {
+    return await verification;
+  } catch (error) {
+    throw tokenRefusal(error);
+  }
+}
+
+function tokenRefusal(error: unknown): unknown {
+  if (error instanceof errors.JWTExpired) {
+    const exp = typeof error.payload.exp === 'number' ? new Date(error.payload.exp * 1000).toISOString() : 'an unknown time';
+    return unauthenticated(`the token expired at ${exp}; get a fresh one`);
+  }
+  if (error instanceof errors.JWTClaimValidationFailed) return unauthenticated(`the token's "${error.claim}" claim is refused: ${error.message}`);
+  if (error instanceof errors.JWSSignatureVerificationFailed) return unauthenticated("the token's signature does not verify with the server's keys");
+  if (error instanceof errors.JOSEAlgNotAllowed) return unauthenticated(`the token's algorithm is not accepted: ${error.message}`);
+  if (error instanceof errors.JWKSNoMatchingKey) return unauthenticated("no key of the server's JWKS matches the token (its kid and alg)");
+  if (error instanceof errors.JWKSMultipleMatchingKeys) return unauthenticated("several keys of the server's JWKS match the token; give it a kid");
+  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid || error instanceof errors.JOSENotSupported) {
+    return unauthenticated(`the token is malformed: ${error.message}`);
+  }
+  return error;
+}
+
+function unauthenticated(message: string): ChatError {
+  return new ChatError('unauthenticated', message);
+}
+
+async function readKeyFile(setting: string, path: string): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${setting} "${path}" cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+async function readJwks(path: string): Promise<Parameters<typeof createLocalJWKSet>[0]> {
+  const text = await readKeyFile('auth-jwks-file', path);
+  try {
+    const jwks = JSON.parse(text) as Parameters<typeof createLocalJWKSet>[0];
+    if (!Array.isArray(jwks?.keys)) throw new Error('it has no "keys" array');
+    createLocalJWKSet(jwks); // refuses a malformed set now rather than at the first call
+    return jwks;
+  } catch (error) {
+    throw new ConfigError(`auth-jwks-file "${path}" is not a JWKS: ${(error as Error).message}`);
+  }
+}
+
+function jwksUrl(raw: string): URL {
+  try {
+    const url = new URL(raw);
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error(`the scheme is ${url.protocol}`);
+    return url;
+  } catch (error) {
+    throw new ConfigError(`auth-jwks-url "${raw}" is not an http(s) URL: ${(error as Error).message}`);
+  }
+}
