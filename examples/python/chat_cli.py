@@ -12,6 +12,7 @@ drives three of these through a failover.
 
 import argparse
 import json
+import os
 import sys
 import threading
 import uuid
@@ -49,9 +50,11 @@ def main():
     parser.add_argument("--call-timeout-s", type=float, default=5.0)
     parser.add_argument("--max-upload-bytes", type=int, default=256 * 1024)
     parser.add_argument("--bot-wait-s", type=float, default=30.0)
+    parser.add_argument("--token-env", help="the environment variable holding a bearer token for the calls")
     args = parser.parse_args()
 
-    connection = Connection(args.chat, args.servers.split(","), call_timeout_s=args.call_timeout_s)
+    token = os.environ[args.token_env] if args.token_env else None
+    connection = Connection(args.chat, args.servers.split(","), call_timeout_s=args.call_timeout_s, token=token)
     connection.on_move(lambda address: emit("moved", address=address))
     sender = args.id or args.role + "-py"
     stop = threading.Event()

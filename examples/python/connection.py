@@ -63,12 +63,14 @@ class Connection:
     then be opened again where the calls go). Thread-safe.
     """
 
-    def __init__(self, chat_id, addresses, call_timeout_s=CALL_TIMEOUT_S, give_up_after_s=60.0):
+    def __init__(self, chat_id, addresses, call_timeout_s=CALL_TIMEOUT_S, give_up_after_s=60.0, token=None):
         self.chat_id = chat_id
         self.order = placement(chat_id, addresses)
         self.call_timeout_s = call_timeout_s
         self.give_up_after_s = give_up_after_s
-        self.metadata = ((CHAT_ID_HEADER, chat_id),)
+        # A server given a key source wants a bearer token (a JWT from your identity service)
+        # on every call; it takes the sender id from the token's sub, never from the request.
+        self.metadata = ((CHAT_ID_HEADER, chat_id),) + ((("authorization", "Bearer " + token),) if token else ())
         self._lock = threading.Lock()
         self._channels = {}
         self._current = 0

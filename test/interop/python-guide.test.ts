@@ -1,12 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { credentials } from '@grpc/grpc-js';
+import { credentials, type Metadata } from '@grpc/grpc-js';
 import { expect } from 'chai';
+import { type JWTPayload, SignJWT } from 'jose';
 import { type ChatMessage, ChatServiceClient, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
 import type { ChatSession } from '../../src/client/index.js';
 import { placement } from '../../src/client/placement.js';
-import { chatApi } from '../support/chat-api.js';
+import { bearer, chatApi } from '../support/chat-api.js';
 import { chatIdPlaced } from '../support/placement.js';
 import { type ServerProcess, spawnServer } from '../support/servers.js';
 import { sessionHarness } from '../support/sessions.js';
@@ -56,10 +59,10 @@ function blocks(markdown: string, language: string): { code: string; line: numbe
 }
 
 /** A chat's whole view on a server (offsets only, from 0/0), page by page. */
-async function serverView(address: string, chatId: string): Promise<{ lines: Line[]; epoch: string; messages: ChatMessage[] }> {
+async function serverView(address: string, chatId: string, metadata?: Metadata): Promise<{ lines: Line[]; epoch: string; messages: ChatMessage[] }> {
   const client = new ChatServiceClient(address, credentials.createInsecure());
   try {
-    const api = chatApi(client);
+    const api = chatApi(client, metadata);
     const messages: ChatMessage[] = [];
     let at = { visitor: 0, agent: 0 };
     let epoch = '';
@@ -117,8 +120,8 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
     await Promise.all(servers.splice(0).map((s) => s.kill()));
   });
 
-  const start = (name: string, args: readonly string[]) => {
-    const p = PythonProcess.start(name, python, [CLI, ...args], REPO);
+  const start = (name: string, args: readonly string[], env: Record<string, string> = {}) => {
+    const p = PythonProcess.start(name, python, [CLI, ...args], REPO, env);
     pythons.push(p);
     return p;
   };
@@ -284,6 +287,44 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
         }
         return view;
       }
+    }
+  });
+
+  it('talks to a server that checks tokens: a bearer token per role, sender ids from its sub, another chat refused', async () => {
+    const secret = 'a shared secret of the python walkthrough test, 32+ bytes';
+    const dir = mkdtempSync(join(tmpdir(), 'py-guide-auth-'));
+    try {
+      const secretFile = join(dir, 'secret');
+      writeFileSync(secretFile, secret);
+      const server = await spawnServer({ AUTH_HS256_SECRET_FILE: secretFile });
+      servers.push(server);
+      const sign = (claims: JWTPayload) => new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(new TextEncoder().encode(secret));
+      const chatId = 'py-guide-tokens';
+      const env = {
+        VISITOR_TOKEN: await sign({ sub: 'visitor-py', role: 'visitor', chat_id: chatId }),
+        AGENT_TOKEN: await sign({ sub: 'agent-py', role: 'agent' }),
+        STRANGER_TOKEN: await sign({ sub: 'visitor-py', role: 'visitor', chat_id: 'another-chat' }),
+      };
+      const common = ['--chat', chatId, '--servers', server.address, '--call-timeout-s', '2'];
+      const visitor = start('python visitor with a token', ['visitor', ...common, '--receive', 'watch', '--token-env', 'VISITOR_TOKEN'], env);
+      const agent = start('python agent with a token', ['agent', ...common, '--receive', 'poll', '--poll-interval-s', '0.2', '--token-env', 'AGENT_TOKEN'], env);
+      const stranger = start('python visitor with a token for another chat', ['visitor', ...common, '--receive', 'none', '--token-env', 'STRANGER_TOKEN'], env);
+      for (const p of [visitor, agent, stranger]) await p.waitFor('ready', (e) => e.event === 'ready', 20_000);
+
+      await visitor.ask('send v-1 hello with a token', 'the acknowledgement of v-1', (e) => e.event === 'sent', 30_000);
+      await agent.waitFor('v-1 polled', isMessage('v-1'), 20_000);
+      await agent.ask('send a-1 answered with a token', 'the acknowledgement of a-1', (e) => e.event === 'sent', 30_000);
+      await visitor.waitFor('a-1 pushed', isMessage('a-1'), 20_000);
+      const refused = await stranger.ask('send s-1 not my chat', 'a refusal', () => false, 30_000).then(
+        () => expect.fail('a visitor token for another chat was taken'),
+        (e: unknown) => String(e),
+      );
+      expect(refused).to.match(/PERMISSION_DENIED/);
+
+      const view = await serverView(server.address, chatId, bearer(env.AGENT_TOKEN));
+      expect(view.messages.map((m) => `${m.id} ${m.senderId}`)).to.deep.equal(['v-1 visitor-py', 'a-1 agent-py']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

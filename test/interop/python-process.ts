@@ -41,8 +41,8 @@ export class PythonProcess {
     });
   }
 
-  static start(name: string, python: string, args: readonly string[], cwd: string): PythonProcess {
-    return new PythonProcess(name, spawn(python, [...args], { cwd, stdio: ['pipe', 'pipe', 'pipe'] }));
+  static start(name: string, python: string, args: readonly string[], cwd: string, env: Record<string, string> = {}): PythonProcess {
+    return new PythonProcess(name, spawn(python, [...args], { cwd, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] }));
   }
 
   /** Everything the process printed, for a failure message. */
