@@ -148,6 +148,13 @@ export interface ChatMessage {
     | undefined;
   /** Who wrote it: the visitor's, agent's, bot's or service's id. */
   senderId: string;
+  /**
+   * The server's seal, "<key id>.<base64url HMAC-SHA256>", over the chat id, id, type, sender,
+   * content and send time (not the offset, which rebuilds renumber). Clients keep it as received
+   * and upload it back in Rebuild; a server that seals takes back only messages a server with its
+   * keys accepted. Empty or absent from a server that seals nothing.
+   */
+  seal?: string | undefined;
 }
 
 /** Visitor is the end user of a chat. */
@@ -373,7 +380,7 @@ export interface RebuildResponse {
 }
 
 function createBaseChatMessage(): ChatMessage {
-  return { id: "", dataOffset: 0, content: "", messageType: 0, sendTime: undefined, senderId: "" };
+  return { id: "", dataOffset: 0, content: "", messageType: 0, sendTime: undefined, senderId: "", seal: undefined };
 }
 
 export const ChatMessage: MessageFns<ChatMessage> = {
@@ -395,6 +402,9 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     }
     if (message.senderId !== "") {
       writer.uint32(50).string(message.senderId);
+    }
+    if (message.seal !== undefined) {
+      writer.uint32(58).string(message.seal);
     }
     return writer;
   },
@@ -460,6 +470,14 @@ export const ChatMessage: MessageFns<ChatMessage> = {
             message.senderId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.seal = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -496,6 +514,7 @@ export const ChatMessage: MessageFns<ChatMessage> = {
         : isSet(object.sender_id)
         ? globalThis.String(object.sender_id)
         : "",
+      seal: isSet(object.seal) ? globalThis.String(object.seal) : undefined,
     };
   },
 
@@ -519,6 +538,9 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     if (message.senderId !== "") {
       obj.senderId = message.senderId;
     }
+    if (message.seal !== undefined) {
+      obj.seal = message.seal;
+    }
     return obj;
   },
 
@@ -533,6 +555,7 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     message.messageType = object.messageType ?? 0;
     message.sendTime = object.sendTime ?? undefined;
     message.senderId = object.senderId ?? "";
+    message.seal = object.seal ?? undefined;
     return message;
   },
 };
