@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
+import { StringValue } from "../../google/protobuf/wrappers.js";
 
 export const protobufPackage = "chat.v1";
 
@@ -143,7 +144,7 @@ export interface ChatMessage {
   /** The message's type, which decides its side. */
   messageType: MessageType;
   /** When the server accepted the message (stamped by the server). */
-  sendTime:
+  sendTime?:
     | Date
     | undefined;
   /** Who wrote it: the visitor's, agent's, bot's or service's id. */
@@ -152,7 +153,9 @@ export interface ChatMessage {
    * The server's seal, "<key id>.<base64url HMAC-SHA256>", over the chat id, id, type, sender,
    * content and send time (not the offset, which rebuilds renumber). Clients keep it as received
    * and upload it back in Rebuild; a server that seals takes back only messages a server with its
-   * keys accepted. Empty or absent from a server that seals nothing.
+   * keys accepted. Absent from a server that seals nothing. A wrapper rather than proto3
+   * `optional`, which protoc before 3.12 (Debian's python3-grpc-tools among them) refuses; in
+   * JSON it is a plain string.
    */
   seal?: string | undefined;
 }
@@ -186,11 +189,11 @@ export interface Chat {
   /** The messages, in conversation order. */
   messages: ChatMessage[];
   /** The chat's visitor, when known. */
-  visitor:
+  visitor?:
     | Visitor
     | undefined;
   /** When the chat began. */
-  beginTime:
+  beginTime?:
     | Date
     | undefined;
   /**
@@ -212,7 +215,7 @@ export interface AddVisitorMessageRequest {
   /** The caller's contiguous agent offset. */
   agentOffset: number;
   /** The message: id and content are required; the server assigns data_offset and send_time. */
-  message:
+  message?:
     | ChatMessage
     | undefined;
   /**
@@ -234,7 +237,7 @@ export interface AddVisitorMessageResponse {
   /** The server's agent offset after the call (-1 when the server had no such chat). */
   agentDataOffset: number;
   /** The message as stored (absent when a rebuild is required). */
-  message:
+  message?:
     | ChatMessage
     | undefined;
   /** The server chat's epoch (empty when the server had no such chat). */
@@ -252,7 +255,7 @@ export interface AddAgentMessageRequest {
   /** The caller's contiguous agent offset. */
   agentOffset: number;
   /** The message: id and content are required; the server assigns data_offset and send_time. */
-  message:
+  message?:
     | ChatMessage
     | undefined;
   /**
@@ -274,7 +277,7 @@ export interface AddAgentMessageResponse {
   /** The server's agent offset after the call (-1 when the server had no such chat). */
   agentDataOffset: number;
   /** The message as stored (absent when a rebuild is required). */
-  message:
+  message?:
     | ChatMessage
     | undefined;
   /** The server chat's epoch (empty when the server had no such chat). */
@@ -354,7 +357,7 @@ export interface WatchChatResponse {
 /** RebuildRequest uploads a client's copy of a chat (or a part of it). */
 export interface RebuildRequest {
   /** The client's copy: id is required; every message needs id, data_offset >= 1 and a type. */
-  chat: Chat | undefined;
+  chat?: Chat | undefined;
 }
 
 /** RebuildResponse answers Rebuild with what the server now holds. */
@@ -369,7 +372,7 @@ export interface RebuildResponse {
    * The server's chat after the merge. Its messages are the server's, in conversation order,
    * cut to a prefix when the whole chat would not fit in one response (see truncated).
    */
-  chat:
+  chat?:
     | Chat
     | undefined;
   /**
@@ -404,7 +407,7 @@ export const ChatMessage: MessageFns<ChatMessage> = {
       writer.uint32(50).string(message.senderId);
     }
     if (message.seal !== undefined) {
-      writer.uint32(58).string(message.seal);
+      StringValue.encode({ value: message.seal! }, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -475,7 +478,7 @@ export const ChatMessage: MessageFns<ChatMessage> = {
               break;
             }
 
-            message.seal = reader.string();
+            message.seal = StringValue.decode(reader, reader.uint32()).value;
             continue;
           }
         }
@@ -514,7 +517,7 @@ export const ChatMessage: MessageFns<ChatMessage> = {
         : isSet(object.sender_id)
         ? globalThis.String(object.sender_id)
         : "",
-      seal: isSet(object.seal) ? globalThis.String(object.seal) : undefined,
+      seal: isSet(object.seal) ? String(object.seal) : undefined,
     };
   },
 
