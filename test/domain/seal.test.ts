@@ -34,6 +34,7 @@ describe('Sealer', () => {
     expect(s.problem('c', sample, '')).to.equal('has no seal');
     expect(s.problem('c', sample, `k0${seal.slice(2)}`)).to.equal('is sealed under a key this server does not know ("k0")');
     expect(s.problem('c', sample, 'garbage')).to.match(/^has a seal that does not match it: /);
+    expect(s.problem('c', sample, `${seal}!`), 'a stray character base64url decoding would skip').to.match(/^has a seal that does not match it: /);
     const altered: Sealable[] = [
       { ...sample, id: 'm2' },
       { ...sample, type: MessageType.Bot },
