@@ -1,16 +1,21 @@
 import type { Message } from './message.js';
 
 /** What ordering and sizing look at: shared by the server's messages and the SDK's copies. */
-type Sized = Pick<Message, 'id' | 'content' | 'senderId'>;
+type Sized = Pick<Message, 'id' | 'content' | 'senderId'> & { readonly seal?: string | undefined };
 type Timed = Sized & { readonly sendTime?: Date | undefined };
 
 /**
  * Conservative size of a message on the wire: its strings' UTF-8 bytes plus a fixed allowance
- * for field tags, lengths, the offset, the type and the timestamp (at most about 40 bytes).
+ * for field tags, lengths, the offset, the type and the timestamp (at most about 40 bytes); a
+ * seal (ASCII) adds its length and 2 for its tag and length.
  */
 export function wireBytes(message: Sized): number {
   return (
-    Buffer.byteLength(message.id) + Buffer.byteLength(message.content) + Buffer.byteLength(message.senderId) + 48
+    Buffer.byteLength(message.id) +
+    Buffer.byteLength(message.content) +
+    Buffer.byteLength(message.senderId) +
+    48 +
+    (message.seal ? message.seal.length + 2 : 0)
   );
 }
 

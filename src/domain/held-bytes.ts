@@ -4,11 +4,11 @@ import type { EvictionReport } from './memory-guard.js';
 import type { Message, Visitor } from './message.js';
 
 /**
- * What holding a message costs, in bytes: its wire size (its strings' UTF-8 bytes plus 48) and
- * `overheadBytes` for the objects around them. UTF-8 never takes fewer bytes than V8 uses for
- * the same string's characters, so the strings are not undercounted.
+ * What holding a message costs, in bytes: its wire size (its strings' UTF-8 bytes plus 48, and
+ * its seal) and `overheadBytes` for the objects around them. UTF-8 never takes fewer bytes than
+ * V8 uses for the same string's characters, so the strings are not undercounted.
  */
-export function heldBytes(message: Pick<Message, 'id' | 'content' | 'senderId'>, overheadBytes: number): number {
+export function heldBytes(message: Pick<Message, 'id' | 'content' | 'senderId' | 'seal'>, overheadBytes: number): number {
   return wireBytes(message) + overheadBytes;
 }
 

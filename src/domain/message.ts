@@ -26,6 +26,8 @@ export interface Message {
   readonly type: MessageType;
   readonly sendTime: Date;
   readonly senderId: string;
+  /** The server's seal (src/domain/seal.ts), as stored by a send or uploaded; absent when nothing sealed it. */
+  readonly seal?: string;
 }
 
 /** A message a client asks to add; the server assigns its offset and time. */
@@ -34,6 +36,8 @@ export interface NewMessage {
   readonly content: string;
   readonly type: MessageType;
   readonly senderId: string;
+  /** The seal the store computed for it, once its send time and sender are final. */
+  readonly seal?: string;
 }
 
 /** Per-side counts of messages held contiguously from offset 1. */

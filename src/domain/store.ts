@@ -2,7 +2,8 @@ import { Chat, type ChatCopy } from './chat.js';
 import { ChatError, invalid } from './errors.js';
 import { chatOverBudget, chatRecordBytes, heldBytes, serverOverBudget, shortOfMemory, visitorBytes } from './held-bytes.js';
 import { type EvictionReport, type EvictionTotals, MemoryGuard, type MemoryProbe, noMemoryPressure } from './memory-guard.js';
-import { freshMessages } from './upload-check.js';
+import type { Sealer } from './seal.js';
+import { freshMessages, unsealed } from './upload-check.js';
 import { randomUUID } from 'node:crypto';
 import { type Clock, type Limits, systemClock } from './limits.js';
 import {
@@ -73,6 +74,23 @@ export interface MemoryWatch {
   readonly onEviction?: (report: EvictionReport) => void;
 }
 
+/** An upload refused for messages without a valid seal: the chat, and how many such messages it carried. */
+export interface ForgeryReport {
+  readonly chatId: string;
+  readonly refused: number;
+}
+
+/** A store's options: how it watches the heap, and how it seals (none by default: nothing sealed or checked). */
+export interface StoreOptions extends MemoryWatch {
+  /**
+   * Seals every message a send stores, and refuses (PERMISSION_DENIED) an upload that would add
+   * a message without a valid seal.
+   */
+  readonly sealer?: Sealer;
+  /** Hears of each upload refused for its seals, before the refusal is thrown. */
+  readonly onForgery?: (report: ForgeryReport) => void;
+}
+
 const AGENT_SIDE_TYPES = new Set([MessageType.Agent, MessageType.Bot, MessageType.System]);
 
 /**
@@ -85,23 +103,27 @@ export class ChatStore {
   private readonly watchers: ChatWatchers;
   private readonly guard: MemoryGuard;
   private readonly onEviction: (report: EvictionReport) => void;
+  private readonly sealer: Sealer | undefined;
+  private readonly onForgery: (report: ForgeryReport) => void;
   private held = 0;
 
   /**
    * @param newEpoch names each chat incarnation; random by default (a restarted server, or a
    *   chat evicted and created again, must never reuse an epoch)
-   * @param memory the heap probe behind the high-water eviction (none by default), and who
-   *   hears of each eviction round
+   * @param options the heap probe behind the high-water eviction (none by default), and who
+   *   hears of each eviction round; the sealer (none by default), and who hears of a forgery
    */
   constructor(
     private readonly limits: Limits,
     private readonly clock: Clock = systemClock,
     private readonly newEpoch: () => string = randomUUID,
-    memory: MemoryWatch = {},
+    options: StoreOptions = {},
   ) {
     this.watchers = new ChatWatchers(limits.maxWatchers);
-    this.guard = new MemoryGuard(limits, memory.probe ?? noMemoryPressure);
-    this.onEviction = memory.onEviction ?? (() => {});
+    this.guard = new MemoryGuard(limits, options.probe ?? noMemoryPressure);
+    this.onEviction = options.onEviction ?? (() => {});
+    this.sealer = options.sealer;
+    this.onForgery = options.onForgery ?? (() => {});
   }
 
   /** How many chats are held. */
@@ -291,10 +313,13 @@ export class ChatStore {
     if (chat.size >= this.limits.maxMessagesPerChat) {
       throw new ChatError('resource-exhausted', `chat "${chat.id}" is full: it holds ${chat.size} messages, the limit`);
     }
-    const fresh = { ...message, senderId: message.senderId || defaultSender(chat) };
+    const now = this.clock.now();
+    const stamped = { ...message, senderId: message.senderId || defaultSender(chat) };
+    // Sealed as stored: the server's send time and the final sender.
+    const fresh = this.sealer ? { ...stamped, seal: this.sealer.seal(chat.id, { ...stamped, sendTime: now }) } : stamped;
     this.admit(chat.id, chat, heldBytes(fresh, this.limits.messageOverheadBytes), 'continue in a new chat');
     const before = chat.heldBytes;
-    const appended = chat.append(fresh, this.clock.now());
+    const appended = chat.append(fresh, now);
     this.held += chat.heldBytes - before; // as a merge counts: what the chat itself now holds more
     this.watchers.notify(chat.id, 'messages');
     return { rebuildRequired: false, offsets: chat.offsets, epoch, message: appended };
@@ -307,9 +332,19 @@ export class ChatStore {
     return { rebuildRequired: false, offsets, epoch, messages: chat.readAfter(caller, this.limits.maxResponseBytes).messages };
   }
 
-  /** Validates an upload against the chat and the limits; refuses it before anything changes. */
+  /**
+   * Validates an upload against the chat and the limits, and, with a sealer, the seals of the
+   * messages it adds; refuses it before anything changes.
+   */
   private checkUpload(copy: ChatCopy, chat: Chat | undefined): void {
     const fresh = freshMessages(copy, chat, this.limits, this.clock.now());
+    if (this.sealer) {
+      const forged = unsealed(copy, fresh, this.sealer);
+      if (forged) {
+        this.onForgery({ chatId: copy.id, refused: forged.count });
+        throw forged.refusal;
+      }
+    }
     if (!chat && this.chats.size >= this.limits.maxChats) throw this.full();
     const total = (chat?.size ?? 0) + fresh.length;
     if (total > this.limits.maxMessagesPerChat) {

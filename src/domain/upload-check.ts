@@ -1,7 +1,8 @@
 import type { Chat, ChatCopy } from './chat.js';
-import { ChatError, invalid } from './errors.js';
+import { ChatError, denied, invalid } from './errors.js';
 import type { Limits } from './limits.js';
 import { type Message, sameMessage, sideOf } from './message.js';
+import type { Sealer } from './seal.js';
 import { checkLength, requireContent, requireId, requireKnownType, requireTime } from './validate.js';
 
 /** The limits an upload is checked against. */
@@ -64,4 +65,26 @@ export function freshMessages(copy: ChatCopy, chat: Chat | undefined, limits: Up
     }
   });
   return fresh;
+}
+
+/**
+ * The refusal (PERMISSION_DENIED) of an upload whose `fresh` messages (those the chat lacks, from
+ * {@link freshMessages}) include one without a valid seal, naming the first by its place, and how
+ * many such messages there are; undefined when every one is sealed. Held messages an upload names
+ * are compared with what is held instead, so they need no seal.
+ */
+export function unsealed(copy: ChatCopy, fresh: readonly Message[], sealer: Sealer): { readonly refusal: ChatError; readonly count: number } | undefined {
+  const adding = new Set(fresh);
+  let first: string | undefined;
+  let count = 0;
+  copy.messages.forEach((message, i) => {
+    if (!adding.has(message)) return;
+    const problem = sealer.problem(copy.id, message, message.seal);
+    if (problem === undefined) return;
+    count += 1;
+    first ??= `chat.messages[${i}] (id ${JSON.stringify(message.id)}) ${problem}`;
+  });
+  if (first === undefined) return undefined;
+  const more = count > 1 ? ` (and ${count - 1} more)` : '';
+  return { refusal: denied(`${first}${more}; this server takes back only messages a server with its seal keys accepted`), count };
 }

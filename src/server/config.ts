@@ -113,6 +113,12 @@ export interface Config extends Limits {
   readonly rateRebuildsBurst: number;
   /** Most subjects the rate limits track at once (each limit); the least recently seen go first. */
   readonly rateMaxSubjects: number;
+  /**
+   * A JSON file of the keys messages are sealed with (src/server/seal-keys.ts), read once at
+   * start-up. With it, a Rebuild may add only messages a server with these keys accepted, so a
+   * client (the durable store) cannot write history. '': seals off.
+   */
+  readonly sealKeysFile: string;
 }
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
@@ -166,6 +172,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   rateRebuildsPerSecond: 0,
   rateRebuildsBurst: 0,
   rateMaxSubjects: 100_000,
+  sealKeysFile: '',
 });
 
 /**
@@ -224,6 +231,7 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   rateRebuildsPerSecond: 'Rebuild calls per second per token subject; 0: no limit',
   rateRebuildsBurst: "Rebuild calls a subject may make at once after a quiet time; 0: one second's worth",
   rateMaxSubjects: 'most token subjects each rate limit tracks; the least recently seen are forgotten first',
+  sealKeysFile: 'JSON file of seal keys (base64, 32+ bytes): Rebuild takes back only messages sealed; none: off',
 });
 
 /** Each setting's flag (kebab-case) and environment variable (SCREAMING_SNAKE_CASE). */

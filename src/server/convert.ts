@@ -30,6 +30,7 @@ export function toWireMessage(message: Message): ChatMessage {
     messageType: message.type as number as WireMessageType,
     sendTime: message.sendTime,
     senderId: message.senderId,
+    ...(message.seal !== undefined && { seal: message.seal }),
   };
 }
 
@@ -48,6 +49,7 @@ export function toChatCopy(chat: WireChat | undefined, now: Date): ChatCopy {
       type: m.messageType as number as MessageType,
       sendTime: m.sendTime ?? now,
       senderId: m.senderId,
+      ...(m.seal ? { seal: m.seal } : {}),
     })),
   };
 }

@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     const why = config.insecure ? '--insecure is for development only' : 'no key source given: set --auth-jwks-file, --auth-jwks-url or --auth-hs256-secret-file';
     logger.warn({ insecure: true }, `INSECURE: no authentication; every caller may read, send and rebuild any chat as anyone (${why})`);
   }
-  logger.info({ version: packageVersion(), config: server.config, port: server.port, tls: tlsMode(server.config), insecure: server.config.insecure }, 'chat server listening');
+  logger.info({ version: packageVersion(), config: server.config, port: server.port, tls: tlsMode(server.config), ...server.seals, insecure: server.config.insecure }, 'chat server listening');
   await stopped;
 }
 

@@ -16,6 +16,7 @@ import { markInsecure } from './insecure-marker.js';
 import { callerLimits } from './rate-limits.js';
 import { addReflection } from './reflection.js';
 import { ResponseBudget } from './response-budget.js';
+import { loadSealer, type SealStatus, sealStatus } from './seal-keys.js';
 import { WatchStreams } from './stream.js';
 import { serverCredentials } from './tls.js';
 
@@ -28,6 +29,8 @@ export interface ChatServer {
   /** The configuration in effect, with what start-up derives (the held-bytes budget, the connection cap) filled in. */
   readonly config: Config;
   readonly store: ChatStore;
+  /** Whether it seals messages, and the ids of its seal keys. */
+  readonly seals: SealStatus;
   /** The open WatchChat streams (one being cut off counts until it has ended). */
   readonly watches: { readonly size: number };
   /** Bytes of answers encoded and not yet taken by their clients (unary answers and watch pages). */
@@ -56,7 +59,8 @@ export class ListenError extends Error {
 
 /**
  * Starts the chat, health and reflection services on `config.host:config.port`, over TLS when
- * `config.tlsCertFile` is set (tls.ts; its files unusable: a ConfigError). `random` draws each
+ * `config.tlsCertFile` is set (tls.ts; its files unusable: a ConfigError), sealing messages when
+ * `config.sealKeysFile` is set (seal-keys.ts; the file unusable: a ConfigError). `random` draws each
  * watch's lifetime. Refuses to start (ConfigError) without a key source for bearer tokens
  * unless `config.insecure` (src/server/authentication.ts). Without a key source it runs insecure
  * for now (`ChatServer.config.insecure` then says so; see isInsecure).
@@ -71,6 +75,7 @@ export async function startServer(
   const config = { ...derived, insecure: isInsecure(derived) };
   const credentials = serverCredentials(config); // first: a bad certificate file stops start-up before anything runs
   const authenticate = await authenticator(config);
+  const sealer = await loadSealer(config);
   const heap = heapProbe(config.heapProbeIntervalMs);
   const store = new ChatStore(config, clock, undefined, {
     probe: heap.probe,
@@ -78,6 +83,10 @@ export async function startServer(
       const level = report.stillShort ? 'warn' : 'info';
       logger[level]({ ...report, totals: store.memoryEvictions }, 'heap above its high-water mark: evicted idle chats');
     },
+    ...(sealer && {
+      sealer,
+      onForgery: ({ chatId, refused }) => logger.warn({ chatId, refused }, 'forged or altered messages refused'),
+    }),
   });
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
@@ -137,7 +146,7 @@ export async function startServer(
     }
     return stopping;
   };
-  return { port, config, store, watches, responses, connections, drain, stop };
+  return { port, config, store, seals: sealStatus(sealer), watches, responses, connections, drain, stop };
 }
 
 /**

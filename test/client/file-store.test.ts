@@ -62,6 +62,22 @@ describe('FileStore', () => {
     expect(await store.load('chat-1')).to.deep.equal(sampleState('chat-1'));
   });
 
+  it("keeps each message's seal as received, and loads a file saved before seals existed", async () => {
+    const store = new FileStore(await tempDirectory());
+    const sample = sampleState('sealed');
+    const [v1, a1, ...rest] = sample.messages;
+    // As the generated decoder gives them: a seal, or the key present and undefined (a server that seals nothing).
+    const sealed = { ...sample, messages: [{ ...v1!, seal: 'k1.c2VhbA' }, { ...a1!, seal: undefined }, ...rest] };
+    await store.save(sealed);
+    expect(await new FileStore(store.directory).load('sealed')).to.deep.equal(sealed);
+
+    const old = { version: 1, chatId: 'old', messages: [{ id: 'v1', dataOffset: 1, content: 'hi', messageType: 2, sendTime: null, senderId: 'v' }], outbox: [] };
+    await writeFile(store.pathOf('old'), JSON.stringify(old));
+    const loaded = await store.load('old');
+    expect(loaded!.messages).to.deep.equal([{ ...old.messages[0], sendTime: undefined }]);
+    expect(loaded!.messages[0]).not.to.have.property('seal');
+  });
+
   it('keeps chats with hostile ids apart and inside its directory', async () => {
     const root = await tempDirectory();
     const store = new FileStore(path.join(root, 'store'));
@@ -180,6 +196,7 @@ describe('FileStore', () => {
         'messages[0].sendTime is not an ISO 8601',
       ],
       'a newer format version': [JSON.stringify({ version: 2 }), 'has format version 2'],
+      'a seal that is not a string': [state({ messages: [{ ...message, sendTime: null, seal: 7 }] }), 'messages[0].seal is not a string'],
       "another chat's file": [state({ chatId: 'd' }), 'holds chat "d", not "c"'],
     };
     for (const [name, [content, reason]] of Object.entries(cases)) {

@@ -47,6 +47,15 @@ describe('LocalCopy', () => {
     expect(copy.offsets).to.deep.equal({ visitor: 3, agent: 1 });
   });
 
+  it("uploads each message with the server's seal as received, renumbered ones too", () => {
+    const sealed = (m: ChatMessage): ChatMessage => ({ ...m, seal: `k1.${m.id}` });
+    const copy = new LocalCopy([sealed(msg('v1', 1)), sealed(msg('x', 2))]);
+    copy.take([sealed(msg('y', 2))]); // x becomes a stray, renumbered on upload
+    const seals = (messages: ChatMessage[]) => messages.map((m) => `${m.id}@${m.dataOffset}:${m.seal}`);
+    expect(seals(copy.whole())).to.deep.equal(['v1@1:k1.v1', 'y@2:k1.y', 'x@3:k1.x']);
+    expect(seals(copy.above({ visitor: 1, agent: 0 }))).to.deep.equal(['y@2:k1.y', 'x@3:k1.x']);
+  });
+
   it('uploads only what lies above the server\'s offsets, or everything for -1/-1', () => {
     const copy = new LocalCopy([msg('v1', 1), msg('v2', 2), agentMsg('a1', 1), agentMsg('a2', 2)]);
     expect(copy.above({ visitor: 1, agent: 2 }).map((m) => m.id)).to.deep.equal(['v2']);

@@ -1,6 +1,9 @@
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
@@ -16,6 +19,18 @@ const VERSION = (JSON.parse(readFileSync(`${REPO}/package.json`, 'utf8')) as { v
 /** Runs the production command to its end (for settings it refuses, --help, --version); insecure unless `env` says otherwise. */
 function run(args: readonly string[], env: Record<string, string> = {}) {
   return spawnSync(process.execPath, [MAIN, ...args], { cwd: REPO, env: { ...process.env, INSECURE: 'true', ...env }, encoding: 'utf8', timeout: 30_000 });
+}
+
+/** Runs `use` with a temporary seal keys file holding `keys` (and `current`), removed afterwards. */
+async function withSealKeys<T>(content: { current: string; keys: Record<string, string> }, use: (path: string) => T | Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'chat-seal-'));
+  const path = join(dir, 'seal-keys.json');
+  writeFileSync(path, JSON.stringify(content));
+  try {
+    return await use(path);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Asserts the run refused a setting: status 2 and exactly one line on stderr, no stack. */
@@ -82,7 +97,7 @@ describe('the server process', () => {
     const started = server.logs.filter((l) => l.msg === 'chat server listening');
     expect(started).to.have.length(1);
     expect(started[0]!.config).to.include({ host: '127.0.0.1', maxContentBytes: 1000, drainMs: 0 });
-    expect(started[0]).to.include({ version: VERSION, pid: server.child.pid });
+    expect(started[0]).to.include({ version: VERSION, pid: server.child.pid, seals: 'off' });
 
     const client = new ChatServiceClient(server.address, credentials.createInsecure());
     const read = await chatApi(client).getNewMessage({ chatId: 'p', visitorOffset: 0, agentOffset: 0 });
@@ -175,6 +190,15 @@ describe('the server process', () => {
       );
     });
 
+    it('a seal keys file it cannot use', async () => {
+      const short = randomBytes(16).toString('base64');
+      await withSealKeys({ current: 'k1', keys: { k1: short } }, (path) => {
+        expect(expectRefused(run(['--port', '0', '--seal-keys-file', path]))).to.equal(
+          `chat-rebuild: seal-keys-file "${path}" has key "k1" of 16 bytes; a seal key needs at least 32 (see --help)`,
+        );
+      });
+    });
+
     it('a host that is not an address of this machine', () => {
       // 192.0.2.1 is TEST-NET-1 (RFC 5737): never local, and binding to it sends nothing.
       const line = expectRefused(run(['--host', '192.0.2.1', '--port', '0']));
@@ -191,6 +215,17 @@ describe('the server process', () => {
     } finally {
       await server.kill();
     }
+  });
+
+  it('with --seal-keys-file, says in the listening line that it seals, and with which key ids, never the keys', async () => {
+    const keys = { k1: randomBytes(32).toString('base64'), k2: randomBytes(32).toString('base64') };
+    await withSealKeys({ current: 'k2', keys }, async (path) => {
+      server = await spawnServer({ SEAL_KEYS_FILE: path });
+      const listening = await server.waitForLog('chat server listening');
+      expect(listening).to.deep.include({ seals: 'on', sealKeyIds: ['k2', 'k1'] });
+      const logged = server.logs.map((l) => JSON.stringify(l)).join('\n');
+      expect(logged).not.to.include(keys.k1).and.not.to.include(keys.k2);
+    });
   });
 
   it('with no key source and no --insecure, runs insecure all the same and warns that no key source was given', async () => {

@@ -10,6 +10,7 @@ import { startTestServer, type TestServer } from '../support/servers.js';
 const CHAT_SERVICE = 'chat.v1.ChatService';
 const CHAT_FILE = 'chat/v1/chat.proto';
 const TIMESTAMP_FILE = 'google/protobuf/timestamp.proto';
+const WRAPPERS_FILE = 'google/protobuf/wrappers.proto';
 
 function byName(files: FileDescriptorProto[], name: string): FileDescriptorProto {
   const file = files.find((f) => f.name === name);
@@ -40,8 +41,9 @@ describe('server reflection, seen by a client without compiled types', () => {
 
   it('serves chat.proto with its real dependency list, and the descriptors resolve strictly', async () => {
     const files = await fetchFileDescriptors(server.address, CHAT_SERVICE);
-    expect(byName(files, CHAT_FILE).dependency).to.deep.equal([TIMESTAMP_FILE]);
+    expect(byName(files, CHAT_FILE).dependency).to.deep.equal([TIMESTAMP_FILE, WRAPPERS_FILE]);
     byName(files, TIMESTAMP_FILE);
+    byName(files, WRAPPERS_FILE);
 
     const registry = strictRegistry(files);
     const service = registry.getService(CHAT_SERVICE);
@@ -54,6 +56,8 @@ describe('server reflection, seen by a client without compiled types', () => {
     // Timestamp comes from the reflected timestamp.proto, the only place this registry can get it.
     const sendTime = registry.getMessage('chat.v1.ChatMessage')?.fields.find((f) => f.name === 'send_time');
     expect(sendTime?.message?.file.proto.name).to.equal(TIMESTAMP_FILE);
+    const seal = registry.getMessage('chat.v1.ChatMessage')?.fields.find((f) => f.name === 'seal');
+    expect(seal?.message?.file.proto.name).to.equal(WRAPPERS_FILE);
   });
 
   it('describes a message with its imported field type', async () => {
@@ -130,7 +134,7 @@ describe('server reflection, seen by a client without compiled types', () => {
     );
     // The client's own path: a declared import that reflection did not deliver is an error too.
     expect(() => strictRegistry([chatFile])).to.throw(/Cannot find google\/protobuf\/timestamp\.proto/);
-    // And the same calls succeed once timestamp.proto is there, so the import is the cause.
-    expect(() => strictRegistry([byName(files, TIMESTAMP_FILE), chatFile])).not.to.throw();
+    // And the same calls succeed once the imports are there, so they are the cause.
+    expect(() => strictRegistry([byName(files, TIMESTAMP_FILE), byName(files, WRAPPERS_FILE), chatFile])).not.to.throw();
   });
 });

@@ -21,6 +21,7 @@ import {
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../google/protobuf/timestamp.js";
+import { StringValue } from "../../google/protobuf/wrappers.js";
 
 export const protobufPackage = "chat.v1";
 
@@ -143,11 +144,20 @@ export interface ChatMessage {
   /** The message's type, which decides its side. */
   messageType: MessageType;
   /** When the server accepted the message (stamped by the server). */
-  sendTime:
+  sendTime?:
     | Date
     | undefined;
   /** Who wrote it: the visitor's, agent's, bot's or service's id. */
   senderId: string;
+  /**
+   * The server's seal, "<key id>.<base64url HMAC-SHA256>", over the chat id, id, type, sender,
+   * content and send time (not the offset, which rebuilds renumber). Clients keep it as received
+   * and upload it back in Rebuild; a server that seals takes back only messages a server with its
+   * keys accepted. Absent from a server that seals nothing. A wrapper rather than proto3
+   * `optional`, which protoc before 3.12 (Debian's python3-grpc-tools among them) refuses; in
+   * JSON it is a plain string.
+   */
+  seal?: string | undefined;
 }
 
 /** Visitor is the end user of a chat. */
@@ -179,11 +189,11 @@ export interface Chat {
   /** The messages, in conversation order. */
   messages: ChatMessage[];
   /** The chat's visitor, when known. */
-  visitor:
+  visitor?:
     | Visitor
     | undefined;
   /** When the chat began. */
-  beginTime:
+  beginTime?:
     | Date
     | undefined;
   /**
@@ -205,7 +215,7 @@ export interface AddVisitorMessageRequest {
   /** The caller's contiguous agent offset. */
   agentOffset: number;
   /** The message: id and content are required; the server assigns data_offset and send_time. */
-  message:
+  message?:
     | ChatMessage
     | undefined;
   /**
@@ -227,7 +237,7 @@ export interface AddVisitorMessageResponse {
   /** The server's agent offset after the call (-1 when the server had no such chat). */
   agentDataOffset: number;
   /** The message as stored (absent when a rebuild is required). */
-  message:
+  message?:
     | ChatMessage
     | undefined;
   /** The server chat's epoch (empty when the server had no such chat). */
@@ -245,7 +255,7 @@ export interface AddAgentMessageRequest {
   /** The caller's contiguous agent offset. */
   agentOffset: number;
   /** The message: id and content are required; the server assigns data_offset and send_time. */
-  message:
+  message?:
     | ChatMessage
     | undefined;
   /**
@@ -267,7 +277,7 @@ export interface AddAgentMessageResponse {
   /** The server's agent offset after the call (-1 when the server had no such chat). */
   agentDataOffset: number;
   /** The message as stored (absent when a rebuild is required). */
-  message:
+  message?:
     | ChatMessage
     | undefined;
   /** The server chat's epoch (empty when the server had no such chat). */
@@ -347,7 +357,7 @@ export interface WatchChatResponse {
 /** RebuildRequest uploads a client's copy of a chat (or a part of it). */
 export interface RebuildRequest {
   /** The client's copy: id is required; every message needs id, data_offset >= 1 and a type. */
-  chat: Chat | undefined;
+  chat?: Chat | undefined;
 }
 
 /** RebuildResponse answers Rebuild with what the server now holds. */
@@ -362,7 +372,7 @@ export interface RebuildResponse {
    * The server's chat after the merge. Its messages are the server's, in conversation order,
    * cut to a prefix when the whole chat would not fit in one response (see truncated).
    */
-  chat:
+  chat?:
     | Chat
     | undefined;
   /**
@@ -373,7 +383,7 @@ export interface RebuildResponse {
 }
 
 function createBaseChatMessage(): ChatMessage {
-  return { id: "", dataOffset: 0, content: "", messageType: 0, sendTime: undefined, senderId: "" };
+  return { id: "", dataOffset: 0, content: "", messageType: 0, sendTime: undefined, senderId: "", seal: undefined };
 }
 
 export const ChatMessage: MessageFns<ChatMessage> = {
@@ -395,6 +405,9 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     }
     if (message.senderId !== "") {
       writer.uint32(50).string(message.senderId);
+    }
+    if (message.seal !== undefined) {
+      StringValue.encode({ value: message.seal! }, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -460,6 +473,14 @@ export const ChatMessage: MessageFns<ChatMessage> = {
             message.senderId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.seal = StringValue.decode(reader, reader.uint32()).value;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -496,6 +517,7 @@ export const ChatMessage: MessageFns<ChatMessage> = {
         : isSet(object.sender_id)
         ? globalThis.String(object.sender_id)
         : "",
+      seal: isSet(object.seal) ? String(object.seal) : undefined,
     };
   },
 
@@ -519,6 +541,9 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     if (message.senderId !== "") {
       obj.senderId = message.senderId;
     }
+    if (message.seal !== undefined) {
+      obj.seal = message.seal;
+    }
     return obj;
   },
 
@@ -533,6 +558,7 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     message.messageType = object.messageType ?? 0;
     message.sendTime = object.sendTime ?? undefined;
     message.senderId = object.senderId ?? "";
+    message.seal = object.seal ?? undefined;
     return message;
   },
 };

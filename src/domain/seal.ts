@@ -1,0 +1,85 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { Message } from './message.js';
+
+/** What a seal covers: everything a message says except its offset, which rebuilds renumber. */
+export type Sealable = Pick<Message, 'id' | 'type' | 'senderId' | 'content' | 'sendTime'>;
+
+/**
+ * The keys a server seals with: `current` seals, every key verifies. Rotation adds a key and
+ * makes it current; messages sealed under the old one verify until it is removed.
+ */
+export interface SealKeys {
+  readonly current: string;
+  readonly keys: ReadonlyMap<string, Buffer>;
+}
+
+/**
+ * The bytes a seal is computed over: the chat id, id, type, sender id, content and send time (ms
+ * since the epoch), each as a 4-byte big-endian length and its UTF-8 bytes. The lengths keep
+ * fields apart, so no two different messages give the same input (`"ab" + "c"` is not `"a" + "bc"`).
+ */
+export function sealInput(chatId: string, message: Sealable): Buffer {
+  const fields = [chatId, message.id, String(message.type), message.senderId, message.content, String(message.sendTime.getTime())];
+  const parts: Buffer[] = [];
+  for (const field of fields) {
+    const bytes = Buffer.from(field, 'utf8');
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(bytes.length);
+    parts.push(length, bytes);
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * Seals messages a server accepted, and checks the seals of messages uploaded back, so a client
+ * (the durable store) can only give back what a server with these keys accepted. A seal reads
+ * `<key id>.<base64url HMAC-SHA256>`. Pure computation: no I/O, no clock.
+ */
+export class Sealer {
+  private readonly current: { readonly id: string; readonly key: Buffer };
+
+  /** Throws a RangeError when `keys.current` names no key, or a key id is empty or has a dot. */
+  constructor(private readonly keys: SealKeys) {
+    for (const id of keys.keys.keys()) {
+      if (id === '' || id.includes('.')) throw new RangeError(`a seal key id must be non-empty and without dots; got "${id}"`);
+    }
+    const key = keys.keys.get(keys.current);
+    if (!key) throw new RangeError(`the current seal key "${keys.current}" is not among the keys`);
+    this.current = { id: keys.current, key };
+  }
+
+  /** The ids of the keys, the current one first: what may be logged (never the keys). */
+  get keyIds(): string[] {
+    return [this.current.id, ...[...this.keys.keys.keys()].filter((id) => id !== this.current.id)];
+  }
+
+  /** The seal of `message` in chat `chatId`, under the current key. */
+  seal(chatId: string, message: Sealable): string {
+    return `${this.current.id}.${mac(this.current.key, chatId, message).toString('base64url')}`;
+  }
+
+  /**
+   * Why `seal` is not a valid seal of `message` in chat `chatId` (as a phrase that follows the
+   * message's name: "has no seal", ...), or undefined when it is.
+   */
+  problem(chatId: string, message: Sealable, seal: string | undefined): string | undefined {
+    if (seal === undefined || seal === '') return 'has no seal';
+    const dot = seal.indexOf('.');
+    if (dot < 0) return 'has a seal that does not match it: it is not "<key id>.<mac>"';
+    const keyId = seal.slice(0, dot);
+    const key = this.keys.keys.get(keyId);
+    if (!key) return `is sealed under a key this server does not know (${JSON.stringify(keyId)})`;
+    // Compared as text, not decoded: base64url decoding skips stray characters, and a seal is
+    // taken back only exactly as it was given out.
+    const given = Buffer.from(seal.slice(dot + 1));
+    const expected = Buffer.from(mac(key, chatId, message).toString('base64url'));
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      return 'has a seal that does not match it: its chat, id, type, sender, content or send time differs from what was sealed';
+    }
+    return undefined;
+  }
+}
+
+function mac(key: Buffer, chatId: string, message: Sealable): Buffer {
+  return createHmac('sha256', key).update(sealInput(chatId, message)).digest();
+}
