@@ -48,9 +48,9 @@ export async function authenticator(config: AuthConfig): Promise<Authenticate> {
 }
 
 /**
- * Whether the server checks no tokens: with `--insecure`, and, while message seals are not yet
- * built (so authentication alone cannot keep Rebuild from writing history), also when no key
- * source is given, so a deployment without one keeps working. Either way the start-up log says
+ * Whether the server checks no tokens: with `--insecure`, and, while a secure deployment is
+ * opt-in (a key source for tokens and --seal-keys-file for history, as README says), also when
+ * no key source is given, so a deployment without one keeps working. Either way the start-up log says
  * so loudly and every chat answer carries `x-chat-insecure: true`.
  */
 export function isInsecure(config: Pick<AuthConfig, 'insecure' | 'authHs256SecretFile' | 'authJwksFile' | 'authJwksUrl'>): boolean {

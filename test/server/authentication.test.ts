@@ -293,7 +293,7 @@ describe('start-up without a usable key source', () => {
 
   const refusal = (overrides: Partial<Config>) => start(overrides).then(() => expect.fail('started'), (e: unknown) => e as Error);
 
-  it('runs insecure, and says so, with no key source (until seals make authentication whole)', async () => {
+  it('runs insecure, and says so, with no key source (while a secure deployment is opt-in)', async () => {
     const server = await start({});
     try {
       expect(server.config.insecure).to.equal(true);
