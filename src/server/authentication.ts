@@ -1,9 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import type { Metadata } from '@grpc/grpc-js';
 import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTPayload, jwtVerify, type JWTVerifyOptions } from 'jose';
 import { type Caller, INSECURE, type Principal, type Role } from '../domain/access.js';
 import { ChatError } from '../domain/errors.js';
-import { type Config, ConfigError, flagOf } from './config.js';
+import { type Config, ConfigError, flagOf, readSettingFile } from './config.js';
 
 /** Who sent a call, from its metadata; refuses (UNAUTHENTICATED) a call without a good token. */
 export type Authenticate = (metadata: Metadata) => Promise<Caller>;
@@ -60,7 +59,7 @@ export function isInsecure(config: Pick<AuthConfig, 'insecure' | 'authHs256Secre
 /** The function that checks a token's signature and claims with the configured key source. */
 async function verifier(config: AuthConfig, options: JWTVerifyOptions): Promise<(token: string) => Promise<JWTPayload>> {
   if (config.authHs256SecretFile !== '') {
-    const secret = new TextEncoder().encode((await readKeyFile('auth-hs256-secret-file', config.authHs256SecretFile)).trim());
+    const secret = new TextEncoder().encode(readKeyFile('auth-hs256-secret-file', config.authHs256SecretFile).trim());
     if (secret.length < MIN_SECRET_BYTES) {
       throw new ConfigError(`auth-hs256-secret-file "${config.authHs256SecretFile}" holds ${secret.length} bytes; an HS256 secret needs at least ${MIN_SECRET_BYTES}`);
     }
@@ -121,16 +120,12 @@ function unauthenticated(message: string): ChatError {
   return new ChatError('unauthenticated', message);
 }
 
-async function readKeyFile(setting: string, path: string): Promise<string> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    throw new ConfigError(`${setting} "${path}" cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
+function readKeyFile(setting: string, path: string): string {
+  return readSettingFile(setting, path).toString('utf8');
 }
 
 async function readJwks(path: string): Promise<Parameters<typeof createLocalJWKSet>[0]> {
-  const text = await readKeyFile('auth-jwks-file', path);
+  const text = readKeyFile('auth-jwks-file', path);
   try {
     const jwks = JSON.parse(text) as Parameters<typeof createLocalJWKSet>[0];
     if (!Array.isArray(jwks?.keys)) throw new Error('it has no "keys" array');

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { levels } from 'pino';
 import type { Limits } from '../domain/limits.js';
@@ -247,6 +248,15 @@ const LOG_LEVELS: readonly string[] = [...Object.keys(levels.values), 'silent'];
 /** Thrown for a setting that cannot be used; main prints it and exits with status 2. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
+}
+
+/** Reads the file a setting names, at start-up; a ConfigError naming the setting and the file when it cannot. */
+export function readSettingFile(setting: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new ConfigError(`${setting} "${path}" cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
 }
 
 /**

@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { Sealer } from '../domain/seal.js';
-import { type Config, ConfigError } from './config.js';
+import { type Config, ConfigError, readSettingFile } from './config.js';
 
 /** A seal key shorter than this (in bytes, decoded) is refused at start-up: HMAC-SHA256 wants at least its hash's length. */
 const MIN_SEAL_KEY_BYTES = 32;
@@ -26,12 +25,7 @@ export async function loadSealer(config: Pick<Config, 'sealKeysFile'>): Promise<
   const path = config.sealKeysFile;
   if (path === '') return undefined;
   const wrong = (what: string) => new ConfigError(`seal-keys-file "${path}" ${what}`);
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw wrong(`cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
+  const text = readSettingFile('seal-keys-file', path).toString('utf8');
   let data: unknown;
   try {
     data = JSON.parse(text);

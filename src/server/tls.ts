@@ -1,7 +1,6 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { ServerCredentials } from '@grpc/grpc-js';
-import { type Config, ConfigError } from './config.js';
+import { type Config, ConfigError, readSettingFile } from './config.js';
 
 /** What the server's transport security is: none, TLS, or TLS that also requires client certificates. */
 export type TlsMode = 'off' | 'tls' | 'mtls';
@@ -29,7 +28,7 @@ export function serverCredentials(config: TlsSettings): ServerCredentials {
   const certificate = parse('tls-cert-file', config.tlsCertFile, () => new X509Certificate(cert));
   const privateKey = parse('tls-key-file', config.tlsKeyFile, () => createPrivateKey(key));
   if (!certificate.checkPrivateKey(privateKey)) {
-    throw new ConfigError(`tls-key-file ${config.tlsKeyFile} is not the key of the certificate in tls-cert-file ${config.tlsCertFile}`);
+    throw new ConfigError(`tls-key-file "${config.tlsKeyFile}" is not the key of the certificate in tls-cert-file "${config.tlsCertFile}"`);
   }
   let clientCa: Buffer | null = null;
   if (mode === 'mtls') {
@@ -41,13 +40,8 @@ export function serverCredentials(config: TlsSettings): ServerCredentials {
 
 /** The file's bytes, which must hold a PEM block; a ConfigError naming the setting and file otherwise. */
 function readPem(flag: string, path: string): Buffer {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (error) {
-    throw new ConfigError(`${flag} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  if (!bytes.includes('-----BEGIN ')) throw new ConfigError(`${flag} ${path} is not PEM (no -----BEGIN line)`);
+  const bytes = readSettingFile(flag, path);
+  if (!bytes.includes('-----BEGIN ')) throw new ConfigError(`${flag} "${path}" is not PEM (no -----BEGIN line)`);
   return bytes;
 }
 
@@ -57,6 +51,6 @@ function parse<T>(flag: string, path: string, make: () => T): T {
     return make();
   } catch (error) {
     const reason = (error as Error).message.replaceAll(/\s+/g, ' ');
-    throw new ConfigError(`${flag} ${path} does not hold a usable PEM ${flag === 'tls-key-file' ? 'private key' : 'certificate'}: ${reason}`);
+    throw new ConfigError(`${flag} "${path}" does not hold a usable PEM ${flag === 'tls-key-file' ? 'private key' : 'certificate'}: ${reason}`);
   }
 }

@@ -147,18 +147,18 @@ describe('TLS', () => {
     it('refuses a file it cannot read, one that is not PEM, and a key of another certificate, naming the file', async () => {
       const missing = join(certs.dir, 'missing.crt');
       expect(await refusedLine({ TLS_CERT_FILE: missing, TLS_KEY_FILE: serverCert.key.path })).to.equal(
-        `chat-rebuild: tls-cert-file ${missing} cannot be read: ENOENT (see --help)`,
+        `chat-rebuild: tls-cert-file "${missing}" cannot be read: ENOENT (see --help)`,
       );
       const garbage = join(certs.dir, 'garbage.pem');
       writeFileSync(garbage, 'not a certificate\n');
       expect(await refusedLine({ TLS_CERT_FILE: serverCert.cert.path, TLS_KEY_FILE: garbage })).to.equal(
-        `chat-rebuild: tls-key-file ${garbage} is not PEM (no -----BEGIN line) (see --help)`,
+        `chat-rebuild: tls-key-file "${garbage}" is not PEM (no -----BEGIN line) (see --help)`,
       );
       expect(await refusedLine({ TLS_CERT_FILE: serverCert.cert.path, TLS_KEY_FILE: clientCert.key.path })).to.contain(
-        `tls-key-file ${clientCert.key.path} is not the key of the certificate in tls-cert-file ${serverCert.cert.path}`,
+        `tls-key-file "${clientCert.key.path}" is not the key of the certificate in tls-cert-file "${serverCert.cert.path}"`,
       );
       expect(await refusedLine({ TLS_CERT_FILE: serverCert.cert.path, TLS_KEY_FILE: serverCert.key.path, TLS_CLIENT_CA_FILE: serverCert.key.path })).to.match(
-        /tls-client-ca-file .*server\.key does not hold a usable PEM certificate/,
+        /tls-client-ca-file ".*server\.key" does not hold a usable PEM certificate/,
       );
     });
 
