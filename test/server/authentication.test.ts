@@ -2,12 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Metadata, status, type StatusObject } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type StatusObject } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import { pino } from 'pino';
 import { type ChatServiceClient, MessageType, ResultCode, WatchChatRequest, type WatchChatResponse } from '../../generated/chat/v1/chat.js';
 import { type Config, ConfigError, DEFAULT_CONFIG } from '../../src/server/config.js';
+import { HealthClient } from '../../generated/health/v1/health.js';
 import { startServer } from '../../src/server/server.js';
 import { bearer, type ChatApi, chatApi, expectStatus } from '../support/chat-api.js';
 import { startTestServer, type TestServer } from '../support/servers.js';
@@ -284,6 +285,38 @@ describe('an insecure server', () => {
       expect(metadata.get('x-chat-insecure')).to.deep.equal(['true']);
     } finally {
       await server.close();
+    }
+  });
+
+  it('says so in health answers too, so a balancer or a probe can see it', async () => {
+    const server = await startTestServer();
+    const health = new HealthClient(server.address, credentials.createInsecure());
+    try {
+      const metadata = await new Promise<Metadata>((resolve, reject) => {
+        const call = health.check({ service: 'chat.v1.ChatService' }, (error) => error && reject(error));
+        call.on('metadata', resolve);
+      });
+      expect(metadata.get('x-chat-insecure')).to.deep.equal(['true']);
+    } finally {
+      health.close();
+      await server.close();
+    }
+  });
+
+  it('marks nothing on a server that checks tokens', async () => {
+    const secret = keyFile(randomBytes(32).toString('base64'));
+    const server = await startTestServer({ authHs256SecretFile: secret.path });
+    const health = new HealthClient(server.address, credentials.createInsecure());
+    try {
+      const metadata = await new Promise<Metadata>((resolve, reject) => {
+        const call = health.check({ service: 'chat.v1.ChatService' }, (error) => error && reject(error));
+        call.on('metadata', resolve);
+      });
+      expect(metadata.get('x-chat-insecure')).to.deep.equal([]);
+    } finally {
+      health.close();
+      await server.close();
+      secret.remove();
     }
   });
 });
