@@ -43,8 +43,11 @@ export interface ChatHandlers {
  * none by default.
  */
 export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, limits?: CallerLimits): ChatHandlers {
+  /** Who a caller is, for rate limits and logs: `role:sub`; none on an insecure server. */
+  const subjectOf = (caller: Caller) => (caller === INSECURE ? undefined : `${caller.role}:${caller.sub}`);
   const charge = (limiter: RateLimiter | undefined, caller: Caller) => {
-    if (limiter && caller !== INSECURE) limiter.take(`${caller.role}:${caller.sub}`);
+    const subject = subjectOf(caller);
+    if (limiter && subject !== undefined) limiter.take(subject);
   };
   return {
     addVisitorMessage: (request, caller) => {
@@ -89,7 +92,7 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, lim
       logger.info(
         {
           chatId: outcome.chatId,
-          ...(caller !== INSECURE && { caller: `${caller.role}:${caller.sub}` }),
+          ...(caller !== INSECURE && { caller: subjectOf(caller) }),
           epoch: outcome.epoch,
           rebuildRequired: outcome.rebuildRequired,
           created: outcome.created,

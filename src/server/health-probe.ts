@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { type ChannelCredentials, type ChannelOptions, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { HealthCheckResponse_ServingStatus, HealthClient, healthCheckResponse_ServingStatusToJSON } from '../../generated/health/v1/health.js';
-import { loadConfig } from './config.js';
+import { loadConfig, readSettingFile } from './config.js';
 
 /** How long the probe waits for its answer unless told: under the Dockerfile's HEALTHCHECK --timeout (5 s). */
 export const DEFAULT_PROBE_TIMEOUT_MS = 3_000;
@@ -75,12 +74,7 @@ function settings(argv: readonly string[], env: NodeJS.ProcessEnv): Target {
 
 /** The bytes of the PEM file at `path` (null without one); an error naming the flag and file when it cannot be read. */
 function readPem(flag: string, path: string | undefined): Buffer | null {
-  if (path === undefined) return null;
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new Error(`${flag} ${path} cannot be read: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
+  return path === undefined ? null : readSettingFile(flag, path);
 }
 
 /** Resolves with the serving status `address` reports for `service`; rejects with the call's error. */
