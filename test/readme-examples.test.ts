@@ -72,7 +72,8 @@ const examples = readme === undefined ? [] : grpcurlExamples(readme);
 describe('README grpcurl examples', () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer();
+    // The examples are the quick start's: they run against `npm start`, an insecure server.
+    server = await startTestServer({ insecure: true });
   });
   after(async () => {
     await server?.close();

@@ -38,7 +38,8 @@ describe('README SDK examples', () => {
   let server: TestServer;
   let scratch: string;
   before(async () => {
-    server = await startTestServer();
+    // The examples are the quick start's: they run against `npm start`, an insecure server.
+    server = await startTestServer({ insecure: true });
     // Inside the repo, so that 'chat-rebuild/client' resolves to this package as it would for a user.
     scratch = mkdtempSync(join(ROOT, 'test', '.readme-'));
   });
@@ -81,7 +82,7 @@ describe('README SDK examples', () => {
   it('end the agent example when its signal fires, nothing arriving, garbage collected every 100 ms', async function () {
     this.timeout(90_000);
     // A server each, where nobody writes: each agent finds the chat missing and rebuilds it empty.
-    const quiet = await Promise.all([1, 2, 3].map(() => startTestServer()));
+    const quiet = await Promise.all([1, 2, 3].map(() => startTestServer({ insecure: true })));
     try {
       const agentExample = examples[1]!;
       expect(agentExample, 'the agent example waits with AbortSignal.timeout(10_000)').to.contain('AbortSignal.timeout(10_000)');

@@ -26,10 +26,12 @@ export type Caller = Principal | typeof INSECURE;
 
 /**
  * Refuses (PERMISSION_DENIED) a visitor that names a chat other than its token's. Every call
- * that names a chat (reads, watches, sends, rebuilds) goes through here.
+ * that names a chat (reads, watches, sends, rebuilds) goes through here; one that names none is
+ * left to the store.
  */
 export function requireChatAccess(caller: Caller, chatId: string): void {
-  if (caller === INSECURE || caller.role !== 'visitor' || caller.chatId === chatId) return;
+  // An empty chat id names no chat: the store refuses it as an invalid argument, whoever asks.
+  if (caller === INSECURE || caller.role !== 'visitor' || caller.chatId === chatId || chatId === '') return;
   throw denied(`a visitor token for chat "${caller.chatId}" cannot touch chat "${chatId}"`);
 }
 
@@ -55,14 +57,15 @@ export function visitorSender(caller: Caller, chatId: string, senderId: string):
  * visitor token none. An agent_id in the request must be empty or that subject.
  *
  * @param type the request's message type; undefined for an unset one. A number that names no
- *   type is left to the store, which refuses it as an invalid argument.
+ *   type, and MESSAGE_TYPE_VISITOR (never an agent-side type), are left to the store, which
+ *   refuses them as invalid arguments whoever sends them.
  */
 export function agentSender(caller: Caller, chatId: string, agentId: string, type: number | undefined): string {
   if (caller === INSECURE) return agentId;
   if (caller.role === 'visitor') throw denied('a visitor token cannot post on the agent side; send visitor messages');
   requireChatAccess(caller, chatId);
   const resolved = type ?? MessageType.Agent;
-  if (MessageType[resolved] !== undefined) {
+  if (MessageType[resolved] !== undefined && resolved !== MessageType.Visitor) {
     const unset = type === undefined ? ' (what an unset message_type means)' : '';
     if (caller.role === 'agent' && resolved !== MessageType.Agent) {
       throw denied(`an agent token posts MESSAGE_TYPE_AGENT messages; got ${typeName(resolved)}: bots and notices need a service token`);

@@ -10,7 +10,7 @@ export type Authenticate = (metadata: Metadata) => Promise<Caller>;
 /** The settings authentication reads. */
 export type AuthConfig = Pick<
   Config,
-  'insecure' | 'authHs256SecretFile' | 'authJwksFile' | 'authJwksUrl' | 'authIssuer' | 'authAudience' | 'authClockToleranceMs'
+  'insecure' | 'authHs256SecretFile' | 'authJwksFile' | 'authJwksUrl' | 'authIssuer' | 'authAudience' | 'authClockToleranceMs' | 'sealKeysFile'
 >;
 
 /** The request metadata that carries the token: `authorization: Bearer <jwt>`. */
@@ -26,15 +26,21 @@ const ROLES: ReadonlySet<string> = new Set<Role>(['visitor', 'agent', 'service']
 
 /**
  * The server's authentication, from its one key source: an HS256 secret file, a local JWKS file
- * or a JWKS URL (fetched by jose and cached). With `insecure`, or with no key source at all (for
- * now: see {@link isInsecure}), every caller is {@link INSECURE}. Throws a ConfigError, which
- * stops start-up, for `insecure` with a key source, for more than one key source, and for a key
- * file it cannot use.
+ * or a JWKS URL (fetched by jose and cached). With `insecure` every caller is {@link INSECURE}.
+ * Throws a ConfigError, which stops start-up: for `insecure` with a key source; without
+ * `insecure`, for no key source or no seal keys (a secure server needs both: tokens say who may
+ * send, seals say which history a Rebuild may bring back); for more than one key source; and for
+ * a key file it cannot use.
  */
 export async function authenticator(config: AuthConfig): Promise<Authenticate> {
   const sources = (['authHs256SecretFile', 'authJwksFile', 'authJwksUrl'] as const).filter((key) => config[key] !== '');
   if (config.insecure && sources.length > 0) throw new ConfigError(`--insecure checks no tokens, so it cannot go with --${flagOf(sources[0]!)}: choose one`);
-  if (isInsecure(config)) return async () => INSECURE;
+  if (config.insecure) return async () => INSECURE;
+  if (sources.length === 0) {
+    throw new ConfigError(
+      'no key source for bearer tokens: give --auth-hs256-secret-file, --auth-jwks-file or --auth-jwks-url (with --seal-keys-file), or --insecure for a development server that checks nobody',
+    );
+  }
   if (sources.length > 1) throw new ConfigError(`give one key source; got --${sources.map(flagOf).join(' and --')}`);
   const options: JWTVerifyOptions = {
     requiredClaims: ['exp', 'sub'],
@@ -43,17 +49,12 @@ export async function authenticator(config: AuthConfig): Promise<Authenticate> {
     ...(config.authAudience !== '' && { audience: config.authAudience }),
   };
   const verify = await verifier(config, options);
+  if (config.sealKeysFile === '') {
+    throw new ConfigError(
+      `--${flagOf(sources[0]!)} without --seal-keys-file would let any caller upload history nobody sent: give the seal keys all instances share (README, "Sealed history")`,
+    );
+  }
   return async (metadata) => principalOf(await verify(bearerToken(metadata)));
-}
-
-/**
- * Whether the server checks no tokens: with `--insecure`, and, while a secure deployment is
- * opt-in (a key source for tokens and --seal-keys-file for history, as README says), also when
- * no key source is given, so a deployment without one keeps working. Either way the start-up log says
- * so loudly and every chat answer carries `x-chat-insecure: true`.
- */
-export function isInsecure(config: Pick<AuthConfig, 'insecure' | 'authHs256SecretFile' | 'authJwksFile' | 'authJwksUrl'>): boolean {
-  return config.insecure || (config.authHs256SecretFile === '' && config.authJwksFile === '' && config.authJwksUrl === '');
 }
 
 /** The function that checks a token's signature and claims with the configured key source. */

@@ -88,8 +88,8 @@ export interface Config extends Limits {
   readonly tlsClientCaFile: string;
   /**
    * Checks no tokens: every caller may do anything, and sender ids are the request's. For
-   * development only. A server given no key source below runs so too, for now, and says so
-   * (src/server/authentication.ts, isInsecure).
+   * development only. Without it the server needs a key source below and `sealKeysFile`
+   * (src/server/authentication.ts).
    */
   readonly insecure: boolean;
   /** A file holding the HS256 secret bearer tokens are signed with (tests, small deployments). */
@@ -220,7 +220,7 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   tlsCertFile: 'PEM certificate chain to serve TLS with (needs tls-key-file); none: plaintext',
   tlsKeyFile: 'PEM private key of tls-cert-file',
   tlsClientCaFile: 'PEM CA: clients must present a certificate it signed (mutual TLS; needs tls-cert-file)',
-  insecure: 'check no bearer tokens (development only; so does a server given no key source, for now)',
+  insecure: 'check no tokens and no seals (development only); without it, give a key source and --seal-keys-file',
   authHs256SecretFile: 'file holding the HS256 secret (at least 32 bytes) that bearer tokens are signed with',
   authJwksFile: 'local JWKS file with the public keys that bearer tokens are signed with',
   authJwksUrl: 'JWKS URL with the public keys that bearer tokens are signed with (fetched and cached)',

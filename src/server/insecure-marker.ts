@@ -7,7 +7,7 @@ export const INSECURE_HEADER = 'x-chat-insecure';
 const MARKED_SERVICES = ['/chat.v1.ChatService/', '/grpc.health.v1.Health/'];
 
 /**
- * On an insecure server (--insecure, or no key source), adds `x-chat-insecure: true` to the
+ * On an insecure server (--insecure), adds `x-chat-insecure: true` to the
  * initial response metadata of every chat.v1.ChatService call and health check, so a client, a
  * balancer's probe or an operator with grpcurl -v can see that nobody's token is checked. (A
  * call refused before any response carries only trailers; the start-up log says it too.)

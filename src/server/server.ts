@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { ChatServiceService } from '../../generated/chat/v1/chat.js';
 import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
-import { authenticator, isInsecure } from './authentication.js';
+import { authenticator } from './authentication.js';
 import { logCalls } from './call-log.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import { type Config, withDerivedBudgets } from './config.js';
@@ -61,9 +61,8 @@ export class ListenError extends Error {
  * Starts the chat, health and reflection services on `config.host:config.port`, over TLS when
  * `config.tlsCertFile` is set (tls.ts; its files unusable: a ConfigError), sealing messages when
  * `config.sealKeysFile` is set (seal-keys.ts; the file unusable: a ConfigError). `random` draws each
- * watch's lifetime. Refuses to start (ConfigError) without a key source for bearer tokens
- * unless `config.insecure` (src/server/authentication.ts). Without a key source it runs insecure
- * for now (`ChatServer.config.insecure` then says so; see isInsecure).
+ * watch's lifetime. Refuses to start (ConfigError) without a key source for bearer tokens and
+ * seal keys unless `config.insecure` (src/server/authentication.ts).
  */
 export async function startServer(
   loaded: Config,
@@ -71,8 +70,7 @@ export async function startServer(
   clock: Clock = systemClock,
   random: () => number = Math.random,
 ): Promise<ChatServer> {
-  const derived = withDerivedBudgets(loaded, heapLimitBytes(), openFilesLimit());
-  const config = { ...derived, insecure: isInsecure(derived) };
+  const config = withDerivedBudgets(loaded, heapLimitBytes(), openFilesLimit());
   const credentials = serverCredentials(config); // first: a bad certificate file stops start-up before anything runs
   const authenticate = await authenticator(config);
   const sealer = await loadSealer(config);

@@ -1,10 +1,10 @@
-import { credentials, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { ChatServiceClient } from '../../generated/chat/v1/chat.js';
 import { type ChatMessage, ChatSession, type ChatSessionOptions, MessageType, type RebuildEvent } from '../../src/client/index.js';
 import { chatApi } from '../support/chat-api.js';
 import { type Haproxy, startHaproxy } from '../support/haproxy.js';
-import { type ServerProcess, spawnServer } from '../support/servers.js';
+import { type ServerProcess, spawnServer, testClient } from '../support/servers.js';
+import { sessionToken } from '../support/security.js';
 
 const CHAT = 'behind-the-balancer';
 const ROUNDS_BEFORE = 3;
@@ -17,7 +17,7 @@ const offsetsOf = (messages: readonly ChatMessage[], type: MessageType) => messa
 
 /** What a server holds of the chat, read from it directly (not through the balancer), in conversation order. */
 async function serverView(address: string): Promise<ChatMessage[]> {
-  const client = new ChatServiceClient(address, credentials.createInsecure());
+  const client = testClient(address);
   try {
     const read = await chatApi(client).getNewMessage({ chatId: CHAT, visitorOffset: 0, agentOffset: 0 });
     expect(read.messages, 'the whole chat in one answer').to.have.length(read.visitorDataOffset + read.agentDataOffset);
@@ -48,7 +48,7 @@ describe('ChatSession behind one load-balanced address (haproxy)', function () {
     processes.push(b);
     const lb = (balancer = await startHaproxy([a.address, b.address]));
     const open = async (role: ChatSessionOptions['role']) => {
-      const session = await ChatSession.open({ chatId: CHAT, role, servers: [lb.address], backoff: { initialMs: 5, maxMs: 100 }, ...options });
+      const session = await ChatSession.open({ chatId: CHAT, role, servers: [lb.address], backoff: { initialMs: 5, maxMs: 100 }, token: sessionToken(CHAT, role), ...options });
       sessions.push(session);
       return session;
     };
@@ -115,7 +115,7 @@ describe('ChatSession behind one load-balanced address (haproxy)', function () {
     const pairs = await Promise.all(
       chatIds.map(async (chatId) => {
         const open = async (role: ChatSessionOptions['role']) => {
-          const session = await ChatSession.open({ chatId, role, servers: [lb.address], backoff: { initialMs: 5, maxMs: 100 } });
+          const session = await ChatSession.open({ chatId, role, servers: [lb.address], backoff: { initialMs: 5, maxMs: 100 }, token: sessionToken(chatId, role) });
           sessions.push(session);
           return session;
         };

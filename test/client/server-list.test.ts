@@ -3,6 +3,7 @@ import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatSdkError, ChatSession, type RetryEvent } from '../../src/client/index.js';
 import { startTestServer } from '../support/servers.js';
+import { sessionToken } from '../support/security.js';
 
 const open = (servers: readonly string[]) => ChatSession.open({ chatId: 'c', role: { kind: 'visitor' }, servers });
 
@@ -39,7 +40,7 @@ describe('ChatSession server list', () => {
     const gone = await startTestServer();
     const address = gone.address;
     await gone.close();
-    const session = await ChatSession.open({ chatId: 'c', role: { kind: 'visitor' }, servers: [address], backoff: { initialMs: 5, maxMs: 20 } });
+    const session = await ChatSession.open({ chatId: 'c', role: { kind: 'visitor' }, servers: [address], backoff: { initialMs: 5, maxMs: 20 }, token: sessionToken('c', { kind: 'visitor' }) });
     try {
       const retried = once(session, 'retry') as Promise<[RetryEvent]>;
       const giveUp = new AbortController();

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { credentials, type Metadata } from '@grpc/grpc-js';
+import { type Metadata } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type JWTPayload, SignJWT } from 'jose';
 import { type ChatMessage, ChatServiceClient, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
@@ -11,7 +11,7 @@ import type { ChatSession } from '../../src/client/index.js';
 import { placement } from '../../src/client/placement.js';
 import { bearer, chatApi } from '../support/chat-api.js';
 import { chatIdPlaced } from '../support/placement.js';
-import { type ServerProcess, spawnServer } from '../support/servers.js';
+import { type ServerProcess, spawnServer, testClient } from '../support/servers.js';
 import { sessionHarness } from '../support/sessions.js';
 import { findPython } from './find-python.js';
 import { type PyEvent, PythonProcess } from './python-process.js';
@@ -60,7 +60,7 @@ function blocks(markdown: string, language: string): { code: string; line: numbe
 
 /** A chat's whole view on a server (offsets only, from 0/0), page by page. */
 async function serverView(address: string, chatId: string, metadata?: Metadata): Promise<{ lines: Line[]; epoch: string; messages: ChatMessage[] }> {
-  const client = new ChatServiceClient(address, credentials.createInsecure());
+  const client = testClient(address);
   try {
     const api = chatApi(client, metadata);
     const messages: ChatMessage[] = [];

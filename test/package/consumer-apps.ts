@@ -35,13 +35,13 @@ export function describeRun(what: string, finished: Finished): string {
 }
 
 const IMPORTS: Record<Flavour, string> = {
-  esm: `import { credentials } from '@grpc/grpc-js';
+  esm: `import { credentials, Metadata } from '@grpc/grpc-js';
 import { ChatSession } from 'chat-rebuild/client';
 import { ChatServiceClient, GetNewMessageRequest, messageTypeToJSON } from 'chat-rebuild/generated/chat/v1/chat';
 import { HealthCheckRequest, HealthClient, healthCheckResponse_ServingStatusToJSON } from 'chat-rebuild/generated/health/v1/health';
 
 const loadedFrom = import.meta.resolve('chat-rebuild/client');`,
-  cjs: `const { credentials } = require('@grpc/grpc-js');
+  cjs: `const { credentials, Metadata } = require('@grpc/grpc-js');
 const { ChatSession } = require('chat-rebuild/client');
 const { ChatServiceClient, GetNewMessageRequest, messageTypeToJSON } = require('chat-rebuild/generated/chat/v1/chat');
 const { HealthCheckRequest, HealthClient, healthCheckResponse_ServingStatusToJSON } = require('chat-rebuild/generated/health/v1/health');
@@ -51,22 +51,25 @@ const loadedFrom = require.resolve('chat-rebuild/client');`,
 
 /**
  * The app: a visitor sends, an agent reads it with sync() and answers, then the generated stubs
- * read the chat back and ask the health service. Prints one JSON line of what it saw.
+ * read the chat back and ask the health service. Its arguments are the server's address, the
+ * chat id and the bearer tokens of the visitor, the agent and the reader (a service). Prints one
+ * JSON line of what it saw.
  */
 function appScript(flavour: Flavour): string {
   return `${IMPORTS[flavour]}
 
-async function main(address, chatId) {
+async function main(address, chatId, tokens) {
   const visitor = await ChatSession.open({
     chatId,
     role: { kind: 'visitor', visitorId: 'visitor-1' },
     visitor: { id: 'visitor-1', name: 'Ada', email: 'ada@example.com' },
     servers: [address],
+    token: tokens.visitor,
   });
   const sent = await visitor.send('hello from the ${flavour} app');
   await visitor.close();
 
-  const agent = await ChatSession.open({ chatId, role: { kind: 'agent', agentId: 'agent-1' }, servers: [address] });
+  const agent = await ChatSession.open({ chatId, role: { kind: 'agent', agentId: 'agent-1' }, servers: [address], token: tokens.agent });
   const synced = await agent.sync();
   await agent.send('hello back');
   await agent.close();
@@ -74,7 +77,9 @@ async function main(address, chatId) {
   const chat = new ChatServiceClient(address, credentials.createInsecure());
   const health = new HealthClient(address, credentials.createInsecure());
   try {
-    const read = await unary((done) => chat.getNewMessage(GetNewMessageRequest.fromPartial({ chatId }), done));
+    const metadata = new Metadata();
+    metadata.set('authorization', \`Bearer \${tokens.reader}\`);
+    const read = await unary((done) => chat.getNewMessage(GetNewMessageRequest.fromPartial({ chatId }), metadata, done));
     const served = await unary((done) => health.check(HealthCheckRequest.fromPartial({ service: '' }), done));
     return {
       loadedFrom,
@@ -93,7 +98,7 @@ function unary(call) {
   return new Promise((resolve, reject) => call((error, response) => (error ? reject(error) : resolve(response))));
 }
 
-main(process.argv[2], process.argv[3]).then(
+main(process.argv[2], process.argv[3], JSON.parse(process.argv[4])).then(
   (seen) => console.log(JSON.stringify(seen)),
   (error) => {
     console.error(error);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
+import { testToken } from '../support/security.js';
 import { startTestServer, type TestServer } from '../support/servers.js';
 import { APP_SCRIPT, describeRun, type Finished, type Flavour, run, TYPE_CHECKS, writeApp } from './consumer-apps.js';
 
@@ -109,7 +110,12 @@ describe('SDK package: packed, installed into apps outside the repository', func
         // CommonJS build or nothing.
         const nodeArgs = flavour === 'cjs' && process.allowedNodeEnvironmentFlags.has('--experimental-require-module') ? ['--no-experimental-require-module'] : [];
         const chatId = `package-${flavour}`;
-        const finished = await run(process.execPath, [...nodeArgs, APP_SCRIPT, server.address, chatId], app(), DEADLINE_MS);
+        const tokens = {
+          visitor: await testToken({ sub: 'visitor-1', role: 'visitor', chatId }),
+          agent: await testToken({ sub: 'agent-1', role: 'agent' }),
+          reader: await testToken({ sub: 'reader', role: 'service' }),
+        };
+        const finished = await run(process.execPath, [...nodeArgs, APP_SCRIPT, server.address, chatId, JSON.stringify(tokens)], app(), DEADLINE_MS);
         const seen = parsed<Record<string, unknown>>(`the ${flavour} app`, finished);
         expect(seen.loadedFrom).to.match(new RegExp(`/node_modules/chat-rebuild/dist/${flavour}/src/client/index\\.js$`));
         expect(seen).to.deep.include({

@@ -1,9 +1,9 @@
-import { credentials } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { ChatServiceClient, MessageType } from '../../generated/chat/v1/chat.js';
+import { MessageType } from '../../generated/chat/v1/chat.js';
 import { chatApi } from '../support/chat-api.js';
 import { expectInvariants, stage } from './invariants.js';
 import { RestartableServer } from './restartable.js';
+import { testClient } from '../support/servers.js';
 
 const visitorMessage = (id: string, dataOffset: number) => ({ id, dataOffset, content: `text of ${id}`, messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(1_000 * dataOffset) });
 
@@ -13,7 +13,7 @@ describe('the scenario invariant checker', function () {
   const { cast, servers } = stage();
 
   const upload = async (server: RestartableServer, chatId: string, messages: ReturnType<typeof visitorMessage>[]) => {
-    const client = new ChatServiceClient(server.address, credentials.createInsecure());
+    const client = testClient(server.address);
     try {
       await chatApi(client).rebuild({ chat: { id: chatId, messages } });
     } finally {

@@ -1,6 +1,6 @@
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { ChatServiceClient, RebuildRequest, type RebuildResponse, ResultCode } from '../../generated/chat/v1/chat.js';
+import { RebuildRequest, type RebuildResponse, ResultCode } from '../../generated/chat/v1/chat.js';
 import {
   type ChatMessage,
   ChatSession,
@@ -12,6 +12,8 @@ import {
 } from '../../src/client/index.js';
 import { chatApi } from '../support/chat-api.js';
 import type { RestartableServer } from './restartable.js';
+import { testClient } from '../support/servers.js';
+import { sessionToken } from '../support/security.js';
 
 /**
  * `OFFSETS_ONLY=1` runs every scenario session with `detectDivergence: false`: the original,
@@ -87,7 +89,7 @@ export class Cast {
   readonly participants: Participant[] = [];
 
   async open(name: string, role: Role, servers: readonly string[], options: Partial<ChatSessionOptions> & { chatId: string }): Promise<Participant> {
-    const session = await ChatSession.open({ role, servers, backoff: FAST_BACKOFF, detectDivergence: !OFFSETS_ONLY, ...options });
+    const session = await ChatSession.open({ role, servers, backoff: FAST_BACKOFF, detectDivergence: !OFFSETS_ONLY, token: sessionToken(options.chatId, role), ...options });
     const participant = new Participant(name, session);
     this.participants.push(participant);
     return participant;
@@ -146,7 +148,7 @@ export interface ServerView {
  * test (the read created it empty, which the checks below would otherwise take for a chat).
  */
 export async function readServer(address: string, chatId: string): Promise<ServerView> {
-  const client = new ChatServiceClient(address, credentials.createInsecure());
+  const client = testClient(address);
   const api = chatApi(client);
   try {
     const messages: ChatMessage[] = [];
@@ -262,7 +264,7 @@ export async function waitFor(what: string, condition: () => boolean | Promise<b
  * `timeoutMs` rather than hang on a server that does not answer.
  */
 export async function heldIds(address: string, chatId: string, timeoutMs = 5_000): Promise<Set<string>> {
-  const client = new ChatServiceClient(address, credentials.createInsecure());
+  const client = testClient(address);
   try {
     const answer = await new Promise<RebuildResponse>((resolve, reject) =>
       client.rebuild(RebuildRequest.fromPartial({ chat: { id: chatId } }), new Metadata(), { deadline: Date.now() + timeoutMs }, (error: ServiceError | null, response) =>

@@ -276,7 +276,7 @@ describe('per-subject rate limits on the wire', () => {
 
 describe('an insecure server', () => {
   it('marks every chat call x-chat-insecure: true', async () => {
-    const server = await startTestServer();
+    const server = await startTestServer({ insecure: true });
     try {
       const metadata = await new Promise<Metadata>((resolve, reject) => {
         const call = server.client.getNewMessage({ chatId: 'i', visitorOffset: 0, agentOffset: 0, epoch: '' }, (error) => error && reject(error));
@@ -289,7 +289,7 @@ describe('an insecure server', () => {
   });
 
   it('says so in health answers too, so a balancer or a probe can see it', async () => {
-    const server = await startTestServer();
+    const server = await startTestServer({ insecure: true });
     const health = new HealthClient(server.address, credentials.createInsecure());
     try {
       const metadata = await new Promise<Metadata>((resolve, reject) => {
@@ -326,8 +326,23 @@ describe('start-up without a usable key source', () => {
 
   const refusal = (overrides: Partial<Config>) => start(overrides).then(() => expect.fail('started'), (e: unknown) => e as Error);
 
-  it('runs insecure, and says so, with no key source (while a secure deployment is opt-in)', async () => {
-    const server = await start({});
+  it('refuses to start insecure by default: without --insecure it needs a key source and seal keys, and says what to give', async () => {
+    const none = await refusal({});
+    expect(none).to.be.instanceOf(ConfigError);
+    expect(none.message).to.equal(
+      'no key source for bearer tokens: give --auth-hs256-secret-file, --auth-jwks-file or --auth-jwks-url (with --seal-keys-file), or --insecure for a development server that checks nobody',
+    );
+    const secret = keyFile(randomBytes(32).toString('base64'));
+    try {
+      const unsealed = await refusal({ authHs256SecretFile: secret.path });
+      expect(unsealed).to.be.instanceOf(ConfigError);
+      expect(unsealed.message).to.equal(
+        '--auth-hs256-secret-file without --seal-keys-file would let any caller upload history nobody sent: give the seal keys all instances share (README, "Sealed history")',
+      );
+    } finally {
+      secret.remove();
+    }
+    const server = await start({ insecure: true });
     try {
       expect(server.config.insecure).to.equal(true);
     } finally {

@@ -3,7 +3,7 @@ import { Client, credentials, type ServiceError, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type ChatMessage, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
 import { type ChatApi, chatApi, expectStatus } from '../support/chat-api.js';
-import { startTestServer, type TestServer } from '../support/servers.js';
+import { startTestServer, testInterceptors, type TestServer } from '../support/servers.js';
 
 const message = (id: string, overrides: Partial<ChatMessage> = {}): ChatMessage => ({
   id, content: `text of ${id}`, messageType: MessageType.MESSAGE_TYPE_UNSPECIFIED, dataOffset: 0, sendTime: undefined, senderId: '', ...overrides,
@@ -30,7 +30,6 @@ describe('bad input gets a clear status and changes nothing', () => {
     ['content above the limit', status.INVALID_ARGUMENT, /message.content is 33 bytes; the limit is 32/, () => api.addVisitorMessage({ chatId: 'c', visitorOffset: 1, agentOffset: 1, message: message('m', { content: 'x'.repeat(33) }) })],
     ['an agent message through the visitor RPC', status.INVALID_ARGUMENT, /only send MESSAGE_TYPE_VISITOR/, () => api.addVisitorMessage({ chatId: 'c', visitorOffset: 1, agentOffset: 1, message: message('m', { messageType: MessageType.MESSAGE_TYPE_AGENT }) })],
     ['an unknown message type', status.INVALID_ARGUMENT, /got 9/, () => api.addAgentMessage({ chatId: 'c', agentId: 'ag', visitorOffset: 1, agentOffset: 1, message: message('m', { messageType: 9 as MessageType }) })],
-    ['an agent send without agent_id', status.INVALID_ARGUMENT, /agent_id is required/, () => api.addAgentMessage({ chatId: 'c', agentId: '', visitorOffset: 1, agentOffset: 1, message: message('m') })],
     ['a visitor message through the agent RPC', status.INVALID_ARGUMENT, /MESSAGE_TYPE_AGENT, _BOT or _SYSTEM/, () => api.addAgentMessage({ chatId: 'c', agentId: 'ag', visitorOffset: 1, agentOffset: 1, message: message('m', { messageType: MessageType.MESSAGE_TYPE_VISITOR }) })],
     ['an agent posting as someone else', status.INVALID_ARGUMENT, /differs from agent_id/, () => api.addAgentMessage({ chatId: 'c', agentId: 'ag', visitorOffset: 1, agentOffset: 1, message: message('m', { senderId: 'boss' }) })],
     ['an id reused for other content', status.INVALID_ARGUMENT, /already names a different message/, () => api.addVisitorMessage({ chatId: 'c', visitorOffset: 1, agentOffset: 1, message: message('v1', { content: 'changed' }) })],
@@ -55,9 +54,19 @@ describe('bad input gets a clear status and changes nothing', () => {
     });
   }
 
+  it('an agent send without agent_id on an insecure server, which has no token to take it from: INVALID_ARGUMENT', async () => {
+    const insecure = await startTestServer({ insecure: true });
+    try {
+      const error = await expectStatus(chatApi(insecure.client).addAgentMessage({ chatId: 'c', agentId: '', message: message('m') }), status.INVALID_ARGUMENT);
+      expect(error.details).to.match(/agent_id is required/);
+    } finally {
+      await insecure.close();
+    }
+  });
+
   /** Sends raw bytes, as a client with another schema (or a broken one) might. */
   const raw = (method: string, bytes: Uint8Array) => {
-    const client = new Client(server.address, credentials.createInsecure());
+    const client = new Client(server.address, credentials.createInsecure(), { interceptors: testInterceptors() });
     return new Promise<Buffer>((resolve, reject) =>
       client.makeUnaryRequest(`/chat.v1.ChatService/${method}`, (b: Buffer) => b, (b: Buffer) => b, Buffer.from(bytes), (e: ServiceError | null, r?: Buffer) => {
         client.close();

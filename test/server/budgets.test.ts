@@ -4,11 +4,13 @@ import { MessageType } from '../../generated/chat/v1/chat.js';
 import { chatRecordBytes, heldBytes } from '../../src/domain/held-bytes.js';
 import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { type ChatApi, chatApi, expectStatus } from '../support/chat-api.js';
+import { TEST_SEAL_BYTES } from '../support/security.js';
 import { startTestServer, type TestServer } from '../support/servers.js';
 
 const OVERHEAD = DEFAULT_CONFIG.messageOverheadBytes;
 const content = (n: number) => 'x'.repeat(n);
-const cost = (id: string, text: string) => heldBytes({ id, content: text, senderId: '' }, OVERHEAD);
+/** What a sealed message costs; a send's sender is the token's subject (`visitor`, test/support/security.ts). */
+const cost = (id: string, text: string, senderId = 'visitor') => heldBytes({ id, content: text, senderId, seal: 's'.repeat(TEST_SEAL_BYTES) }, OVERHEAD);
 const at = (id: string, dataOffset: number, text: string) => ({ id, dataOffset, content: text, messageType: MessageType.MESSAGE_TYPE_VISITOR });
 
 describe('byte budgets on the wire', () => {

@@ -1,11 +1,12 @@
 import { constants } from 'node:http2';
-import { type ChannelOptions, credentials, status } from '@grpc/grpc-js';
+import { type ChannelOptions, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatServiceClient, GetNewMessageRequest, MessageType, ResultCode, WatchChatRequest } from '../../generated/chat/v1/chat.js';
 import type { Config } from '../../src/server/config.js';
 import { type ChatApi, chatApi, rebuildInParts } from '../support/chat-api.js';
 import { RawConnection } from '../support/raw-http2.js';
-import { startTestServer, type TestServer } from '../support/servers.js';
+import { testToken } from '../support/security.js';
+import { startTestServer, testClient, type TestServer } from '../support/servers.js';
 import { WatchStream, waitFor } from '../support/watch-stream.js';
 
 const GET = '/chat.v1.ChatService/GetNewMessage';
@@ -18,20 +19,22 @@ const PAGE_BYTES = 64 * 1024;
 describe('connection limits: streams, idle and old connections, a cap, answers in flight', () => {
   let server: TestServer;
   let api: ChatApi;
+  let token: string;
   const raws: RawConnection[] = [];
   const clients: ChatServiceClient[] = [];
 
   async function start(overrides: Partial<Config>) {
     server = await startTestServer({ maxResponseBytes: PAGE_BYTES, ...overrides });
     api = chatApi(server.client);
+    token = await testToken({ sub: 'reader', role: 'service' });
   }
   const raw = (options?: { reads?: boolean }) => {
-    const connection = RawConnection.open(server.address, options);
+    const connection = RawConnection.open(server.address, { ...options, token });
     raws.push(connection);
     return connection;
   };
   const client = (options?: ChannelOptions) => {
-    const made = new ChatServiceClient(server.address, credentials.createInsecure(), options);
+    const made = testClient(server.address, { options });
     clients.push(made);
     return made;
   };

@@ -1,11 +1,11 @@
 import { execFileSync } from 'node:child_process';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Metadata, type ServiceError } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatServiceClient, GetNewMessageRequest, type GetNewMessageResponse } from '../../generated/chat/v1/chat.js';
 import { connectionCapFor, DEFAULT_CONFIG, loadConfig, usage, withDerivedBudgets } from '../../src/server/config.js';
 import { openFilesLimit, parseOpenFilesLimit } from '../../src/server/connection-cap.js';
 import { RawConnection } from '../support/raw-http2.js';
-import { type ServerProcess, spawnServer } from '../support/servers.js';
+import { type ServerProcess, spawnServer, testClient } from '../support/servers.js';
 import { describeSettlement, settleWithin } from '../support/settle.js';
 
 /** The descriptor limit of the reported run, and more idle connections than it allows. */
@@ -71,7 +71,7 @@ describe(`a server with ${OPEN_FILES} descriptors, against ${IDLE_CONNECTIONS} i
     const answered = await settleWithin(Promise.all(raws.map((c) => Promise.race([c.accepted(), c.closed]))), 10_000);
     expect(answered.state, `every idle connection accepted or closed: ${describeSettlement(answered)}`).to.equal('resolved');
 
-    client = new ChatServiceClient(server.address, credentials.createInsecure());
+    client = testClient(server.address);
     const request = GetNewMessageRequest.fromPartial({ chatId: 'c' });
     const call = new Promise<GetNewMessageResponse>((resolve, reject) =>
       client!.getNewMessage(request, new Metadata(), { deadline: Date.now() + 5_000 }, (error: ServiceError | null, response) => (error ? reject(error) : resolve(response))),

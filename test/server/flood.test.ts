@@ -1,9 +1,9 @@
-import { credentials, type ServiceError, status } from '@grpc/grpc-js';
+import { type ServiceError, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { ChatServiceClient, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
+import { MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
 import { type ChatApi, chatApi } from '../support/chat-api.js';
 import { invoke } from '../support/reflection-client.js';
-import { type ServerProcess, spawnServer } from '../support/servers.js';
+import { type ServerProcess, spawnServer, testClient } from '../support/servers.js';
 
 /**
  * One client floods a small-heap server for FLOOD_MS (a minute with FLOOD_LONG=1), and longer
@@ -34,7 +34,7 @@ interface FloodResult {
  * until `seen` says the awaited outcome came (or MAX_FLOOD_MS pass); stops if the server dies.
  */
 async function flood(server: ServerProcess, ms: number, seen: (result: FloodResult) => boolean): Promise<FloodResult> {
-  const client = new ChatServiceClient(server.address, credentials.createInsecure());
+  const client = testClient(server.address);
   const api = chatApi(client);
   const started = performance.now();
   const minimum = started + ms;
@@ -114,7 +114,7 @@ describe(`one client flooding a server with a ${HEAP_MB} MiB heap`, function () 
     }
     expect(await invoke(server.address, 'grpc.health.v1.Health/Check', { service: '' })).to.deep.equal({ status: 'SERVING' });
 
-    const client = new ChatServiceClient(server.address, credentials.createInsecure());
+    const client = testClient(server.address);
     try {
       expect(await smallChat(chatApi(client))).to.deep.equal(['hello', 'yes']);
     } finally {

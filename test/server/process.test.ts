@@ -7,11 +7,11 @@ import { join } from 'node:path';
 import { createServer } from 'node:net';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { ChatServiceClient, ResultCode } from '../../generated/chat/v1/chat.js';
+import { ResultCode } from '../../generated/chat/v1/chat.js';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../generated/health/v1/health.js';
 import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { chatApi } from '../support/chat-api.js';
-import { PRODUCTION_COMMAND, REPO, spawnServer, type ServerProcess } from '../support/servers.js';
+import { PRODUCTION_COMMAND, REPO, type ServerProcess, spawnServer, testClient } from '../support/servers.js';
 
 const [, MAIN] = PRODUCTION_COMMAND;
 const VERSION = (JSON.parse(readFileSync(`${REPO}/package.json`, 'utf8')) as { version: string }).version;
@@ -61,7 +61,7 @@ async function healthOf(address: string, service: string): Promise<HealthCheckRe
  * does not.
  */
 async function readOverNewConnection(address: string, chatId: string): Promise<ResultCode> {
-  const client = new ChatServiceClient(address, credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+  const client = testClient(address, { options: { 'grpc.use_local_subchannel_pool': 1 } });
   try {
     return (await chatApi(client).getNewMessage({ chatId, visitorOffset: 0, agentOffset: 0 })).code;
   } finally {
@@ -99,7 +99,7 @@ describe('the server process', () => {
     expect(started[0]!.config).to.include({ host: '127.0.0.1', maxContentBytes: 1000, drainMs: 0 });
     expect(started[0]).to.include({ version: VERSION, pid: server.child.pid, seals: 'off' });
 
-    const client = new ChatServiceClient(server.address, credentials.createInsecure());
+    const client = testClient(server.address);
     const read = await chatApi(client).getNewMessage({ chatId: 'p', visitorOffset: 0, agentOffset: 0 });
     expect(read.code).to.equal(ResultCode.RESULT_CODE_REBUILD_REQUIRED);
     client.close();
@@ -120,7 +120,7 @@ describe('the server process', () => {
     it('drains: health says NOT_SERVING while calls are still served; a second signal ends the drain, the listener closes, and it exits 0', async () => {
       server = await spawnServer({ DRAIN_MS: '600000', SHUTDOWN_GRACE_MS: '5000' });
       expect(await healthOf(server.address, '')).to.equal(HealthCheckResponse_ServingStatus.SERVING);
-      const client = new ChatServiceClient(server.address, credentials.createInsecure());
+      const client = testClient(server.address);
       await chatApi(client).getNewMessage({ chatId: 'd', visitorOffset: 0, agentOffset: 0 });
 
       process.kill(server.pid, 'SIGTERM');

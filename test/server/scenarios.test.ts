@@ -1,9 +1,8 @@
-import { credentials } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatMessage, ChatServiceClient, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
 import { type ChatApi, chatApi } from '../support/chat-api.js';
 import { Replica } from '../support/replica.js';
-import { type ServerProcess, spawnServer, startTestServer, type TestServer } from '../support/servers.js';
+import { type ServerProcess, spawnServer, startTestServer, testClient, type TestServer } from '../support/servers.js';
 
 const OK = ResultCode.RESULT_CODE_OK;
 const REBUILD = ResultCode.RESULT_CODE_REBUILD_REQUIRED;
@@ -159,7 +158,7 @@ describe('scenario 2: failover after a server process is killed', () => {
   const processes: ServerProcess[] = [];
   const clients: ChatServiceClient[] = [];
   const connect = (p: ServerProcess): ChatApi => {
-    const client = new ChatServiceClient(p.address, credentials.createInsecure());
+    const client = testClient(p.address);
     clients.push(client);
     return chatApi(client);
   };

@@ -72,8 +72,8 @@ describe('sealed history (--seal-keys-file)', function () {
     expect((await snapshot(api, 'c'))!.messages.map((m) => m.seal)).to.deep.equal([v1!.seal, a1!.seal]);
   });
 
-  it('seals nothing without a keys file', async () => {
-    const server = await startTestServer();
+  it('seals nothing on an insecure server without a keys file (a secure one needs keys)', async () => {
+    const server = await startTestServer({ insecure: true });
     servers.push(server);
     const [v1] = await converse(chatApi(server.client), 'c');
     expect(v1!.seal).to.equal(undefined);
@@ -171,7 +171,7 @@ describe('sealed history (--seal-keys-file)', function () {
     it('says in the server what it seals with: the key ids, never the keys', async () => {
       const { server } = await sealing(keysFile({ current: 'k2', keys: { k1, k2 } }));
       expect(server.server.seals).to.deep.equal({ seals: 'on', sealKeyIds: ['k2', 'k1'] });
-      const plain = await startTestServer();
+      const plain = await startTestServer({ insecure: true });
       servers.push(plain);
       expect(plain.server.seals).to.deep.equal({ seals: 'off', sealKeyIds: [] });
     });

@@ -11,7 +11,8 @@ import type { Config } from '../../src/server/config.js';
 import { type Certificates, type Issued, makeCertificates } from '../support/certificates.js';
 import { chatApi, expectStatus } from '../support/chat-api.js';
 import { chatIdPlaced } from '../support/placement.js';
-import { HEALTHCHECK_COMMAND, PRODUCTION_COMMAND, REPO, type ServerProcess, spawnServer, startTestServer, type TestServer } from '../support/servers.js';
+import { HEALTHCHECK_COMMAND, PRODUCTION_COMMAND, REPO, type ServerProcess, spawnServer, startTestServer, type TestServer, testClient } from '../support/servers.js';
+import { sessionToken } from '../support/security.js';
 
 /** Runs `script` (the server or its health probe) to its end: exit code and output. */
 async function run(script: string, args: readonly string[], env: Record<string, string> = {}) {
@@ -68,7 +69,7 @@ describe('TLS', () => {
   }
   function clientOf(address: string, channelCredentials: ChannelCredentials): ChatServiceClient {
     // A channel of its own, so each test's handshake is its own and not a shared subchannel's.
-    const client = new ChatServiceClient(address, channelCredentials, { 'grpc.use_local_subchannel_pool': 1 });
+    const client = testClient(address, { channel: channelCredentials, options: { 'grpc.use_local_subchannel_pool': 1 } });
     cleanup.push(() => client.close());
     return client;
   }
@@ -86,7 +87,7 @@ describe('TLS', () => {
 
   it('serves a ChatSession given TLS credentials: a send, and a second session syncs it', async () => {
     const { address } = await server(tls());
-    const open = (visitorId: string) => ChatSession.open({ chatId: 'tls-chat', role: { kind: 'visitor', visitorId }, servers: [address], credentials: trusting(ca), callTimeoutMs: 5_000 });
+    const open = (visitorId: string) => ChatSession.open({ chatId: 'tls-chat', role: { kind: 'visitor', visitorId }, servers: [address], credentials: trusting(ca), callTimeoutMs: 5_000, token: sessionToken('tls-chat', { kind: 'visitor', visitorId }) });
     const sender = await open('v1');
     cleanup.push(() => sender.close());
     const stored = await sender.send('hello over TLS');
@@ -121,7 +122,7 @@ describe('TLS', () => {
     const [first, second] = [await server(tls()), await server(tls())];
     const addresses = [first!.address, second!.address];
     const chatId = chatIdPlaced('tls-homing', addresses); // first is its home
-    const transport = new ChatTransport({ chatId, addresses, credentials: trusting(ca), callTimeoutMs: 5_000, homeProbe: { firstMs: 20, maxMs: 100 } });
+    const transport = new ChatTransport({ chatId, addresses, credentials: trusting(ca), callTimeoutMs: 5_000, homeProbe: { firstMs: 20, maxMs: 100 }, token: sessionToken(chatId, { kind: 'visitor' }) });
     cleanup.push(() => transport.close());
     await transport.call('getNewMessage', { chatId, visitorOffset: 0, agentOffset: 0, epoch: '' });
     const back = new Promise<void>((resolve) => {

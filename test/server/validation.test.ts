@@ -3,7 +3,8 @@ import { Client, credentials, type ServiceError, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type ChatMessage, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
 import { type ChatApi, chatApi, expectStatus } from '../support/chat-api.js';
-import { startTestServer, type TestServer } from '../support/servers.js';
+import { testSeal } from '../support/security.js';
+import { startTestServer, testInterceptors, type TestServer } from '../support/servers.js';
 
 const message = (id: string, overrides: Partial<ChatMessage> = {}): ChatMessage => ({
   id, content: `text of ${id}`, messageType: MessageType.MESSAGE_TYPE_UNSPECIFIED, dataOffset: 0, sendTime: undefined, senderId: '', ...overrides,
@@ -16,12 +17,13 @@ const noChat = { visitor: undefined, beginTime: undefined, visitorDataOffset: 0,
 // negative nanos, invalid UTF-8) but any other client can send.
 type Timestamp = { seconds: bigint; nanos: number };
 const timestamp = (w: BinaryWriter, t: Timestamp) => w.uint32(8).int64(t.seconds).uint32(16).int32(t.nanos);
-/** A RebuildRequest for chat `chatId` with one visitor message and optional begin_time. */
-function rebuildBytes(chatId: string, m: { id: string; offset: number; sendTime?: Timestamp }, beginTime?: Timestamp): Uint8Array {
+/** A RebuildRequest for chat `chatId` with one visitor message (sealed with `seal`) and optional begin_time. */
+function rebuildBytes(chatId: string, m: { id: string; offset: number; sendTime?: Timestamp; seal?: string }, beginTime?: Timestamp): Uint8Array {
   const w = new BinaryWriter().uint32(10).fork(); // RebuildRequest.chat
   w.uint32(10).string(chatId);
   w.uint32(34).fork().uint32(10).string(m.id).uint32(16).int64(m.offset).uint32(26).string(`text of ${m.id}`).uint32(32).int32(MessageType.MESSAGE_TYPE_VISITOR);
   if (m.sendTime) timestamp(w.uint32(42).fork(), m.sendTime).join();
+  if (m.seal) w.uint32(58).fork().uint32(10).string(m.seal).join(); // ChatMessage.seal, a StringValue
   w.join();
   if (beginTime) timestamp(w.uint32(50).fork(), beginTime).join();
   return w.join().finish();
@@ -32,7 +34,7 @@ const latin = (text: string) => Uint8Array.from(Buffer.from(text, 'latin1'));
 
 /** Raw calls with identity serializers, as a client with another schema (or a broken one) might make. */
 function rawCalls(address: string) {
-  const client = new Client(address, credentials.createInsecure());
+  const client = new Client(address, credentials.createInsecure(), { interceptors: testInterceptors() });
   const id = (b: Buffer) => b;
   return {
     close: () => client.close(),
@@ -107,7 +109,9 @@ describe('request validation at the edge', () => {
     });
 
     it('the extremes of the range are accepted and answered', async () => {
-      const bytes = rebuildBytes('c', { id: 'v2', offset: 2, sendTime: { seconds: -62_135_596_800n, nanos: 0 } }, { seconds: -62_135_596_800n, nanos: 999_999_999 });
+      const first = new Date(-62_135_596_800_000);
+      const seal = testSeal('c', { id: 'v2', type: MessageType.MESSAGE_TYPE_VISITOR as number, senderId: '', content: 'text of v2', sendTime: first });
+      const bytes = rebuildBytes('c', { id: 'v2', offset: 2, sendTime: { seconds: -62_135_596_800n, nanos: 0 }, seal }, { seconds: -62_135_596_800n, nanos: 999_999_999 });
       await raw.unary('/chat.v1.ChatService/Rebuild', bytes);
       const v2 = (await read()).messages.find((m) => m.id === 'v2');
       expect(v2?.sendTime?.toISOString()).to.equal('0001-01-01T00:00:00.000Z');
@@ -156,7 +160,17 @@ describe('request validation at the edge', () => {
     });
   });
 
-  describe('an honest resend', () => {
+  describe('an honest resend (on an insecure server, where a visitor message may carry no sender id)', () => {
+    // A secure server takes every sender id from the token, so none is ever empty there.
+    beforeEach(async () => {
+      raw.close();
+      await server.close();
+      server = await startTestServer({ maxMessagesPerChat: 100, insecure: true });
+      api = chatApi(server.client);
+      raw = rawCalls(server.address);
+      await api.rebuild({ chat: { ...noChat, id: 'c', messages: [at('v1', 1)] } });
+    });
+
     it('the unchanged resend of a visitor message after a Rebuild named the visitor returns the stored message', async () => {
       const sent = await api.addVisitorMessage({ chatId: 'c', visitorOffset: 1, agentOffset: 0, message: message('v2') });
       expect(sent.message!.senderId).to.equal('');

@@ -1,12 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { credentials, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatServiceClient, MessageType } from '../../generated/chat/v1/chat.js';
 import type { Config } from '../../src/server/config.js';
 import { type ChatApi, chatApi, rebuildInParts } from '../support/chat-api.js';
-import { killChildren, startTestServer, type TestServer } from '../support/servers.js';
+import { killChildren, startTestServer, testClient, type TestServer } from '../support/servers.js';
 import { expectEnd, type Held, WatchStream, waitFor } from '../support/watch-stream.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/watch-in-child.ts', import.meta.url));
@@ -36,7 +36,7 @@ describe('WatchChat under backpressure, dead peers and shutdown', () => {
     api = chatApi(server.client);
   }
   const watch = (request: ConstructorParameters<typeof WatchStream>[1]) => {
-    const client = new ChatServiceClient(server.address, credentials.createInsecure());
+    const client = testClient(server.address);
     clients.push(client);
     const stream = new WatchStream(client, request);
     streams.push(stream);

@@ -1,10 +1,10 @@
-import { credentials, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ChatServiceClient, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
 import type { Config } from '../../src/server/config.js';
 import { watchLifetimeMs } from '../../src/server/stream.js';
 import { type ChatApi, chatApi, rebuildInParts } from '../support/chat-api.js';
-import { startTestServer, type TestServer } from '../support/servers.js';
+import { startTestServer, testClient, type TestServer } from '../support/servers.js';
 import { expectEnd, type Held, WatchStream, waitFor } from '../support/watch-stream.js';
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
@@ -31,7 +31,7 @@ describe('WatchChat ends with OK after its maximum age', () => {
     api = chatApi(server.client);
   }
   const watch = (chatId: string, from: Held = { visitor: 0, agent: 0, epoch: '' }) => {
-    const client = new ChatServiceClient(server.address, credentials.createInsecure());
+    const client = testClient(server.address);
     clients.push(client);
     const stream = new WatchStream(client, { chatId, visitorOffset: from.visitor, agentOffset: from.agent, epoch: from.epoch });
     streams.push(stream);

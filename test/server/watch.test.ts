@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { ChatServiceClient, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
 import type { Config } from '../../src/server/config.js';
 import { type ChatApi, chatApi } from '../support/chat-api.js';
-import { startTestServer, type TestServer } from '../support/servers.js';
+import { startTestServer, testClient, testInterceptors, type TestServer } from '../support/servers.js';
 import { expectEnd, WatchStream, waitFor } from '../support/watch-stream.js';
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
@@ -17,7 +17,7 @@ describe('WatchChat over the wire', () => {
 
   /** A client on its own channel, as another device would have. */
   const newClient = () => {
-    const client = new ChatServiceClient(server.address, credentials.createInsecure());
+    const client = testClient(server.address);
     clients.push(client);
     return client;
   };
@@ -201,7 +201,7 @@ describe('WatchChat over the wire', () => {
       for (const [request, details] of cases) {
         expect(await expectEnd(watch(request), status.INVALID_ARGUMENT)).to.match(details);
       }
-      const raw = new Client(server.address, credentials.createInsecure());
+      const raw = new Client(server.address, credentials.createInsecure(), { interceptors: testInterceptors() });
       const bytes = Buffer.from(new BinaryWriter().uint32(10).string('c').uint32(16).int64(2n ** 60n).finish());
       const call = raw.makeServerStreamRequest('/chat.v1.ChatService/WatchChat', (b: Buffer) => b, (b: Buffer) => b, bytes);
       call.on('error', () => {});

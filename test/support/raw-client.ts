@@ -7,6 +7,7 @@ import {
   type ServiceError,
   status,
 } from '@grpc/grpc-js';
+import { testInterceptors } from './servers.js';
 
 /** The methods a raw client can call, by full path, with their streaming shape. */
 export const RAW_METHODS = {
@@ -65,7 +66,7 @@ export class RawChatClient {
     address: string,
     private readonly deadlineMs = 10_000,
   ) {
-    this.client = new RawClient(address, credentials.createInsecure());
+    this.client = new RawClient(address, credentials.createInsecure(), { interceptors: testInterceptors() });
   }
 
   call(method: RawMethod, bytes: Uint8Array): Promise<RawOutcome> {

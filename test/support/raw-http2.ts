@@ -14,7 +14,10 @@ export class RawConnection {
   goaway = false;
   private readonly settings: Promise<void>;
 
-  private constructor(session: ClientHttp2Session) {
+  private constructor(
+    session: ClientHttp2Session,
+    private readonly token: string | undefined,
+  ) {
     this.session = session;
     session.on('error', () => {}); // a refused or reset connection shows as 'close'
     session.on('goaway', () => (this.goaway = true));
@@ -23,9 +26,12 @@ export class RawConnection {
     this.settings.catch(() => {}); // a refused connection never gets them; 'close' tells
   }
 
-  /** Connects to `address` (host:port); `reads: false` sets the stream window to 0. */
-  static open(address: string, { reads = true }: { reads?: boolean } = {}): RawConnection {
-    return new RawConnection(connect(`http://${address}`, { settings: reads ? {} : { initialWindowSize: 0 } }));
+  /**
+   * Connects to `address` (host:port); `reads: false` sets the stream window to 0. With `token`,
+   * every call carries it as `authorization: Bearer <token>`.
+   */
+  static open(address: string, { reads = true, token }: { reads?: boolean; token?: string } = {}): RawConnection {
+    return new RawConnection(connect(`http://${address}`, { settings: reads ? {} : { initialWindowSize: 0 } }), token);
   }
 
   /** Resolves once the server's SETTINGS arrived (the connection was accepted). */
@@ -40,6 +46,7 @@ export class RawConnection {
       [constants.HTTP2_HEADER_PATH]: path,
       [constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
       te: 'trailers',
+      ...(this.token !== undefined && { authorization: `Bearer ${this.token}` }),
     });
     stream.on('error', () => {}); // a reset shows as rstCode on 'close'
     const frame = Buffer.alloc(5 + body.length);

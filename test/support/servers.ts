@@ -2,11 +2,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { credentials } from '@grpc/grpc-js';
+import { type ChannelCredentials, type ClientOptions, credentials, type Interceptor } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { ChatServiceClient } from '../../generated/chat/v1/chat.js';
 import { type Config, DEFAULT_CONFIG } from '../../src/server/config.js';
 import { type ChatServer, startServer } from '../../src/server/server.js';
+import { actAsRequestSays, type TestKeys, testSecurity, testSecurityEnv } from './security.js';
 
 /** A server under test and a client connected to it. */
 export interface TestServer {
@@ -17,17 +18,15 @@ export interface TestServer {
 }
 
 /**
- * Starts a real server in this process on 127.0.0.1:0, with a generated client. It checks no
- * tokens (`insecure`) unless the overrides give a key source.
+ * Starts a real server in this process on 127.0.0.1:0, with a generated client. It is secure
+ * with the test keys (test/support/security.ts) unless the overrides say `insecure` or give
+ * keys of their own, and its client carries a token for whoever each request says it is.
  */
 export async function startTestServer(overrides: Partial<Config> = {}): Promise<TestServer> {
-  const keyed = Boolean(overrides.authHs256SecretFile || overrides.authJwksFile || overrides.authJwksUrl);
-  const server = await startServer(
-    { ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, insecure: !keyed, ...overrides },
-    pino({ level: 'silent' }),
-  );
+  const { config, ...keys } = testSecurity(overrides);
+  const server = await startServer({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, ...config }, pino({ level: 'silent' }));
   const address = `127.0.0.1:${server.port}`;
-  const client = new ChatServiceClient(address, credentials.createInsecure());
+  const client = testClient(address, keys);
   return {
     address,
     server,
@@ -37,6 +36,32 @@ export async function startTestServer(overrides: Partial<Config> = {}): Promise<
       await server.stop(0);
     },
   };
+}
+
+/**
+ * A generated client for a test server at `address` (plaintext unless `channel` says otherwise)
+ * that carries a token for whoever each request says it is and seals the histories its
+ * Rebuilds upload, with the test keys (test/support/security.ts), for a server that uses them:
+ * one started without keys of its own, which is what the defaults assume.
+ */
+export function testClient(
+  address: string,
+  { testTokens = true, testSeals = true, channel = credentials.createInsecure(), options = {} }: TestClientOptions = {},
+): ChatServiceClient {
+  return new ChatServiceClient(address, channel, { ...options, interceptors: testInterceptors({ testTokens, testSeals }) });
+}
+
+/** How {@link testClient} connects, and which test keys its server uses. */
+export interface TestClientOptions extends Partial<TestKeys> {
+  /** The channel's credentials (default: plaintext). */
+  readonly channel?: ChannelCredentials;
+  /** grpc-js channel options. */
+  readonly options?: ClientOptions;
+}
+
+/** The interceptors of {@link testClient}, for a generic grpc-js client (raw bytes get a token too, and no seals). */
+export function testInterceptors({ testTokens = true, testSeals = true }: Partial<TestKeys> = {}): Interceptor[] {
+  return [actAsRequestSays({ testTokens, testSeals })];
 }
 
 /** The repository, the working directory of the server's production command. */
@@ -58,6 +83,8 @@ export interface ServerProcess {
   /** The server's own pid, from its start-up log line (not the child's when npm runs it). */
   readonly pid: number;
   readonly child: ChildProcess;
+  /** Which of the test keys the server uses (test/support/security.ts), for the clients a test makes. */
+  readonly keys: TestKeys;
   /** Every JSON log line the server printed so far. */
   readonly logs: Record<string, unknown>[];
   /** What the process wrote to stderr so far (V8's fatal errors land here). */
@@ -96,8 +123,8 @@ export async function spawnServer(env: Record<string, string> = {}, options: Spa
 }
 
 /**
- * Spawns `command` in the repository, on 127.0.0.1 (port 0 unless given; insecure unless `env`
- * gives a key source or INSECURE), and resolves once the server logs that it is listening. Lines that are not JSON (npm's banner, a build's
+ * Spawns `command` in the repository, on 127.0.0.1 (port 0 unless given; secure with the test
+ * keys unless `env` says INSECURE, even empty, or gives keys of its own), and resolves once the server logs that it is listening. Lines that are not JSON (npm's banner, a build's
  * output) are skipped. With `detached`, the child leads a process group of its own, so a test
  * can kill whatever it leaves behind (`process.kill(-pid)`).
  */
@@ -107,9 +134,10 @@ export async function spawnLogging(
   env: Record<string, string> = {},
   { detached = false }: { readonly detached?: boolean } = {},
 ): Promise<ServerProcess> {
+  const { env: secured, ...keys } = testSecurityEnv(env);
   const child = spawn(command, args, {
     cwd: REPO,
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...insecureUnlessKeyed(env), ...env },
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...secured },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached,
   });
@@ -156,6 +184,7 @@ export async function spawnLogging(
     address: `127.0.0.1:${port}`,
     port,
     pid: listening.pid as number,
+    keys,
     child,
     logs,
     stderr: () => stderr,
@@ -170,12 +199,6 @@ export async function spawnLogging(
       return exited;
     },
   };
-}
-
-/** INSECURE=true for a spawned server, unless the test gives it a key source (or says INSECURE itself). */
-function insecureUnlessKeyed(env: Record<string, string>): Record<string, string> {
-  const keyed = ['INSECURE', 'AUTH_HS256_SECRET_FILE', 'AUTH_JWKS_FILE', 'AUTH_JWKS_URL'].some((name) => env[name] !== undefined);
-  return keyed ? {} : { INSECURE: 'true' };
 }
 
 function parseJsonLine(line: string): Record<string, unknown> | undefined {

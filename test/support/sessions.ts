@@ -1,4 +1,5 @@
 import { ChatSession, type ChatSessionOptions } from '../../src/client/index.js';
+import { sessionToken } from './security.js';
 import { type ServerProcess, spawnServer, startTestServer, type TestServer } from './servers.js';
 
 /**
@@ -15,9 +16,13 @@ export function sessionHarness(defaults: Partial<ChatSessionOptions> = {}) {
     await Promise.all(processes.splice(0).map((p) => p.kill()));
   });
   return {
-    /** Opens a session with small backoffs (and `defaults`), closed after the test. */
+    /**
+     * Opens a session with small backoffs (and `defaults`), closed after the test. Unless given
+     * one, its token is the test keys' for its role (test/support/security.ts).
+     */
     async open(options: ChatSessionOptions): Promise<ChatSession> {
-      const session = await ChatSession.open({ backoff: { initialMs: 5, maxMs: 50 }, ...defaults, ...options });
+      const token = sessionToken(options.chatId, options.role);
+      const session = await ChatSession.open({ backoff: { initialMs: 5, maxMs: 50 }, token, ...defaults, ...options });
       sessions.push(session);
       return session;
     },
