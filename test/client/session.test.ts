@@ -5,6 +5,7 @@ import { ChatSdkError, type ChatSession, MemoryStore, MessageType, placement, ty
 import { chatApi } from '../support/chat-api.js';
 import { startTestServer } from '../support/servers.js';
 import { sessionHarness } from '../support/sessions.js';
+import { sealed } from '../support/security.js';
 
 const transcript = (session: ChatSession) => session.messages.map((m) => `${m.id}@${m.dataOffset}: ${m.content}`);
 
@@ -121,7 +122,7 @@ describe('ChatSession against real servers', () => {
 
   it('adopts a server chat of 160,000 messages in one rebuild (no argument list that large)', async function () {
     this.timeout(60_000);
-    const server = await harness.server({ maxChatBytes: 512 * 1024 ** 2, maxHeldBytes: 1024 ** 3, maxRequestBytes: 4 * 1024 ** 2 });
+    const server = await harness.server({ maxChatBytes: 512 * 1024 ** 2, maxHeldBytes: 1024 ** 3, maxRequestBytes: 8 * 1024 ** 2 });
     const api = chatApi(server.client);
     const base = { visitorDataOffset: 0, agentDataOffset: 0, visitor: undefined, beginTime: undefined };
     const part = (from: number) =>
@@ -130,7 +131,8 @@ describe('ChatSession against real servers', () => {
     await api.rebuild({ chat: { ...base, id: 'huge', messages: part(80_001) } });
 
     const store = new MemoryStore();
-    await store.save({ chatId: 'huge', messages: [{ id: 'mine', dataOffset: 1, content: 'mine', messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(), senderId: '' }], outbox: [], epoch: 'another' });
+    const mine = { id: 'mine', dataOffset: 1, content: 'mine', messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(), senderId: 'visitor' };
+    await store.save({ chatId: 'huge', messages: sealed('huge', [mine]), outbox: [], epoch: 'another' });
     const visitor = await open({ chatId: 'huge', role: { kind: 'visitor' }, servers: [server.address], store, callTimeoutMs: 30_000 });
     const fresh = await visitor.sync();
     expect(fresh).to.have.length(160_000);
@@ -149,7 +151,8 @@ describe('ChatSession against real servers', () => {
     // A copy of another incarnation, a to e at 1 to 5, goes up whole, about two messages an upload.
     const mine = ['a', 'b', 'c', 'd', 'e'];
     const store = new MemoryStore();
-    await store.save({ chatId: 'gap', messages: mine.map((id, i) => ({ ...visitorAt(id, i + 1), sendTime: new Date(Date.UTC(2026, 0, 1, 0, i)), senderId: '' })), outbox: [], epoch: 'another' });
+    const copy = mine.map((id, i) => ({ ...visitorAt(id, i + 1), sendTime: new Date(Date.UTC(2026, 0, 1, 0, i)), senderId: 'visitor' }));
+    await store.save({ chatId: 'gap', messages: sealed('gap', copy), outbox: [], epoch: 'another' });
     const moved = await open({ chatId: 'gap', role: { kind: 'visitor' }, servers: [server.address], store, maxUploadBytes: 1024 + 80 });
     const uploads: number[] = [];
     moved.on('rebuild', (event) => uploads.push(event.uploaded));

@@ -18,16 +18,27 @@ docs/reference.md sections 2 and 3:
   rebuild from their local copies, they keep talking, and at the end the visitor's copy, the
   agent's copy and B's view are identical.
 
+With CHAT_TEST_KEYS set (the test's keys, as JSON: the HS256 secret, the seal key id and the
+base64 seal key), the servers are secure and the client plays every party a request names:
+each call carries a bearer token for whoever the request says sends it, and a Rebuild's
+hand-built messages carry the seal the server would have given them (TestKeys below).
+
 Prints a trace of each step on stdout and exits 0 only if every expectation held; otherwise it
 prints FAIL: <what was expected and what came back> on stderr and exits 1 (2 for a setup
 problem). Needs Debian's python3-grpcio and python3-grpc-tools (`apt-get install -y
 python3-grpcio python3-grpc-tools`); run it with the python that has them (/usr/bin/python3).
 """
 
+import base64
+import hashlib
+import hmac
+import json
 import os
+import struct
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -233,6 +244,61 @@ class LocalCopy:
         return chat
 
 
+# --- secure servers -----------------------------------------------------------------------------
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class TestKeys:
+    """What a secure test server expects of the parties a request names, made with its keys."""
+
+    def __init__(self, pb, spec):
+        self.pb = pb
+        self.secret = spec["secret"].encode("utf-8")
+        self.seal_key_id = spec["sealKeyId"]
+        self.seal_key = base64.b64decode(spec["sealKey"])
+
+    def token(self, claims):
+        """An HS256 JWT for `claims`, valid for ten minutes."""
+        header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        payload = b64url(json.dumps(dict(claims, exp=int(time.time()) + 600)).encode())
+        signature = hmac.new(self.secret, ("%s.%s" % (header, payload)).encode(), hashlib.sha256).digest()
+        return "%s.%s.%s" % (header, payload, b64url(signature))
+
+    def claims(self, method, request):
+        """Who `request` says sends it: a visitor message's sender, an agent message's agent, else a service."""
+        pb = self.pb
+        if method == "AddVisitorMessage":
+            return {"sub": request.message.sender_id or "visitor", "role": "visitor", "chat_id": request.chat_id or "none"}
+        if method == "AddAgentMessage":
+            service = request.message.message_type in (pb.MESSAGE_TYPE_BOT, pb.MESSAGE_TYPE_SYSTEM)
+            return {"sub": request.agent_id or ("service" if service else "agent"), "role": "service" if service else "agent"}
+        return {"sub": "service", "role": "service"}
+
+    def seal(self, chat_id, message):
+        """The seal of docs/protocol.md: HMAC-SHA256 over the length-prefixed chat id, id, type, sender, content and send time (ms)."""
+        millis = message.send_time.seconds * 1000 + message.send_time.nanos // 1000000
+        fields = [chat_id, message.id, str(message.message_type), message.sender_id, message.content, str(millis)]
+        data = b"".join(struct.pack(">I", len(f.encode("utf-8"))) + f.encode("utf-8") for f in fields)
+        return "%s.%s" % (self.seal_key_id, b64url(hmac.new(self.seal_key, data, hashlib.sha256).digest()))
+
+    def prepared(self, method, request):
+        """The request as sent, and its metadata: a token, and for a Rebuild seals on its unsealed messages."""
+        if method == "Rebuild" and request.HasField("chat"):
+            sealed = self.pb.RebuildRequest()
+            sealed.CopyFrom(request)
+            for message in sealed.chat.messages:
+                if message.HasField("seal"):
+                    continue
+                if not message.HasField("send_time"):
+                    message.send_time.GetCurrentTime()
+                message.seal.value = self.seal(sealed.chat.id, message)
+            request = sealed
+        return request, [("authorization", "Bearer " + self.token(self.claims(method, request)))]
+
+
 # --- the flows ----------------------------------------------------------------------------------
 
 
@@ -250,6 +316,8 @@ class Flows:
         self.visitor = LocalCopy(pb, "visitor", self.chat_id)
         self.agent = LocalCopy(pb, "agent", self.chat_id)
         self.sent = {}  # id -> the message as first stored, to check resends
+        spec = os.environ.get("CHAT_TEST_KEYS")
+        self.keys = TestKeys(pb, json.loads(spec)) if spec else None
 
     # -- plumbing
 
@@ -261,15 +329,22 @@ class Flows:
             raise Failure("could not connect to %s within %ds" % (address, CONNECT_TIMEOUT_S))
         return channel, self.rpc.ChatServiceStub(channel)
 
+    def invoke(self, stub, method, request):
+        """One call, as the server's keys (if any) want it."""
+        if self.keys is None:
+            return getattr(stub, method)(request, timeout=CALL_TIMEOUT_S)
+        request, metadata = self.keys.prepared(method, request)
+        return getattr(stub, method)(request, timeout=CALL_TIMEOUT_S, metadata=metadata)
+
     def call(self, stub, method, request):
         try:
-            return getattr(stub, method)(request, timeout=CALL_TIMEOUT_S)
+            return self.invoke(stub, method, request)
         except self.grpc.RpcError as error:
             raise Failure("%s failed: %s %s" % (method, error.code(), error.details()))
 
     def expect_status(self, stub, method, request, code, what):
         try:
-            response = getattr(stub, method)(request, timeout=CALL_TIMEOUT_S)
+            response = self.invoke(stub, method, request)
         except self.grpc.RpcError as error:
             expect_equal(error.code(), code, what + " (status; details: %s)" % error.details())
             trace("  %s -> %s: %s" % (what, error.code().name, error.details()))

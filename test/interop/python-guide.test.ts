@@ -11,6 +11,7 @@ import type { ChatSession } from '../../src/client/index.js';
 import { placement } from '../../src/client/placement.js';
 import { bearer, chatApi } from '../support/chat-api.js';
 import { chatIdPlaced } from '../support/placement.js';
+import { testToken } from '../support/security.js';
 import { type ServerProcess, spawnServer, testClient } from '../support/servers.js';
 import { sessionHarness } from '../support/sessions.js';
 import { findPython } from './find-python.js';
@@ -162,9 +163,15 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
     const list = [a.address, b.address];
     const chatId = chatIdPlaced('py-guide', list); // A is its home, B its fallback
     const common = ['--chat', chatId, '--servers', list.join(','), '--call-timeout-s', '2'];
-    const visitor = start('python visitor', ['visitor', ...common, '--receive', 'watch']);
-    const agent = start('python agent', ['agent', ...common, '--receive', 'poll', '--poll-interval-s', '0.2']);
-    const bot = start('python bot', ['bot', ...common, '--bot-wait-s', '60']);
+    // The servers check tokens (the test keys): each Python participant carries its own.
+    const tokens = {
+      VISITOR_TOKEN: await testToken({ sub: 'visitor-py', role: 'visitor', chatId }),
+      AGENT_TOKEN: await testToken({ sub: 'agent-py', role: 'agent' }),
+      BOT_TOKEN: await testToken({ sub: 'bot-py', role: 'service' }),
+    };
+    const visitor = start('python visitor', ['visitor', ...common, '--receive', 'watch', '--token-env', 'VISITOR_TOKEN'], tokens);
+    const agent = start('python agent', ['agent', ...common, '--receive', 'poll', '--poll-interval-s', '0.2', '--token-env', 'AGENT_TOKEN'], tokens);
+    const bot = start('python bot', ['bot', ...common, '--bot-wait-s', '60', '--token-env', 'BOT_TOKEN'], tokens);
     for (const p of [visitor, agent, bot]) {
       const ready = await p.waitFor('ready', (e) => e.event === 'ready', 20_000);
       expect(ready.order, `${p.name}'s placement`).to.deep.equal(list);

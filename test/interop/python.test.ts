@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { type ServerProcess, spawnServer } from '../support/servers.js';
 import { findPython } from './find-python.js';
+import { testKeysJson } from '../support/security.js';
 
 const SCRIPT = fileURLToPath(new URL('./chat_client.py', import.meta.url));
 
@@ -32,7 +33,8 @@ describe('a Python client compiled only from proto/chat/v1/chat.proto', function
     const b = await spawnServer();
     servers.push(b);
 
-    const child = spawn(found.python, [SCRIPT, a.address, b.address], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // The servers are secure (the test keys): the client mints each party's token and seals its hand-built copies.
+    const child = spawn(found.python, [SCRIPT, a.address, b.address], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, CHAT_TEST_KEYS: testKeysJson() } });
     client = child;
     let stdout = '';
     let stderr = '';

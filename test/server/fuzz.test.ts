@@ -14,6 +14,7 @@ import { HealthCheckResponse, HealthCheckResponse_ServingStatus } from '../../ge
 import { type Call, CHATS_PER_RUN, type Command, chatToken, commands, epochToken, HELD_AGENT_OFFSET, HELD_VISITOR_OFFSET, LIMITS, MESSAGE_IDS } from '../support/fuzz-arbitraries.js';
 import { encode, hasInvalidUtf8, mutate, type WireString } from '../support/fuzz-wire.js';
 import { RawChatClient, type RawMethod, type RawOutcome } from '../support/raw-client.js';
+import { testSeal } from '../support/security.js';
 import { type ServerProcess, spawnServer } from '../support/servers.js';
 
 /**
@@ -55,6 +56,10 @@ const DECODERS: Partial<Record<RawMethod, (bytes: Uint8Array) => unknown>> = {
   HealthWatch: (b) => HealthCheckResponse.decode(b),
 };
 
+/** When the seeded messages were sent, and their seals under the test key, so a secure server takes them. */
+const SEED_TIME = { wire: { seconds: 1_700_000_000n, nanos: 0 }, date: new Date(1_700_000_000_000) };
+const seedSeal = (chatId: string, id: string, type: number, senderId: string) => testSeal(chatId, { id, type, senderId, content: 'hi', sendTime: SEED_TIME.date });
+
 class FuzzFailure extends Error {}
 const fail = (message: string): never => {
   throw new FuzzFailure(message);
@@ -62,6 +67,8 @@ const fail = (message: string): never => {
 
 /** The server process under test, replaced when it dies (so shrinking runs on a live one) or after RUNS_PER_SERVER runs. */
 class Target {
+  constructor(private readonly env: Record<string, string>) {}
+
   server!: ServerProcess;
   raw!: RawChatClient;
   private stderr = '';
@@ -77,7 +84,7 @@ class Target {
     await this.close();
     this.stderr = '';
     this.runs = 1;
-    this.server = await spawnServer(SERVER_ENV);
+    this.server = await spawnServer(this.env);
     this.server.child.stderr!.on('data', (chunk: Buffer) => (this.stderr = (this.stderr + chunk.toString()).slice(-4_000)));
     this.raw = new RawChatClient(this.server.address);
   }
@@ -174,9 +181,19 @@ function chatIndex(call: Call, run: Run): number {
   return typeof id === 'string' ? run.ids.indexOf(id) : -1;
 }
 
-describe('fuzz: generated, mutated and random requests against a server process', function () {
+/**
+ * The servers fuzzed: a secure one (tokens and seals with the test keys, as every test server
+ * runs unless it says otherwise), where the raw client's requests carry the token of whoever
+ * they name; and an insecure one, where uploads unsealed by construction reach the merge.
+ */
+const MODES = [
+  { mode: 'a secure server', env: SERVER_ENV },
+  { mode: 'an insecure server', env: { ...SERVER_ENV, INSECURE: 'true' } },
+];
+
+for (const { mode, env } of MODES) describe(`fuzz: generated, mutated and random requests against ${mode} process`, function () {
   this.timeout(Math.max(180_000, RUNS * 200));
-  const target = new Target();
+  const target = new Target(env);
   let runCount = 0;
   let requests = 0;
   let tolerated = 0;
@@ -233,8 +250,8 @@ describe('fuzz: generated, mutated and random requests against a server process'
             chat: {
               id,
               messages: [
-                { id: MESSAGE_IDS[0], dataOffset: 1n, content: 'hi', messageType: 2n },
-                { id: MESSAGE_IDS[1], dataOffset: 1n, content: 'hi', messageType: 3n, senderId: 'agent-1' },
+                { id: MESSAGE_IDS[0], dataOffset: 1n, content: 'hi', messageType: 2n, sendTime: SEED_TIME.wire, seal: seedSeal(id, MESSAGE_IDS[0], 2, '') },
+                { id: MESSAGE_IDS[1], dataOffset: 1n, content: 'hi', messageType: 3n, senderId: 'agent-1', sendTime: SEED_TIME.wire, seal: seedSeal(id, MESSAGE_IDS[1], 3, 'agent-1') },
               ],
             },
           }),

@@ -47,7 +47,7 @@ describe('npm start', function () {
 
   it('drains once for a Ctrl-C, which reaches the server twice (from the terminal and from npm)', async () => {
     // Twice, or once: the kernel merges a signal sent while the same one is still pending.
-    npm = await spawnLogging('npm', ['start'], { DRAIN_MS: '1000' }, { detached: true });
+    npm = await spawnLogging('npm', ['start'], { DRAIN_MS: '1000', INSECURE: '' }, { detached: true });
     process.kill(-npm.child.pid!, 'SIGINT'); // what a terminal does: the whole foreground process group
     const code = await npm.exited;
     expect(alive(npm.pid), `the server (pid ${npm.pid}) after npm exited`).to.equal(false);

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createServer } from 'node:net';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
@@ -97,7 +97,7 @@ describe('the server process', () => {
     const started = server.logs.filter((l) => l.msg === 'chat server listening');
     expect(started).to.have.length(1);
     expect(started[0]!.config).to.include({ host: '127.0.0.1', maxContentBytes: 1000, drainMs: 0 });
-    expect(started[0]).to.include({ version: VERSION, pid: server.child.pid, seals: 'off' });
+    expect(started[0]).to.include({ version: VERSION, pid: server.child.pid, seals: 'on', insecure: false });
 
     const client = testClient(server.address);
     const read = await chatApi(client).getNewMessage({ chatId: 'p', visitorOffset: 0, agentOffset: 0 });
@@ -228,14 +228,18 @@ describe('the server process', () => {
     });
   });
 
-  it('with no key source and no --insecure, runs insecure all the same and warns that no key source was given', async () => {
-    const server = await spawnServer({ INSECURE: '' });
+  it('without --insecure, refuses to start with no key source, or with one and no seal keys, in one line saying what to give', () => {
+    const none = expectRefused(run(['--port', '0'], { INSECURE: '' }));
+    expect(none).to.equal(
+      'chat-rebuild: no key source for bearer tokens: give --auth-hs256-secret-file, --auth-jwks-file or --auth-jwks-url (with --seal-keys-file), or --insecure for a development server that checks nobody (see --help)',
+    );
+    const secret = join(mkdtempSync(join(tmpdir(), 'chat-secret-')), 'secret');
+    writeFileSync(secret, randomBytes(32).toString('hex'));
     try {
-      const warning = await server.waitForLog((entry) => entry.level === 40 && String(entry.msg).startsWith('INSECURE: no authentication'));
-      expect(String(warning.msg)).to.contain('no key source given');
-      expect(await server.waitForLog('chat server listening')).to.include({ insecure: true });
+      const unsealed = expectRefused(run(['--port', '0', '--auth-hs256-secret-file', secret], { INSECURE: '' }));
+      expect(unsealed).to.match(/^chat-rebuild: --auth-hs256-secret-file without --seal-keys-file would let any caller upload history nobody sent/);
     } finally {
-      await server.kill();
+      rmSync(dirname(secret), { recursive: true, force: true });
     }
   });
 

@@ -2,9 +2,11 @@ import { status } from '@grpc/grpc-js';
 import { clone, create, createFileRegistry, type JsonObject } from '@bufbuild/protobuf';
 import { type FileDescriptorProto, FileDescriptorProtoSchema, FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { expect } from 'chai';
-import { expectStatus } from '../support/chat-api.js';
 import { grpcurl } from '../support/grpcurl.js';
 import { describe as describeSymbol, fetchFileDescriptors, invoke, listServices, strictRegistry } from '../support/reflection-client.js';
+import { MessageType } from '../../src/domain/message.js';
+import { expectStatus } from '../support/chat-api.js';
+import { testSeal, testToken } from '../support/security.js';
 import { startTestServer, type TestServer } from '../support/servers.js';
 
 const CHAT_SERVICE = 'chat.v1.ChatService';
@@ -22,16 +24,23 @@ function byName(files: FileDescriptorProto[], name: string): FileDescriptorProto
 // tests fail if the served descriptors cannot describe the API on their own.
 describe('server reflection, seen by a client without compiled types', () => {
   let server: TestServer;
+  /** The bearer tokens of a service (reads, Rebuilds) and of visitor-1 of chat reflection-rebuild, as grpcurl -H headers. */
+  const headers = { service: [] as string[], visitor: [] as string[] };
   before(async () => {
     server = await startTestServer();
+    headers.service = [`authorization: Bearer ${await testToken({ sub: 'reflection', role: 'service' })}`];
+    headers.visitor = [`authorization: Bearer ${await testToken({ sub: 'visitor-1', role: 'visitor', chatId: 'reflection-rebuild' })}`];
   });
   after(async () => {
     await server?.close();
   });
 
-  const chatCall = (method: string, request: JsonObject) =>
+  const chatCall = (method: string, request: JsonObject, as: keyof typeof headers = 'service') =>
     // emitDefaults, so that RESULT_CODE_OK (0) is printed and can be asserted.
-    invoke(server.address, `${CHAT_SERVICE}/${method}`, request, { emitDefaults: true }) as Promise<JsonObject>;
+    invoke(server.address, `${CHAT_SERVICE}/${method}`, request, { emitDefaults: true, headers: headers[as] }) as Promise<JsonObject>;
+  /** The seal the server gave a message of chat reflection-rebuild (the copy uploaded below was received with these). */
+  const sealOf = (id: string, type: MessageType, senderId: string, content: string, sendTime: string) =>
+    testSeal('reflection-rebuild', { id, type, senderId, content, sendTime: new Date(sendTime) });
 
   it('lists the chat and health services', async () => {
     // @grpc/reflection lists only the services of the package definitions it is given; it
@@ -86,8 +95,8 @@ describe('server reflection, seen by a client without compiled types', () => {
         agentDataOffset: '1',
         beginTime,
         messages: [
-          { id: 'v1', dataOffset: '1', content: 'My order is late', messageType: 'MESSAGE_TYPE_VISITOR', sendTime: visitorSent, senderId: 'visitor-1' },
-          { id: 'a1', dataOffset: '1', content: 'Let me check', messageType: 'MESSAGE_TYPE_AGENT', sendTime: agentSent, senderId: 'agent-1' },
+          { id: 'v1', dataOffset: '1', content: 'My order is late', messageType: 'MESSAGE_TYPE_VISITOR', sendTime: visitorSent, senderId: 'visitor-1', seal: sealOf('v1', MessageType.Visitor, 'visitor-1', 'My order is late', visitorSent) },
+          { id: 'a1', dataOffset: '1', content: 'Let me check', messageType: 'MESSAGE_TYPE_AGENT', sendTime: agentSent, senderId: 'agent-1', seal: sealOf('a1', MessageType.Agent, 'agent-1', 'Let me check', agentSent) },
         ],
       },
     });
@@ -100,12 +109,16 @@ describe('server reflection, seen by a client without compiled types', () => {
     ]);
 
     // docs/reference.md §3: a send takes the next offset of its own side, so visitor 2 (not 3).
-    const sent = await chatCall('AddVisitorMessage', {
-      chatId,
-      visitorOffset: '1',
-      agentOffset: '1',
-      message: { id: 'v2', content: 'Order 42' },
-    });
+    const sent = await chatCall(
+      'AddVisitorMessage',
+      {
+        chatId,
+        visitorOffset: '1',
+        agentOffset: '1',
+        message: { id: 'v2', content: 'Order 42' },
+      },
+      'visitor',
+    );
     expect(sent).to.include({ code: 'RESULT_CODE_OK', visitorDataOffset: '2', agentDataOffset: '1' });
     expect(sent.message).to.include({ id: 'v2', dataOffset: '2', messageType: 'MESSAGE_TYPE_VISITOR', content: 'Order 42' });
     expect((sent.message as JsonObject).sendTime).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
@@ -120,7 +133,7 @@ describe('server reflection, seen by a client without compiled types', () => {
   it('surfaces INVALID_ARGUMENT for an empty chat id, from the client and the grpcurl front end', async () => {
     const error = await expectStatus(chatCall('GetNewMessage', { chatId: '' }), status.INVALID_ARGUMENT);
     expect(error.details).to.include('chat_id');
-    const argv = ['grpcurl', '-plaintext', '-d', '{"chatId": ""}', 'localhost:50051', `${CHAT_SERVICE}/GetNewMessage`];
+    const argv = ['grpcurl', '-plaintext', '-H', headers.service[0]!, '-d', '{"chatId": ""}', 'localhost:50051', `${CHAT_SERVICE}/GetNewMessage`];
     await expectStatus(grpcurl(argv, server.address), status.INVALID_ARGUMENT);
   });
 

@@ -3,6 +3,7 @@ import { ChatMessage, ChatServiceClient, MessageType, ResultCode } from '../../g
 import { type ChatApi, chatApi } from '../support/chat-api.js';
 import { Replica } from '../support/replica.js';
 import { type ServerProcess, spawnServer, startTestServer, testClient, type TestServer } from '../support/servers.js';
+import { sealed } from '../support/security.js';
 
 const OK = ResultCode.RESULT_CODE_OK;
 const REBUILD = ResultCode.RESULT_CODE_REBUILD_REQUIRED;
@@ -125,10 +126,13 @@ describe('protocol scenarios over the wire', () => {
     const big = 60 * 1024;
     const writer = new Replica('huge');
     writer.take(
-      Array.from({ length: 120 }, (_, i) => ({
-        id: `m${i}`, dataOffset: Math.floor(i / 2) + 1, content: String.fromCharCode(65 + (i % 26)).repeat(big),
-        messageType: i % 2 ? MessageType.MESSAGE_TYPE_AGENT : MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(i * 1000), senderId: '',
-      })),
+      sealed(
+        'huge',
+        Array.from({ length: 120 }, (_, i) => ({
+          id: `m${i}`, dataOffset: Math.floor(i / 2) + 1, content: String.fromCharCode(65 + (i % 26)).repeat(big),
+          messageType: i % 2 ? MessageType.MESSAGE_TYPE_AGENT : MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(i * 1000), senderId: '',
+        })),
+      ),
     );
     const all = writer.messages();
     expect(all.reduce((n, m) => n + m.content.length, 0)).to.be.above(4 * 1024 * 1024);
@@ -149,7 +153,7 @@ describe('protocol scenarios over the wire', () => {
       reader.take(page.messages);
     }
     expect(pages).to.be.at.least(3);
-    // As the decoder gives them: every field present, an unsealed message's seal as undefined.
+    // As the decoder gives them: every field present, each with the seal it was uploaded with.
     expect(reader.messages()).to.deep.equal(all.map((m) => ChatMessage.fromPartial(m)));
   });
 });

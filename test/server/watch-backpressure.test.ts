@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { ChatServiceClient, MessageType } from '../../generated/chat/v1/chat.js';
 import type { Config } from '../../src/server/config.js';
 import { type ChatApi, chatApi, rebuildInParts } from '../support/chat-api.js';
+import { testToken } from '../support/security.js';
 import { killChildren, startTestServer, testClient, type TestServer } from '../support/servers.js';
 import { expectEnd, type Held, WatchStream, waitFor } from '../support/watch-stream.js';
 
@@ -25,6 +26,11 @@ interface ChildEnd {
 }
 
 describe('WatchChat under backpressure, dead peers and shutdown', () => {
+  /** The token of the watching child process, which has no test keys of its own. */
+  let watcherToken: string;
+  before(async () => {
+    watcherToken = await testToken({ sub: 'watcher', role: 'agent' });
+  });
   let server: TestServer;
   let api: ChatApi;
   const clients: ChatServiceClient[] = [];
@@ -58,7 +64,7 @@ describe('WatchChat under backpressure, dead peers and shutdown', () => {
   }
 
   function spawnWatcher(chatId: string): { child: ChildProcess; lines: AsyncIterator<string> } {
-    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, server.address, chatId], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', CHILD, server.address, chatId, watcherToken], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
     children.add(child);
     return { child, lines: createInterface({ input: child.stdout! })[Symbol.asyncIterator]() };
   }

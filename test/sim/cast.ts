@@ -1,6 +1,9 @@
 import { MessageType } from '../../generated/chat/v1/chat.js';
 import type { ChatSession, Role } from '../../src/client/index.js';
 import { MemoryStore } from '../../src/client/local-store.js';
+import type { Principal } from '../../src/domain/access.js';
+import { Sealer } from '../../src/domain/seal.js';
+import { CLIENT_NAMES } from './schedule.js';
 import type { SimTransport } from './sim-transport.js';
 
 /*
@@ -21,6 +24,26 @@ export const ROLES: readonly { readonly role: Role; readonly type: MessageType; 
   { role: { kind: 'service', serviceId: 'bot-1', messageType: 'bot' }, type: MessageType.MESSAGE_TYPE_BOT, senderId: 'bot-1' },
   { role: { kind: 'service', serviceId: 'system-1', messageType: 'system' }, type: MessageType.MESSAGE_TYPE_SYSTEM, senderId: 'system-1' },
 ];
+
+/**
+ * Who each device is to the servers, by its name: the principal its token names, as on a secure
+ * server (its sender id as `sub`, a visitor's chat). The servers check every call against it.
+ */
+export function principalOf(client: string): Principal {
+  const role = ROLES[CLIENT_NAMES.indexOf(client as (typeof CLIENT_NAMES)[number])]?.role;
+  if (!role) throw new Error(`no device is called ${client}`);
+  switch (role.kind) {
+    case 'visitor':
+      return { sub: role.visitorId ?? 'visitor', role: 'visitor', chatId: CHAT_ID };
+    case 'agent':
+      return { sub: role.agentId, role: 'agent' };
+    case 'service':
+      return { sub: role.serviceId, role: 'service' };
+  }
+}
+
+/** The seal keys every server shares, as one deployment's do: each takes back what another sealed. */
+export const SEALER = new Sealer({ current: 'sim', keys: new Map([['sim', Buffer.alloc(32, 7)]]) });
 
 /** Small pages: about 8 messages per read or rebuild answer (the servers' response budget)... */
 export const SMALL_PAGE_BYTES = 800;

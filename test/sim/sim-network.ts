@@ -10,6 +10,7 @@ import type { SimClock } from './sim-clock.js';
 import { silent, type SimServer } from './sim-server.js';
 import { CODECS, type Codec, overTheWire } from './wire-codec.js';
 import { SimStream } from './watch-stream.js';
+import type { Caller } from '../../src/domain/access.js';
 
 /*
  * The simulated world: servers running the real domain and handler code (SimServer), and a
@@ -47,6 +48,8 @@ export class SimNetwork {
   constructor(
     private random: Random,
     private readonly clock: SimClock,
+    /** Who each client is to the servers (its token's principal). */
+    private readonly callerOf: (client: string) => Caller,
     /** Receives one line per delivery, when given. */
     private readonly trace?: (line: string) => void,
   ) {}
@@ -175,7 +178,7 @@ export class SimNetwork {
     let response: unknown;
     let error: ServiceError | undefined;
     try {
-      response = overTheWire(CODECS[method][1] as Codec<unknown>, server.handle(method, call.request as never));
+      response = overTheWire(CODECS[method][1] as Codec<unknown>, server.handle(method, call.request as never, this.callerOf(call.client)));
     } catch (thrown) {
       error = this.refusal(thrown, method);
     }
@@ -204,7 +207,7 @@ export class SimNetwork {
         if (server.incarnation !== stream.incarnation) return fail(status.UNAVAILABLE, 'connection reset by a crash');
         if (chance(this.random, this.faults.lostRequest)) return fail(status.UNAVAILABLE, 'request lost');
         try {
-          stream.feed = server.watch(stream.request);
+          stream.feed = server.watch(stream.request, this.callerOf(stream.client));
         } catch (thrown) {
           const error = this.refusal(thrown, 'WatchChat');
           return fail(error.code, error.details);

@@ -1,8 +1,9 @@
 import { pino } from 'pino';
 import * as wire from '../../generated/chat/v1/chat.js';
 import type { ChatMethod, RequestOf, ResponseOf } from '../../src/client/transport.js';
-import { type Caller, INSECURE } from '../../src/domain/access.js';
+import type { Caller, Principal } from '../../src/domain/access.js';
 import type { Clock, Limits } from '../../src/domain/limits.js';
+import type { Sealer } from '../../src/domain/seal.js';
 import { ChatStore } from '../../src/domain/store.js';
 import { type ChatHandlers, chatHandlers } from '../../src/server/chat-service.js';
 import type { WatchFeed } from '../../src/server/watch-feed.js';
@@ -10,8 +11,12 @@ import type { WatchFeed } from '../../src/server/watch-feed.js';
 /** The handlers' logger: a run's refusals are expected, and its failures are reported by the checks. */
 export const silent = pino({ level: 'silent' });
 
+/** The caller of the checks' own reads (audits): a service, which may read any chat. */
+const AUDITOR: Principal = { sub: 'auditor', role: 'service' };
+
 /**
- * One chat server: a real ChatStore behind the real handlers. A crash loses every chat (the
+ * One chat server, secure as a deployment's: a real ChatStore that seals with `sealer` behind
+ * the real handlers, which check each call against its caller. A crash loses every chat (the
  * next incarnation starts empty and gives new chats new epochs) and leaves the server down
  * until `restart()`; `down()`/`up()` cut it off and reconnect it with its chats intact.
  */
@@ -28,6 +33,7 @@ export class SimServer {
     private readonly limits: Limits,
     private readonly clock: Clock,
     private readonly newEpoch: () => string,
+    private readonly sealer: Sealer,
   ) {
     this.boot();
   }
@@ -62,14 +68,14 @@ export class SimServer {
     return this.store.evict(chatId);
   }
 
-  /** One request through the real handlers; a refusal is thrown as a ChatError. */
-  handle<M extends ChatMethod>(method: M, request: RequestOf<M>): ResponseOf<M> {
-    return (this.handlers[method] as (request: RequestOf<M>, caller: Caller) => ResponseOf<M>)(request, INSECURE);
+  /** One request of `caller` through the real handlers; a refusal is thrown as a ChatError. */
+  handle<M extends ChatMethod>(method: M, request: RequestOf<M>, caller: Caller = AUDITOR): ResponseOf<M> {
+    return (this.handlers[method] as (request: RequestOf<M>, caller: Caller) => ResponseOf<M>)(request, caller);
   }
 
-  /** Opens a watch through the real handler; a refusal is thrown as a ChatError. */
-  watch(request: wire.WatchChatRequest): WatchFeed {
-    return this.handlers.watchChat(request, INSECURE);
+  /** Opens a watch of `caller` through the real handler; a refusal is thrown as a ChatError. */
+  watch(request: wire.WatchChatRequest, caller: Caller): WatchFeed {
+    return this.handlers.watchChat(request, caller);
   }
 
   /**
@@ -111,7 +117,7 @@ export class SimServer {
       },
     };
     this.incarnation += 1;
-    this.store = new ChatStore(budgeted, this.clock, this.newEpoch);
+    this.store = new ChatStore(budgeted, this.clock, this.newEpoch, { sealer: this.sealer });
     this.handlers = chatHandlers(this.store, this.clock, silent);
   }
 }

@@ -3,7 +3,7 @@ import { ChatSdkError } from '../../src/client/errors.js';
 import { ChatSession } from '../../src/client/index.js';
 import { DOMAIN_LIMITS } from '../support/domain.js';
 import { derived } from '../support/random.js';
-import { CHAT_ID, Device, POLL_INTERVAL_MS, ROLES, SMALL_PAGE_BYTES, SMALL_UPLOAD_BYTES } from './cast.js';
+import { CHAT_ID, Device, POLL_INTERVAL_MS, principalOf, ROLES, SEALER, SMALL_PAGE_BYTES, SMALL_UPLOAD_BYTES } from './cast.js';
 import { probabilities } from './faults.js';
 import { SimulationFailure } from './invariants.js';
 import type { RunOptions } from './run.js';
@@ -47,12 +47,12 @@ export class Simulation {
     readonly schedule: Schedule,
     readonly options: RunOptions,
   ) {
-    this.network = new SimNetwork(derived(schedule.seed, 0), this.clock, options.trace);
+    this.network = new SimNetwork(derived(schedule.seed, 0), this.clock, principalOf, options.trace);
     this.network.faults = probabilities(schedule.faults);
     const epochs = derived(schedule.seed, 1);
     const limits = { ...DOMAIN_LIMITS, ...(schedule.smallPages ? { maxResponseBytes: SMALL_PAGE_BYTES } : {}) };
     this.servers = SERVER_NAMES.map(
-      (name) => new SimServer(name, limits, this.clock, () => `${name}-${Math.floor(epochs() * 2 ** 48).toString(16)}`),
+      (name) => new SimServer(name, limits, this.clock, () => `${name}-${Math.floor(epochs() * 2 ** 48).toString(16)}`, SEALER),
     );
     for (const server of this.servers) server.onCrash(() => this.network.crashed(server));
   }

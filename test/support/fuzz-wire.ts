@@ -71,6 +71,7 @@ function message(w: BinaryWriter, m: WireMessage): void {
   int(w, 4, m.messageType);
   sub(w, 5, m.sendTime, timestamp);
   str(w, 6, m.senderId);
+  sub(w, 7, m.seal, (w2, seal) => str(w2, 1, seal)); // a google.protobuf.StringValue
 }
 
 function chat(w: BinaryWriter, c: WireChat): void {

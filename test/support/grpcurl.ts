@@ -5,7 +5,7 @@ import { describe, invokeAll, listServices, reflectRegistry } from './reflection
 export type GrpcurlCommand =
   | { readonly verb: 'list'; readonly symbol?: string }
   | { readonly verb: 'describe'; readonly symbol?: string }
-  | { readonly verb: 'invoke'; readonly method: string; readonly data: string; readonly emitDefaults: boolean };
+  | { readonly verb: 'invoke'; readonly method: string; readonly data: string; readonly emitDefaults: boolean; readonly headers: readonly string[] };
 
 /** A parsed command line, and how it was written. */
 export interface ParsedGrpcurl {
@@ -48,7 +48,8 @@ export function splitCommandLine(line: string): string[] {
 
 /**
  * Parses grpcurl's arguments (with or without a leading "grpcurl"): `-plaintext ADDR list
- * [SERVICE]`, `-plaintext ADDR describe [SYMBOL]`, `-plaintext [-d JSON] ADDR pkg.Service/Method`.
+ * [SERVICE]`, `-plaintext ADDR describe [SYMBOL]`, `-plaintext [-H 'name: value']... [-d JSON] ADDR
+ * pkg.Service/Method`.
  * Flags this front end does not implement are refused rather than ignored, so an example
  * that depends on one fails loudly.
  */
@@ -59,6 +60,7 @@ export function parseGrpcurl(argv: readonly string[]): ParsedGrpcurl {
   let plaintext = false;
   let emitDefaults = false;
   let flagsAfterAddress = false;
+  const headers: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
     if (!arg.startsWith('-') || arg === '-') {
@@ -74,6 +76,10 @@ export function parseGrpcurl(argv: readonly string[]): ParsedGrpcurl {
       data = inline ?? args[++i];
       if (data === undefined) throw new Error('-d needs a value');
       if (data === '@') throw new Error('-d @ (request from stdin) is not supported');
+    } else if (name === 'H') {
+      const header = inline ?? args[++i];
+      if (header === undefined || !/^[\w-]+:/.test(header)) throw new Error(`-H needs "name: value"; got ${header}`);
+      headers.push(header);
     } else throw new Error(`unsupported grpcurl flag: ${arg}`);
   }
   // This server speaks plaintext only; without -plaintext real grpcurl would try TLS and fail.
@@ -86,7 +92,7 @@ export function parseGrpcurl(argv: readonly string[]): ParsedGrpcurl {
     return { address, flagsAfterAddress, command: { verb: verbOrMethod, ...(symbol ? { symbol } : {}) } };
   }
   if (symbol !== undefined) throw tooMany();
-  return { address, flagsAfterAddress, command: { verb: 'invoke', method: verbOrMethod, data: data ?? '{}', emitDefaults } };
+  return { address, flagsAfterAddress, command: { verb: 'invoke', method: verbOrMethod, data: data ?? '{}', emitDefaults, headers } };
 }
 
 /**
@@ -113,7 +119,7 @@ export async function grpcurl(argv: readonly string[], address: string): Promise
     }
     case 'invoke': {
       const request = JSON.parse(command.data) as JsonValue;
-      const responses = await invokeAll(address, command.method, request, { emitDefaults: command.emitDefaults });
+      const responses = await invokeAll(address, command.method, request, { emitDefaults: command.emitDefaults, headers: command.headers });
       return responses.map((response) => JSON.stringify(response, null, 2)).join('\n');
     }
   }

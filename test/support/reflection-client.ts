@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { Client, credentials, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
+import { Client, credentials, type ClientDuplexStream, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 import {
   create,
@@ -183,6 +183,18 @@ export async function reflectRegistry(address: string, symbol: string): Promise<
 export interface InvokeOptions {
   /** Print fields that hold their default value too (grpcurl's -emit-defaults). */
   readonly emitDefaults?: boolean;
+  /** Request metadata, each "name: value" (grpcurl's -H), such as "authorization: Bearer <token>". */
+  readonly headers?: readonly string[];
+}
+
+/** The metadata of `headers` ("name: value" each). */
+function metadataOf(headers: readonly string[] = []): Metadata {
+  const metadata = new Metadata();
+  for (const header of headers) {
+    const colon = header.indexOf(':');
+    metadata.add(header.slice(0, colon).trim().toLowerCase(), header.slice(colon + 1).trim());
+  }
+  return metadata;
 }
 
 function findMethod(registry: FileRegistry, serviceName: string, methodName: string): DescMethod {
@@ -228,13 +240,13 @@ export async function invokeAll(
     const deadline = Date.now() + CALL_TIMEOUT_MS;
     const replies = await new Promise<Buffer[]>((resolve, reject) => {
       if (method.methodKind === 'unary') {
-        client.makeUnaryRequest(path, passThrough, passThrough, body, { deadline }, (error: ServiceError | null, response?: Buffer) =>
+        client.makeUnaryRequest(path, passThrough, passThrough, body, metadataOf(options.headers), { deadline }, (error: ServiceError | null, response?: Buffer) =>
           error ? reject(error) : resolve([response!]),
         );
         return;
       }
       const received: Buffer[] = [];
-      const call = client.makeServerStreamRequest(path, passThrough, passThrough, body, { deadline });
+      const call = client.makeServerStreamRequest(path, passThrough, passThrough, body, metadataOf(options.headers), { deadline });
       call.on('data', (response: Buffer) => received.push(response));
       call.on('error', reject);
       call.on('end', () => resolve(received));

@@ -61,6 +61,15 @@ export function testSecurityEnv(env: Readonly<Record<string, string>>): { readon
   return { env: merged, testTokens: !ownTokens, testSeals: merged.SEAL_KEYS_FILE === sealKeysFile };
 }
 
+/**
+ * The test keys as JSON ({"secret", "sealKeyId", "sealKey"}, the key in base64), for a client in
+ * another language that mints its own tokens and seals (test/interop/chat_client.py reads it from
+ * CHAT_TEST_KEYS).
+ */
+export function testKeysJson(): string {
+  return JSON.stringify({ secret, sealKeyId: SEAL_KEY_ID, sealKey: sealKey.toString('base64') });
+}
+
 /** A test server's sealer: what seals the histories tests upload as if a server had issued them. */
 const sealer = new Sealer({ current: SEAL_KEY_ID, keys: new Map([[SEAL_KEY_ID, sealKey]]) });
 
@@ -114,13 +123,18 @@ interface AnyRequest {
  * watches and Rebuilds a service, which may touch any chat and name its visitor.
  */
 export function requestPrincipal(method: string, request: AnyRequest): Principal {
-  if (method.endsWith('/AddVisitorMessage')) return { sub: request.message?.senderId || 'visitor', role: 'visitor', chatId: request.chatId || 'none' };
+  if (method.endsWith('/AddVisitorMessage')) return { sub: claim(request.message?.senderId, 'visitor'), role: 'visitor', chatId: claim(request.chatId, 'none') };
   if (method.endsWith('/AddAgentMessage')) {
     const type = request.message?.messageType;
     const service = type === MessageType.MESSAGE_TYPE_BOT || type === MessageType.MESSAGE_TYPE_SYSTEM;
-    return { sub: request.agentId || (service ? 'service' : 'agent'), role: service ? 'service' : 'agent' };
+    return { sub: claim(request.agentId, service ? 'service' : 'agent'), role: service ? 'service' : 'agent' };
   }
   return { sub: 'service', role: 'service' };
+}
+
+/** A claim taken from a request: `fallback` for an empty one, or one too long for a header (a fuzzed id). */
+function claim(value: string | undefined, fallback: string): string {
+  return value && value.length <= 1024 ? value : fallback;
 }
 
 /**
@@ -146,14 +160,24 @@ function decodedSends(method: string, bytes: Uint8Array): AnyRequest {
 export function sealedUpload(request: RebuildRequest): RebuildRequest {
   const chat = request.chat;
   if (!chat || chat.messages.every((m) => m.seal !== undefined)) return request;
+  return { ...request, chat: { ...chat, messages: sealed(chat.id, chat.messages) } };
+}
+
+/**
+ * `messages` of chat `chatId` with the test key's seal on each one without a seal, as a server
+ * would have given them: for copies a test builds by hand (an upload, a local store). A message
+ * without a send time gets one now.
+ */
+export function sealed<M extends Pick<ChatMessage, 'id' | 'messageType' | 'senderId' | 'content'> & { sendTime?: Date | undefined; seal?: string | undefined }>(
+  chatId: string,
+  messages: readonly M[],
+): (M & { sendTime: Date; seal: string })[] {
   const now = new Date();
-  const messages = chat.messages.map((m) => {
-    if (m.seal !== undefined) return m;
+  return messages.map((m) => {
     const sendTime = m.sendTime ?? now;
-    const seal = sealer.seal(chat.id, { id: m.id, type: m.messageType as number, senderId: m.senderId, content: m.content, sendTime });
+    const seal = m.seal ?? sealer.seal(chatId, { id: m.id, type: m.messageType as number, senderId: m.senderId, content: m.content, sendTime });
     return { ...m, sendTime, seal };
   });
-  return { ...request, chat: { ...chat, messages } };
 }
 
 /**
