@@ -68,8 +68,8 @@ class Connection:
         self.order = placement(chat_id, addresses)
         self.call_timeout_s = call_timeout_s
         self.give_up_after_s = give_up_after_s
-        # A server given a key source wants a bearer token (a JWT from your identity service)
-        # on every call; it takes the sender id from the token's sub, never from the request.
+        # A secure server (any not started with --insecure) wants a bearer token (a JWT from your
+        # identity service) on every call; it takes the sender id from the token's sub, never from the request.
         self.metadata = ((CHAT_ID_HEADER, chat_id),) + ((("authorization", "Bearer " + token),) if token else ())
         self._lock = threading.Lock()
         self._channels = {}

@@ -66,8 +66,12 @@ async function verifier(config: AuthConfig, options: JWTVerifyOptions): Promise<
     }
     return async (token) => (await checked(jwtVerify(token, secret, { ...options, algorithms: ['HS256'] }))).payload;
   }
-  const keys = config.authJwksFile !== '' ? createLocalJWKSet(await readJwks(config.authJwksFile)) : createRemoteJWKSet(jwksUrl(config.authJwksUrl));
-  return async (token) => (await checked(jwtVerify(token, keys, { ...options, algorithms: JWKS_ALGORITHMS }))).payload;
+  if (config.authJwksFile !== '') {
+    const keys = createLocalJWKSet(await readJwks(config.authJwksFile));
+    return async (token) => (await checked(jwtVerify(token, keys, { ...options, algorithms: JWKS_ALGORITHMS }))).payload;
+  }
+  const keys = createRemoteJWKSet(jwksUrl(config.authJwksUrl));
+  return async (token) => (await checked(jwtVerify(token, keys, { ...options, algorithms: JWKS_ALGORITHMS }), config.authJwksUrl)).payload;
 }
 
 /** The token of `authorization: Bearer <token>`; refuses a call without exactly one. */
@@ -92,13 +96,25 @@ function principalOf(payload: JWTPayload): Principal {
   return { sub, role, chatId };
 }
 
-/** jose's refusals of a token, as UNAUTHENTICATED with what is wrong; anything else (a JWKS that cannot be fetched) is the server's failure. */
-async function checked<T>(verification: Promise<T>): Promise<T> {
+/**
+ * jose's refusals of a token, as UNAUTHENTICATED with what is wrong. With `jwksUrl`, any other
+ * failure is the key set's fetch (unreachable, timed out, not a JWKS): UNAVAILABLE, which a
+ * client may retry here or on another server; jose fetches again on the next call.
+ */
+async function checked<T>(verification: Promise<T>, jwksUrl?: string): Promise<T> {
   try {
     return await verification;
   } catch (error) {
-    throw tokenRefusal(error);
+    const refusal = tokenRefusal(error);
+    if (refusal !== error || jwksUrl === undefined) throw refusal;
+    throw new ChatError('unavailable', `the server cannot fetch its token keys from --auth-jwks-url ${jwksUrl} (${fetchFailure(error)}); try again, or another server`);
   }
+}
+
+/** Why a fetch failed, as short as it can say it: undici's "fetch failed" hides the cause (ECONNREFUSED...). */
+function fetchFailure(error: unknown): string {
+  const { message, cause } = error as { message?: string; cause?: { code?: string; message?: string } };
+  return [message, cause?.code ?? cause?.message].filter(Boolean).join(': ') || String(error);
 }
 
 function tokenRefusal(error: unknown): unknown {

@@ -8,6 +8,7 @@ const CODES: Record<ChatErrorKind, status> = {
   unauthenticated: status.UNAUTHENTICATED,
   'permission-denied': status.PERMISSION_DENIED,
   'resource-exhausted': status.RESOURCE_EXHAUSTED,
+  unavailable: status.UNAVAILABLE,
 };
 
 /**

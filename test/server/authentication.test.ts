@@ -1,5 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { credentials, Metadata, status, type StatusObject } from '@grpc/grpc-js';
@@ -250,6 +253,71 @@ describe('bearer tokens (JWKS file, issuer and audience)', () => {
     expect(elsewhere.details).to.contain('"aud" claim');
     const hs = await expectStatus(chatApi(server.client, bearer(await agentToken())).getNewMessage({ chatId: 'j' }), status.UNAUTHENTICATED);
     expect(hs.details).to.contain("the token's algorithm is not accepted");
+  });
+});
+
+describe('bearer tokens (JWKS URL)', () => {
+  const closers: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const close of closers.splice(0).reverse()) await close();
+  });
+
+  /** An identity provider on 127.0.0.1:0 serving `jwks` at /jwks.json, counting its fetches. */
+  async function identityProvider(jwks: object): Promise<{ url: string; fetches: () => number }> {
+    let fetches = 0;
+    const provider = createHttpServer((request, response) => {
+      fetches += 1;
+      if (request.url !== '/jwks.json') return void response.writeHead(404).end();
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwks));
+    });
+    provider.listen(0, '127.0.0.1');
+    await once(provider, 'listening');
+    closers.push(() => new Promise((resolve) => provider.close(resolve)));
+    return { url: `http://127.0.0.1:${(provider.address() as AddressInfo).port}/jwks.json`, fetches: () => fetches };
+  }
+
+  async function chatServer(authJwksUrl: string): Promise<TestServer> {
+    const server = await startTestServer({ authJwksUrl });
+    closers.push(() => server.close());
+    return server;
+  }
+
+  it('takes the keys from the URL, fetched once and cached, and refuses a token signed with a key it does not hold', async () => {
+    const pair = await generateKeyPair('ES256');
+    const stranger = await generateKeyPair('ES256');
+    const provider = await identityProvider({ keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] });
+    const server = await chatServer(provider.url);
+    const signed = (key: typeof pair.privateKey, sub: string) => new SignJWT({ role: 'agent' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setSubject(sub).setExpirationTime('5m').sign(key);
+    for (const sub of ['a1', 'a2', 'a3']) {
+      const read = await chatApi(server.client, bearer(await signed(pair.privateKey, sub))).getNewMessage({ chatId: `url-${sub}` });
+      expect(read.code).to.equal(ResultCode.RESULT_CODE_REBUILD_REQUIRED);
+    }
+    expect(provider.fetches(), 'fetches of the JWKS for three calls').to.equal(1);
+    const forged = await expectStatus(chatApi(server.client, bearer(await signed(stranger.privateKey, 'a1'))).getNewMessage({ chatId: 'url' }), status.UNAUTHENTICATED);
+    expect(forged.details).to.equal("the token's signature does not verify with the server's keys");
+  });
+
+  it('answers UNAVAILABLE, saying it cannot fetch its token keys, while the JWKS URL cannot be reached, and serves once it can', async () => {
+    const pair = await generateKeyPair('ES256');
+    const jwks = { keys: [{ ...(await exportJWK(pair.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] };
+    // A port nothing listens on: taken, then given back.
+    const probe = createHttpServer();
+    probe.listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const { port } = probe.address() as AddressInfo;
+    await new Promise((resolve) => probe.close(resolve));
+    const server = await chatServer(`http://127.0.0.1:${port}/jwks.json`);
+    const token = await new SignJWT({ role: 'agent' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setSubject('a1').setExpirationTime('5m').sign(pair.privateKey);
+    const error = await expectStatus(chatApi(server.client, bearer(token)).getNewMessage({ chatId: 'down' }), status.UNAVAILABLE);
+    expect(error.details).to.match(/^the server cannot fetch its token keys from --auth-jwks-url http:\/\/127\.0\.0\.1:\d+\/jwks\.json \(.+\); try again, or another server$/);
+
+    // The same URL, now served: the next call fetches the keys and is answered.
+    const provider = createHttpServer((_request, response) => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwks)));
+    provider.listen(port, '127.0.0.1');
+    await once(provider, 'listening');
+    closers.push(() => new Promise((resolve) => provider.close(resolve)));
+    const read = await chatApi(server.client, bearer(token)).getNewMessage({ chatId: 'down' });
+    expect(read.code).to.equal(ResultCode.RESULT_CODE_REBUILD_REQUIRED);
   });
 });
 
