@@ -2,7 +2,14 @@
  * Typed domain failures. The server turns each kind into one gRPC status in one place
  * (src/server/status.ts); the domain itself knows nothing of gRPC.
  */
-export type ChatErrorKind = 'invalid-argument' | 'not-found' | 'unauthenticated' | 'permission-denied' | 'resource-exhausted' | 'unavailable';
+export type ChatErrorKind =
+  | 'invalid-argument'
+  | 'not-found'
+  | 'unauthenticated'
+  | 'permission-denied'
+  | 'failed-precondition'
+  | 'resource-exhausted'
+  | 'unavailable';
 
 /** A request the domain refuses. Refusals never change any chat. */
 export class ChatError extends Error {

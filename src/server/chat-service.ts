@@ -135,11 +135,11 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, lim
 export function chatServiceHandlers(handlers: ChatHandlers, streams: Pick<WatchStreams, 'adapt'>, context: UnaryContext): ChatServiceServer {
   const service = ChatServiceService;
   return {
-    addVisitorMessage: unary('AddVisitorMessage', handlers.addVisitorMessage, { encode: service.addVisitorMessage.responseSerialize, read: false }, context),
-    addAgentMessage: unary('AddAgentMessage', handlers.addAgentMessage, { encode: service.addAgentMessage.responseSerialize, read: false }, context),
-    getNewMessage: unary('GetNewMessage', handlers.getNewMessage, { encode: service.getNewMessage.responseSerialize, read: true }, context),
-    rebuild: unary('Rebuild', handlers.rebuild, { encode: service.rebuild.responseSerialize, read: true }, context),
-    watchChat: streams.adapt(handlers.watchChat, context.authenticate),
+    addVisitorMessage: unary('AddVisitorMessage', handlers.addVisitorMessage, { encode: service.addVisitorMessage.responseSerialize, read: false, chatId: (r) => r.chatId }, context),
+    addAgentMessage: unary('AddAgentMessage', handlers.addAgentMessage, { encode: service.addAgentMessage.responseSerialize, read: false, chatId: (r) => r.chatId }, context),
+    getNewMessage: unary('GetNewMessage', handlers.getNewMessage, { encode: service.getNewMessage.responseSerialize, read: true, chatId: (r) => r.chatId }, context),
+    rebuild: unary('Rebuild', handlers.rebuild, { encode: service.rebuild.responseSerialize, read: true, chatId: (r) => r.chat?.id ?? '' }, context),
+    watchChat: streams.adapt(handlers.watchChat, context.gate),
   };
 }
 

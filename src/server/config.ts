@@ -92,6 +92,11 @@ export interface Config extends Limits {
    * (src/server/authentication.ts).
    */
   readonly insecure: boolean;
+  /**
+   * Refuses (FAILED_PRECONDITION) a chat call whose `x-chat-id` metadata is missing or names
+   * another chat than its request: on behind a load balancer that hashes on it (deploy/).
+   */
+  readonly requireChatIdHeader: boolean;
   /** A file holding the HS256 secret bearer tokens are signed with (tests, small deployments). */
   readonly authHs256SecretFile: string;
   /** A local JWKS file (JSON) with the public keys bearer tokens are signed with. */
@@ -162,6 +167,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   tlsKeyFile: '',
   tlsClientCaFile: '',
   insecure: false,
+  requireChatIdHeader: false,
   authHs256SecretFile: '',
   authJwksFile: '',
   authJwksUrl: '',
@@ -221,6 +227,7 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   tlsKeyFile: 'PEM private key of tls-cert-file',
   tlsClientCaFile: 'PEM CA: clients must present a certificate it signed (mutual TLS; needs tls-cert-file)',
   insecure: 'check no tokens and no seals (development only); without it, give a key source and --seal-keys-file',
+  requireChatIdHeader: 'refuse a chat call whose x-chat-id metadata is not its chat id (behind a balancer)',
   authHs256SecretFile: 'file holding the HS256 secret (at least 32 bytes) that bearer tokens are signed with',
   authJwksFile: 'local JWKS file with the public keys that bearer tokens are signed with',
   authJwksUrl: 'JWKS URL with the public keys that bearer tokens are signed with (fetched and cached)',

@@ -13,6 +13,7 @@ import { decodingServer, refuseUndecodable, withDecodeFailures } from './decodin
 import { withEncodedResponses } from './encoded-responses.js';
 import { heapLimitBytes, heapProbe } from './heap-probe.js';
 import { markInsecure } from './insecure-marker.js';
+import { callGate } from './placement.js';
 import { callerLimits } from './rate-limits.js';
 import { addReflection } from './reflection.js';
 import { ResponseBudget } from './response-budget.js';
@@ -100,7 +101,7 @@ export async function startServer(
       logger,
       responses,
       unaryDeadlineMs: config.unaryDeadlineMs,
-      authenticate,
+      gate: callGate(authenticate, config.requireChatIdHeader),
     }),
   );
   const health = new HealthImplementation({ '': 'SERVING', [CHAT_SERVICE]: 'SERVING' });

@@ -7,6 +7,7 @@ const CODES: Record<ChatErrorKind, status> = {
   'not-found': status.NOT_FOUND,
   unauthenticated: status.UNAUTHENTICATED,
   'permission-denied': status.PERMISSION_DENIED,
+  'failed-precondition': status.FAILED_PRECONDITION,
   'resource-exhausted': status.RESOURCE_EXHAUSTED,
   unavailable: status.UNAVAILABLE,
 };

@@ -1,9 +1,9 @@
 import type { handleServerStreamingCall, ServerErrorResponse, ServerWritableStream, StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Caller } from '../domain/access.js';
-import type { Authenticate } from './authentication.js';
 import { ChatServiceService, type WatchChatRequest, type WatchChatResponse } from '../../generated/chat/v1/chat.js';
 import type { Config } from './config.js';
+import type { CallGate } from './placement.js';
 import { resetCall } from './reset-stream.js';
 import type { ResponseBudget } from './response-budget.js';
 import { serverStopping, toServiceError, watchFellBehind } from './status.js';
@@ -53,13 +53,13 @@ export class WatchStreams {
   }
 
   /** Adapts a feed handler to grpc-js, authenticating each caller first and mapping every error in one place. */
-  adapt(handler: WatchHandler, authenticate: Authenticate): handleServerStreamingCall<WatchChatRequest, WatchChatResponse> {
+  adapt(handler: WatchHandler, gate: CallGate): handleServerStreamingCall<WatchChatRequest, WatchChatResponse> {
     return (call) => {
       const lifetimeMs = watchLifetimeMs(this.config.watchMaxAgeMs, this.random);
       const stream = new FeedStream(call, this.config, lifetimeMs, this.logger, this.responses, () => this.open.delete(stream));
       this.open.add(stream);
       if (this.stopping) stream.end(serverStopping(), undefined);
-      else stream.start(handler, authenticate);
+      else stream.start(handler, gate);
     };
   }
 
@@ -113,10 +113,10 @@ class FeedStream {
     call.once('finish', () => clearTimeout(this.resetTimer));
   }
 
-  /** Authenticates the caller, then opens the feed and sends its first response (possibly empty). */
-  start(handler: WatchHandler, authenticate: Authenticate): void {
+  /** Passes the call through the gate (who the caller is), then opens the feed and sends its first response (possibly empty). */
+  start(handler: WatchHandler, gate: CallGate): void {
     this.chatId = this.call.request.chatId;
-    authenticate(this.call.metadata).then(
+    gate(this.call.metadata, this.chatId).then(
       (caller) => {
         if (!this.ended) this.open(handler, caller); // ended meanwhile: cancelled, or the server is stopping
       },

@@ -1,8 +1,8 @@
 import type { handleUnaryCall } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Caller } from '../domain/access.js';
-import type { Authenticate } from './authentication.js';
 import type { Config } from './config.js';
+import type { CallGate } from './placement.js';
 import { http2StreamOf, resetCall } from './reset-stream.js';
 import type { ResponseBudget } from './response-budget.js';
 import { toServiceError } from './status.js';
@@ -10,22 +10,24 @@ import { toServiceError } from './status.js';
 /** A handler as the service writes it: a request and its authenticated caller in, a response (or a thrown error) out. */
 export type UnaryHandler<Req, Res> = (request: Req, caller: Caller) => Res | Promise<Res>;
 
-/** What every unary adapter shares: the logger, the answers in flight, the unary deadline, who the caller is. */
+/** What every unary adapter shares: the logger, the answers in flight, the unary deadline, the gate a call passes. */
 export interface UnaryContext extends Pick<Config, 'unaryDeadlineMs'> {
   readonly logger: Logger;
   readonly responses: ResponseBudget;
-  readonly authenticate: Authenticate;
+  readonly gate: CallGate;
 }
 
-/** How one method is adapted: its answer's encoder, and whether it is a read (refused over budget). */
-export interface UnaryMethod<Res> {
+/** How one method is adapted: its answer's encoder, whether it is a read (refused over budget), the chat its request names. */
+export interface UnaryMethod<Req, Res> {
   readonly encode: (response: Res) => Buffer;
   readonly read: boolean;
+  readonly chatId: (request: Req) => string;
 }
 
 /**
  * Adapts an async handler to grpc-js's callback style, mapping every error in one place. The
- * caller is authenticated first (a call without a good token is refused before anything else). A
+ * call passes the gate first (a call without a good token, or misrouted, is refused before
+ * anything else). A
  * read is refused (RESOURCE_EXHAUSTED) while its connection or the server has too many bytes
  * of answers in flight; every answer counts from when it is encoded until its stream closes,
  * and one its client has not taken within `unaryDeadlineMs` is dropped by resetting the stream,
@@ -34,13 +36,13 @@ export interface UnaryMethod<Res> {
 export function unary<Req, Res>(
   method: string,
   handler: UnaryHandler<Req, Res>,
-  { encode, read }: UnaryMethod<Res>,
+  { encode, read, chatId }: UnaryMethod<Req, Res>,
   context: UnaryContext,
 ): handleUnaryCall<Req, Res> {
-  const { logger, responses, unaryDeadlineMs, authenticate } = context;
+  const { logger, responses, unaryDeadlineMs, gate } = context;
   return (call, callback) => {
     const peer = call.getPeer();
-    authenticate(call.metadata)
+    gate(call.metadata, chatId(call.request))
       .then((caller) => {
         if (read) responses.admit(peer);
         return handler(call.request, caller);

@@ -82,8 +82,8 @@ describe('one log line per internal error', () => {
   it('at error, with its method, chat id, code and duration', async () => {
     const { logger, lines } = memoryLogger('debug');
     const server = new Server({ interceptors: [logCalls(logger, DEFAULT_CONFIG)] });
-    const context = { logger, responses: new ResponseBudget(DEFAULT_CONFIG), unaryDeadlineMs: 0, authenticate: async () => INSECURE };
-    const broken = unary('GetNewMessage', () => { throw new Error('a bug'); }, { encode: ChatServiceService.getNewMessage.responseSerialize, read: false }, context);
+    const context = { logger, responses: new ResponseBudget(DEFAULT_CONFIG), unaryDeadlineMs: 0, gate: async () => INSECURE };
+    const broken = unary('GetNewMessage', () => { throw new Error('a bug'); }, { encode: ChatServiceService.getNewMessage.responseSerialize, read: false, chatId: () => 'c' }, context);
     server.addService(ChatServiceService, { getNewMessage: broken } as never);
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),

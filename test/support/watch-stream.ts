@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import type { ClientReadableStream, status, StatusObject } from '@grpc/grpc-js';
+import type { ClientReadableStream, Metadata, status, StatusObject } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type ChatServiceClient, MessageType, ResultCode, WatchChatRequest, type WatchChatResponse } from '../../generated/chat/v1/chat.js';
 import type { Loose } from './chat-api.js';
@@ -28,10 +28,11 @@ export class WatchStream {
   private broken: Error | undefined;
   private readonly waiters = new Set<() => void>();
 
-  constructor(client: ChatServiceClient, request: Loose<WatchChatRequest>) {
+  /** Opens the watch of `request`, with `metadata` when given (the client's interceptors add the rest). */
+  constructor(client: ChatServiceClient, request: Loose<WatchChatRequest>, metadata?: Metadata) {
     const full = WatchChatRequest.fromPartial(request);
     this.held = { visitor: full.visitorOffset, agent: full.agentOffset, epoch: full.epoch };
-    this.call = client.watchChat(full);
+    this.call = metadata ? client.watchChat(full, metadata) : client.watchChat(full);
     this.call.on('data', (response: WatchChatResponse) => this.take(response));
     this.call.on('error', () => {}); // the status event carries it
     this.ended = new Promise((resolve) =>
