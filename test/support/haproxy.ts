@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { credentials, makeClientConstructor, type ServiceClientConstructor, type ServiceDefinition, type ServiceError } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
@@ -24,6 +25,8 @@ export interface Haproxy {
   readonly address: string;
   /** haproxy's log so far: one line per request (with status and backend server) and per health change. */
   readonly logs: string[];
+  /** Resolves once haproxy has logged (or had logged) a line containing `text`; rejects after `timeoutMs`. */
+  waitForLog(text: string, timeoutMs?: number): Promise<void>;
   /** Kills haproxy, waits until it is gone and removes its config directory. */
   stop(): Promise<void>;
 }
@@ -78,11 +81,38 @@ export function haproxyConfig(port: number, backends: readonly string[], balance
  * haproxy is not installed, so a test that needs it fails instead of being skipped.
  */
 export async function startHaproxy(backends: readonly string[], balance: Balance = 'first'): Promise<Haproxy> {
+  return startWith(async (dir, port) => {
+    const path = join(dir, 'haproxy.cfg');
+    await writeFile(path, haproxyConfig(port, backends, balance));
+    return { path, env: {} };
+  });
+}
+
+/** The deployment's haproxy configuration, which {@link startDeployedHaproxy} runs as it is. */
+export const DEPLOYED_CONFIG = fileURLToPath(new URL('../../deploy/haproxy.cfg', import.meta.url));
+
+/**
+ * Runs deploy/haproxy.cfg itself in front of three backends (its chat-a, chat-b and chat-c),
+ * its frontend on a free port of 127.0.0.1, with `settings` (its environment variables, such as
+ * HAPROXY_CHECK_INTER) in place of its defaults where a test needs quicker checks.
+ */
+export async function startDeployedHaproxy(backends: readonly [string, string, string], settings: Record<string, string> = {}): Promise<Haproxy> {
+  return startWith(async (_dir, port) => ({
+    path: DEPLOYED_CONFIG,
+    env: { CHAT_FRONT: `127.0.0.1:${port}`, CHAT_A: backends[0], CHAT_B: backends[1], CHAT_C: backends[2], ...settings },
+  }));
+}
+
+/** A configuration to run: its file, and the environment it reads. */
+type Configured = (dir: string, port: number) => Promise<{ readonly path: string; readonly env: Record<string, string> }>;
+
+async function startWith(configure: Configured): Promise<Haproxy> {
   const binary = findHaproxy();
   const dir = await mkdtemp(join(tmpdir(), 'chat-haproxy-'));
   try {
     for (let attempt = 1; ; attempt += 1) {
-      const started = await launch(binary, dir, await freePort(), backends, balance);
+      const port = await freePort();
+      const started = await launch(binary, dir, port, await configure(dir, port));
       if (started.ok) return started.haproxy;
       if (!started.portTaken || attempt === BIND_ATTEMPTS) throw new Error(started.problem);
     }
@@ -104,12 +134,29 @@ function findHaproxy(): string {
 
 type Launch = { ok: true; haproxy: Haproxy } | { ok: false; portTaken: boolean; problem: string };
 
-async function launch(binary: string, dir: string, port: number, backends: readonly string[], balance: Balance): Promise<Launch> {
-  const config = join(dir, 'haproxy.cfg');
-  await writeFile(config, haproxyConfig(port, backends, balance));
-  const child = spawn(binary, ['-f', config, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function launch(binary: string, dir: string, port: number, config: { readonly path: string; readonly env: Record<string, string> }): Promise<Launch> {
+  const child = spawn(binary, ['-f', config.path, '-db'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...config.env } });
   const logs: string[] = [];
-  const collect = (chunk: Buffer) => logs.push(...chunk.toString().split('\n').filter((line) => line.length > 0));
+  const listeners = new Set<() => void>();
+  const collect = (chunk: Buffer) => {
+    logs.push(...chunk.toString().split('\n').filter((line) => line.length > 0));
+    for (const listener of listeners) listener();
+  };
+  const waitForLog = (text: string, timeoutMs = READY_TIMEOUT_MS) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (!logs.some((line) => line.includes(text))) return;
+        listeners.delete(check);
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        listeners.delete(check);
+        reject(new Error(`haproxy did not log "${text}" within ${timeoutMs} ms`));
+      }, timeoutMs);
+      listeners.add(check);
+      check();
+    });
   child.stdout!.on('data', collect);
   child.stderr!.on('data', collect);
   const exited = once(child, 'close'); // after 'exit', once stdout and stderr are drained too
@@ -125,6 +172,7 @@ async function launch(binary: string, dir: string, port: number, backends: reado
       haproxy: {
         address,
         logs,
+        waitForLog,
         async stop() {
           await stop();
           await rm(dir, { recursive: true, force: true });

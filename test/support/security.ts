@@ -15,6 +15,7 @@ import type { Role as SessionRole } from '../../src/client/index.js';
 import type { Principal } from '../../src/domain/access.js';
 import { type Sealable, Sealer } from '../../src/domain/seal.js';
 import type { Config } from '../../src/server/config.js';
+import { CHAT_ID_HEADER } from '../../src/server/placement.js';
 
 /**
  * Servers under test run secure, as a deployment does: bearer tokens checked with an HS256
@@ -183,7 +184,7 @@ export function sealed<M extends Pick<ChatMessage, 'id' | 'messageType' | 'sende
 /**
  * A client interceptor for chat.v1 calls to a test server. With `testTokens` it holds back the
  * call's start until its request is known, then adds the bearer token of
- * {@link requestPrincipal}; with `testSeals` it seals a Rebuild's upload ({@link sealedUpload}).
+ * {@link requestPrincipal} and the request's chat id as `x-chat-id` (unless the call has one); with `testSeals` it seals a Rebuild's upload ({@link sealedUpload}).
  * A call that already carries an authorization header keeps it, and its request as it is.
  */
 export const actAsRequestSays = ({ testTokens, testSeals }: TestKeys): Interceptor => (options, nextCall) => {
@@ -204,6 +205,9 @@ export const actAsRequestSays = ({ testTokens, testSeals }: TestKeys): Intercept
       void testToken(requestPrincipal(method, says)).then((token) => {
         const metadata = held.metadata.clone(); // the caller's may be shared by its other calls
         metadata.set('authorization', `Bearer ${token}`);
+        // As the SDK does: a balancer routes the call by it, and --require-chat-id-header wants it.
+        const chatId = says.chatId ?? says.chat?.id;
+        if (chatId && metadata.get(CHAT_ID_HEADER).length === 0) metadata.set(CHAT_ID_HEADER, chatId);
         held.next(metadata, held.listener);
         next(request);
       });
