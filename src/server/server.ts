@@ -6,6 +6,7 @@ import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore } from '../domain/store.js';
 import { authenticator } from './authentication.js';
 import { logCalls } from './call-log.js';
+import { tapCalls } from './call-taps.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import { type Config, withDerivedBudgets } from './config.js';
 import { capConnections, type ConnectionCounts, openFilesLimit } from './connection-cap.js';
@@ -88,9 +89,9 @@ export async function startServer(
   });
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
-  // logCalls first: it wraps grpc-js's own call, so it sees every status, refuseUndecodable's too.
+  // tapCalls first: it wraps grpc-js's own call, so the call log hears every status, refuseUndecodable's too.
   // markInsecure adds x-chat-insecure: true to the chat calls' response metadata on an insecure server.
-  const interceptors = [logCalls(logger, config), refuseUndecodable, ...(config.insecure ? [markInsecure] : [])];
+  const interceptors = [tapCalls([logCalls(logger, config)]), refuseUndecodable, ...(config.insecure ? [markInsecure] : [])];
   const server = new Server({ ...serverOptions(config), interceptors });
   // Every service decodes through withDecodeFailures, so an undecodable request is INVALID_ARGUMENT on each.
   const services = decodingServer(server);
