@@ -17,6 +17,7 @@ import { markInsecure } from './insecure-marker.js';
 import { callerLimits } from './rate-limits.js';
 import { addReflection } from './reflection.js';
 import { ResponseBudget } from './response-budget.js';
+import { ListenError } from './listen-error.js';
 import { loadSealer, type SealStatus, sealStatus } from './seal-keys.js';
 import { WatchStreams } from './stream.js';
 import { serverCredentials } from './tls.js';
@@ -51,11 +52,6 @@ export interface ChatServer {
    * off sooner.
    */
   stop(graceMs?: number): Promise<void>;
-}
-
-/** The server could not listen on its address; the message names the address and the cause. */
-export class ListenError extends Error {
-  override readonly name = 'ListenError';
 }
 
 /**
@@ -113,7 +109,7 @@ export async function startServer(
     server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolve(bound)));
   }).catch((error: unknown) => {
     heap.close();
-    throw new ListenError(`cannot listen on ${address}: ${bindFailure(error)}`, { cause: error });
+    throw new ListenError(`cannot listen on ${address}`, error, '--port or --host');
   });
 
   const connections = capConnections(server, config.maxConnections, logger);
@@ -146,18 +142,6 @@ export async function startServer(
     return stopping;
   };
   return { port, config, store, seals: sealStatus(sealer), watches, responses, connections, drain, stop };
-}
-
-/**
- * Why grpc-js could not bind, in a few words: node's reason and code for a socket that would
- * not listen (grpc-js lists them in its message), or that the host did not resolve.
- */
-function bindFailure(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const refused = /listen (E[A-Z]+): ([a-z][a-z ]*[a-z])/.exec(message);
-  if (refused) return `${refused[2]} (${refused[1]})`;
-  if (message.startsWith('Name resolution failed')) return 'the host name does not resolve to an address';
-  return message.replaceAll(/\s+/g, ' ');
 }
 
 /**
