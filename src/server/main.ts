@@ -35,7 +35,18 @@ async function main(): Promise<void> {
   if (server.config.insecure) {
     logger.warn({ insecure: true }, 'INSECURE: no authentication; every caller may read, send and rebuild any chat as anyone (--insecure is for development only)');
   }
-  logger.info({ version: packageVersion(), config: server.config, port: server.port, tls: tlsMode(server.config), ...server.seals, insecure: server.config.insecure }, 'chat server listening');
+  logger.info(
+    {
+      version: packageVersion(),
+      config: server.config,
+      port: server.port,
+      metrics: server.metrics?.url ?? 'off',
+      tls: tlsMode(server.config),
+      ...server.seals,
+      insecure: server.config.insecure,
+    },
+    'chat server listening',
+  );
   await stopped;
 }
 

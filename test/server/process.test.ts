@@ -97,7 +97,7 @@ describe('the server process', () => {
     const started = server.logs.filter((l) => l.msg === 'chat server listening');
     expect(started).to.have.length(1);
     expect(started[0]!.config).to.include({ host: '127.0.0.1', maxContentBytes: 1000, drainMs: 0 });
-    expect(started[0]).to.include({ version: VERSION, pid: server.child.pid, seals: 'on', insecure: false });
+    expect(started[0]).to.include({ version: VERSION, pid: server.child.pid, seals: 'on', insecure: false, metrics: 'off' });
 
     const client = testClient(server.address);
     const read = await chatApi(client).getNewMessage({ chatId: 'p', visitorOffset: 0, agentOffset: 0 });
@@ -179,6 +179,21 @@ describe('the server process', () => {
       try {
         const line = expectRefused(run([], { HOST: '127.0.0.1', PORT: String(port) }));
         expect(line).to.equal(`chat-rebuild: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE); choose another --port or --host (see --help)`);
+      } finally {
+        taken.close();
+      }
+    });
+
+    it('a metrics port already in use', async () => {
+      const taken = createServer();
+      taken.listen(0, '127.0.0.1');
+      await once(taken, 'listening');
+      const { port } = taken.address() as { port: number };
+      try {
+        const line = expectRefused(run([], { HOST: '127.0.0.1', PORT: '0', METRICS_PORT: String(port) }));
+        expect(line).to.equal(
+          `chat-rebuild: cannot serve metrics on 127.0.0.1:${port}: address already in use (EADDRINUSE); choose another --metrics-port or --metrics-host (see --help)`,
+        );
       } finally {
         taken.close();
       }
