@@ -124,14 +124,14 @@ export async function startServer(
     heap.close();
     throw new ListenError(`cannot listen on ${address}`, error, '--port or --host');
   });
-  let endpoint: MetricsEndpoint | undefined;
-  if (metrics && config.metricsPort !== undefined) {
-    endpoint = await serveMetrics(metrics.registry, config.metricsHost || config.host, config.metricsPort, logger).catch((error: unknown) => {
-      heap.close();
-      server.forceShutdown();
-      throw error;
-    });
-  }
+  const endpoint: MetricsEndpoint | undefined =
+    metrics && config.metricsPort !== undefined
+      ? await serveMetrics(metrics.registry, config.metricsHost || config.host, config.metricsPort, logger).catch((error: unknown) => {
+          heap.close();
+          server.forceShutdown();
+          throw error;
+        })
+      : undefined;
 
   const connections = capConnections(server, config.maxConnections, logger);
   const onIdleEviction = (evicted: number) => metrics?.evicted('idle', evicted);

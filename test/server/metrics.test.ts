@@ -1,5 +1,3 @@
-import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
@@ -7,7 +5,8 @@ import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { ListenError } from '../../src/server/listen-error.js';
 import { startServer } from '../../src/server/server.js';
 import { chatApi, expectStatus } from '../support/chat-api.js';
-import { listeningPorts, type Sample, samples, scrape, valueOf } from '../support/metrics.js';
+import { type Sample, samples, scrape, valueOf } from '../support/metrics.js';
+import { listeningPorts, withPortTaken } from '../support/ports.js';
 import { memoryLogger } from '../support/memory-log.js';
 import { RawChatClient } from '../support/raw-client.js';
 import { testSecurity } from '../support/security.js';
@@ -175,12 +174,9 @@ describe('Prometheus metrics', () => {
     }
   });
 
-  it('a busy metrics port: start-up fails with a ListenError, leaving nothing listening', async () => {
-    const taken = createServer().listen(0, '127.0.0.1');
-    await once(taken, 'listening');
-    const { port } = taken.address() as { port: number };
-    const before = listeningPorts();
-    try {
+  it('a busy metrics port: start-up fails with a ListenError, leaving nothing listening', () =>
+    withPortTaken(async (port) => {
+      const before = listeningPorts();
       const { config } = testSecurity({ metricsPort: port });
       const failed = await startServer({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, ...config }, memoryLogger('silent').logger).then(
         () => expect.fail('started on a busy metrics port'),
@@ -191,10 +187,7 @@ describe('Prometheus metrics', () => {
         `cannot serve metrics on 127.0.0.1:${port}: address already in use (EADDRINUSE); choose another --metrics-port or --metrics-host`,
       );
       await waitFor(() => [...listeningPorts()].every((open) => before.has(open)), 'the gRPC listener to close');
-    } finally {
-      taken.close();
-    }
-  });
+    }));
 
   describe('the server process', () => {
     let server: ServerProcess | undefined;
