@@ -63,12 +63,23 @@ export interface Visitor {
 }
 
 /**
- * True when the server cannot serve the caller from its history: the caller holds more of
- * either side, or its offsets refer to another incarnation of the chat (another epoch), so
- * they may name other messages even where they look fine (docs/reference.md section 4).
+ * Why a server asks a caller to rebuild: it had no such chat, the caller's offsets refer to
+ * another incarnation of it (another epoch), or the caller holds more of a side than it does.
+ * The words are the metrics' label values (chat_rebuild_required_total{reason}).
  */
-export function needsRebuild(caller: Position, server: Offsets, epoch: string): boolean {
-  return caller.visitor > server.visitor || caller.agent > server.agent || (!!caller.epoch && caller.epoch !== epoch);
+export type RebuildCause = 'missing_chat' | 'epoch_mismatch' | 'caller_ahead';
+
+/**
+ * Why the server cannot serve the caller from its history, or undefined when it can: the
+ * caller's offsets refer to another incarnation of the chat (another epoch), so they may name
+ * other messages even where they look fine (docs/reference.md section 4), or the caller holds
+ * more of either side. An epoch mismatch comes first: the caller then uploads its whole copy,
+ * whatever its offsets.
+ */
+export function rebuildCause(caller: Position, server: Offsets, epoch: string): RebuildCause | undefined {
+  if (!!caller.epoch && caller.epoch !== epoch) return 'epoch_mismatch';
+  if (caller.visitor > server.visitor || caller.agent > server.agent) return 'caller_ahead';
+  return undefined;
 }
 
 /**

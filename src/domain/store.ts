@@ -13,8 +13,9 @@ import {
   type NewMessage,
   type Offsets,
   type Position,
+  type RebuildCause,
   type Visitor,
-  needsRebuild,
+  rebuildCause,
   sameMessage,
 } from './message.js';
 import { checkLength, requireContent, requireId, requireKnownType, requireOffsets, typeName } from './validate.js';
@@ -68,6 +69,20 @@ export interface RebuildOutcome {
   readonly displaced: number;
 }
 
+/**
+ * What a Rebuild came to: the chat was missing and the upload created it, the upload was merged
+ * into the chat held, or it extends another incarnation and nothing was merged (the caller is
+ * told to rebuild). The words are the rebuild log line's `reason` and the metrics' label values
+ * (chat_rebuilds_total{reason}).
+ */
+export type RebuildReason = 'created' | 'merged' | 'epoch_mismatch';
+
+/** The {@link RebuildReason} of a Rebuild's outcome. */
+export function rebuildReason(outcome: Pick<RebuildOutcome, 'rebuildRequired' | 'created'>): RebuildReason {
+  if (outcome.rebuildRequired) return 'epoch_mismatch';
+  return outcome.created ? 'created' : 'merged';
+}
+
 /** How a store watches the heap: the probe, and who hears of an eviction round. */
 export interface MemoryWatch {
   readonly probe?: MemoryProbe;
@@ -89,6 +104,13 @@ export interface StoreOptions extends MemoryWatch {
   readonly sealer?: Sealer;
   /** Hears of each upload refused for its seals, before the refusal is thrown. */
   readonly onForgery?: (report: ForgeryReport) => void;
+  /**
+   * Hears of each answer to a send or a read (a watch's too) that asks the caller to rebuild,
+   * with why, before it is returned.
+   */
+  readonly onRebuildRequired?: (cause: RebuildCause) => void;
+  /** Hears of each Rebuild the store answered (not one it refused), before the answer is returned. */
+  readonly onRebuild?: (outcome: RebuildOutcome) => void;
 }
 
 const AGENT_SIDE_TYPES = new Set([MessageType.Agent, MessageType.Bot, MessageType.System]);
@@ -105,13 +127,18 @@ export class ChatStore {
   private readonly onEviction: (report: EvictionReport) => void;
   private readonly sealer: Sealer | undefined;
   private readonly onForgery: (report: ForgeryReport) => void;
+  private readonly onRebuildRequired: (cause: RebuildCause) => void;
+  private readonly onRebuild: (outcome: RebuildOutcome) => void;
   private held = 0;
+  /** The messages of every chat held, kept as they change, so counting them is O(1). */
+  private messages = 0;
 
   /**
    * @param newEpoch names each chat incarnation; random by default (a restarted server, or a
    *   chat evicted and created again, must never reuse an epoch)
    * @param options the heap probe behind the high-water eviction (none by default), and who
-   *   hears of each eviction round; the sealer (none by default), and who hears of a forgery
+   *   hears of each eviction round; the sealer (none by default), and who hears of a forgery;
+   *   who hears of each rebuild asked for and each Rebuild answered
    */
   constructor(
     private readonly limits: Limits,
@@ -124,11 +151,18 @@ export class ChatStore {
     this.onEviction = options.onEviction ?? (() => {});
     this.sealer = options.sealer;
     this.onForgery = options.onForgery ?? (() => {});
+    this.onRebuildRequired = options.onRebuildRequired ?? (() => {});
+    this.onRebuild = options.onRebuild ?? (() => {});
   }
 
   /** How many chats are held. */
   get size(): number {
     return this.chats.size;
+  }
+
+  /** How many messages are held, over all chats. */
+  get messageCount(): number {
+    return this.messages;
   }
 
   /** The bytes held over all chats, as the budgets count them (src/domain/held-bytes.ts). */
@@ -180,7 +214,7 @@ export class ChatStore {
     const chat = this.chats.get(chatId);
     if (!chat) {
       const created = this.create(chatId);
-      return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: created.epoch, messages: [] };
+      return this.rebuildRequired('missing_chat', { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: created.epoch, messages: [] });
     }
     return this.read(chat, caller);
   }
@@ -191,7 +225,7 @@ export class ChatStore {
    */
   readNew(chatId: string, caller: Position): ReadOutcome {
     const chat = this.chats.get(chatId);
-    if (!chat) return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: '', messages: [] };
+    if (!chat) return this.rebuildRequired('missing_chat', { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: '', messages: [] });
     return this.read(chat, caller);
   }
 
@@ -217,6 +251,7 @@ export class ChatStore {
     if (!chat) return false;
     this.chats.delete(chatId);
     this.held -= chat.heldBytes;
+    this.messages -= chat.size;
     this.watchers.notify(chatId, 'evicted');
     return true;
   }
@@ -239,7 +274,7 @@ export class ChatStore {
     requireId('chat.id', copy.id, this.limits.maxIdBytes);
     const existing = this.chats.get(copy.id);
     if (copy.epoch && copy.epoch !== existing?.epoch) {
-      return {
+      return this.rebuilt({
         rebuildRequired: true,
         chatId: copy.id,
         epoch: existing?.epoch ?? '',
@@ -251,7 +286,7 @@ export class ChatStore {
         created: false,
         added: 0,
         displaced: 0,
-      };
+      });
     }
     this.checkUpload(copy, existing);
     const chat = this.touch(existing ?? this.create(copy.id));
@@ -259,9 +294,10 @@ export class ChatStore {
     // The whole copy: the messages the chat holds are the anchors that keep the uploader's order.
     const { added, displaced } = chat.merge(copy);
     this.held += chat.heldBytes - before;
+    this.messages += added;
     if (added > 0) this.watchers.notify(chat.id, 'messages');
     const page = chat.snapshot(this.limits.maxResponseBytes);
-    return {
+    return this.rebuilt({
       rebuildRequired: false,
       chatId: chat.id,
       epoch: chat.epoch,
@@ -273,7 +309,19 @@ export class ChatStore {
       created: !existing,
       added,
       displaced,
-    };
+    });
+  }
+
+  /** Tells `onRebuild` of a Rebuild's outcome, and returns it. */
+  private rebuilt(outcome: RebuildOutcome): RebuildOutcome {
+    this.onRebuild(outcome);
+    return outcome;
+  }
+
+  /** Tells `onRebuildRequired` why `answer` asks the caller to rebuild, and returns it. */
+  private rebuildRequired<T>(cause: RebuildCause, answer: T): T {
+    this.onRebuildRequired(cause);
+    return answer;
   }
 
   /** Validates what every send shares; returns the explicit type, if any. */
@@ -295,10 +343,11 @@ export class ChatStore {
    */
   private send(request: SendRequest, message: NewMessage, defaultSender: (chat: Chat) => string = () => ''): SendOutcome {
     const found = this.chats.get(request.chatId);
-    if (!found) return { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: '' };
+    if (!found) return this.rebuildRequired('missing_chat', { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: '' });
     const chat = this.touch(found);
     const { epoch } = chat;
-    if (needsRebuild(request.caller, chat.offsets, epoch)) return { rebuildRequired: true, offsets: chat.offsets, epoch };
+    const cause = rebuildCause(request.caller, chat.offsets, epoch);
+    if (cause) return this.rebuildRequired(cause, { rebuildRequired: true, offsets: chat.offsets, epoch });
 
     const stored = chat.find(message.id);
     if (stored) {
@@ -321,6 +370,7 @@ export class ChatStore {
     const before = chat.heldBytes;
     const appended = chat.append(fresh, now);
     this.held += chat.heldBytes - before; // as a merge counts: what the chat itself now holds more
+    this.messages += 1;
     this.watchers.notify(chat.id, 'messages');
     return { rebuildRequired: false, offsets: chat.offsets, epoch, message: appended };
   }
@@ -328,7 +378,8 @@ export class ChatStore {
   /** The messages above the caller's offsets, one page; or a rebuild, as the protocol says. */
   private read(chat: Chat, caller: Position): ReadOutcome {
     const { offsets, epoch } = this.touch(chat);
-    if (needsRebuild(caller, offsets, epoch)) return { rebuildRequired: true, offsets, epoch, messages: [] };
+    const cause = rebuildCause(caller, offsets, epoch);
+    if (cause) return this.rebuildRequired(cause, { rebuildRequired: true, offsets, epoch, messages: [] });
     return { rebuildRequired: false, offsets, epoch, messages: chat.readAfter(caller, this.limits.maxResponseBytes).messages };
   }
 

@@ -1,61 +1,43 @@
-import { ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { CallTap } from './call-taps.js';
 import type { Config } from './config.js';
 
 /** The statuses that mean the server failed (a bug), logged at error; every other one but OK is a refusal, logged at debug. */
 const FAILURES: ReadonlySet<status> = new Set([status.INTERNAL, status.UNKNOWN, status.DATA_LOSS]);
 
 /**
- * A server interceptor that logs one line per call that does not end OK: "call refused" at
- * debug for a status that is the client's doing (INVALID_ARGUMENT, NOT_FOUND,
- * RESOURCE_EXHAUSTED, ... and UNAVAILABLE for a watch ended by a shutdown), "call failed" at
- * error for INTERNAL, UNKNOWN or DATA_LOSS. Each line has the method, the chat id when the
- * request names one (cut to `maxIdBytes` characters), the code's name, the reason sent to the
- * client and the call's duration in ms. A call the client cancelled logs nothing.
- *
- * It must be the server's first interceptor, so the call it wraps is grpc-js's own: it
- * replaces that call's `sendStatus`, through which goes every status, the handlers', other
- * interceptors' (the undecodable requests refuseUndecodable answers) and the ones grpc-js
- * sends by itself before any handler runs (a request larger than the receive limit, a
- * deadline passed), which no interceptor's responder sees.
- * test/server/call-log.test.ts checks a refusal of each kind.
+ * A call tap (src/server/call-taps.ts, which hears every status, grpc-js's own refusals too)
+ * that logs one line per call that does not end OK: "call refused" at debug for a status that is
+ * the client's doing (INVALID_ARGUMENT, NOT_FOUND, RESOURCE_EXHAUSTED, ... and UNAVAILABLE for a
+ * watch ended by a shutdown), "call failed" at error for INTERNAL, UNKNOWN or DATA_LOSS. Each line
+ * has the method, the chat id when the request names one (cut to `maxIdBytes` characters), the
+ * code's name, the reason sent to the client and the call's duration in ms. A call the client
+ * cancelled logs nothing.
  */
-export function logCalls(logger: Logger, { maxIdBytes }: Pick<Config, 'maxIdBytes'>, now: () => number = () => performance.now()): ServerInterceptor {
+export function logCalls(logger: Logger, { maxIdBytes }: Pick<Config, 'maxIdBytes'>): CallTap {
   return (method, call) => {
-    const started = now();
     let chatId: string | undefined;
-    let over = false;
-    const send = call.sendStatus.bind(call);
-    call.sendStatus = (outcome: Parameters<ServerInterceptingCallInterface['sendStatus']>[0]) => {
-      if (!over && outcome.code !== status.OK) {
-        const failed = FAILURES.has(outcome.code);
+    return {
+      received: (request) => {
+        chatId ??= chatIdOf(request, maxIdBytes);
+      },
+      ended: ({ code, details, ms }) => {
+        if (code === status.OK) return;
+        const failed = FAILURES.has(code);
         logger[failed ? 'error' : 'debug'](
           {
             method: method.path,
             ...(chatId !== undefined && { chatId }),
-            code: status[outcome.code] ?? String(outcome.code),
-            details: outcome.details,
-            ms: Math.round((now() - started) * 10) / 10,
+            code: status[code] ?? String(code),
+            details,
+            ms: Math.round(ms * 10) / 10,
             peer: call.getPeer(),
           },
           failed ? 'call failed' : 'call refused',
         );
-      }
-      over = true;
-      send(outcome);
+      },
     };
-    return new ServerInterceptingCall(call, {
-      start: (next) =>
-        next({
-          onReceiveMessage: (message, pass) => {
-            chatId ??= chatIdOf(message, maxIdBytes);
-            pass(message);
-          },
-          onCancel: () => {
-            over = true;
-          },
-        }),
-    });
   };
 }
 

@@ -14,7 +14,7 @@ import type {
 import { ChatServiceService } from '../../generated/chat/v1/chat.js';
 import { agentSender, authoriseUpload, type Caller, INSECURE, requireChatAccess, visitorSender } from '../domain/access.js';
 import type { Clock } from '../domain/limits.js';
-import type { ChatStore, SendOutcome } from '../domain/store.js';
+import { type ChatStore, rebuildReason, type SendOutcome } from '../domain/store.js';
 import { readResponse, resultCode, toChatCopy, toSubmission, toWireMessage, wireOffsets } from './convert.js';
 import type { CallerLimits, RateLimiter } from './rate-limits.js';
 import type { WatchStreams } from './stream.js';
@@ -94,6 +94,7 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, lim
           chatId: outcome.chatId,
           ...(caller !== INSECURE && { caller: subjectOf(caller) }),
           epoch: outcome.epoch,
+          reason: rebuildReason(outcome),
           rebuildRequired: outcome.rebuildRequired,
           created: outcome.created,
           uploaded: copy.messages.length,

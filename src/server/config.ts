@@ -7,6 +7,15 @@ import type { Limits } from '../domain/limits.js';
 export interface Config extends Limits {
   readonly host: string;
   readonly port: number;
+  /**
+   * The port of the plain HTTP server that serves Prometheus metrics at /metrics
+   * (src/server/metrics-endpoint.ts). Undefined (the default): no metrics, nothing listens; 0
+   * picks a free port, as for `port`, which is how in-process tests ask for one without racing
+   * for it (the server says which in ChatServer.metrics and the start-up log).
+   */
+  readonly metricsPort: number | undefined;
+  /** The address the metrics server listens on; '': the server's `host`. */
+  readonly metricsHost: string;
   /** pino level: trace, debug, info, warn, error, fatal or silent. */
   readonly logLevel: string;
   /**
@@ -130,6 +139,8 @@ export interface Config extends Limits {
 export const DEFAULT_CONFIG: Config = Object.freeze({
   host: '0.0.0.0',
   port: 50051,
+  metricsPort: undefined,
+  metricsHost: '',
   logLevel: 'info',
   drainMs: 5_000,
   shutdownGraceMs: 5_000,
@@ -190,6 +201,8 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
 export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   host: 'address to listen on (0.0.0.0: every IPv4 interface)',
   port: 'port to listen on (0 picks a free one; the start log says which)',
+  metricsPort: 'port to serve Prometheus metrics on over HTTP, at /metrics (0 picks a free one); none: off',
+  metricsHost: 'address the metrics server listens on; none: the --host',
   logLevel: `least level logged: ${Object.keys(levels.values).join(', ')} or silent`,
   drainMs: 'after SIGTERM/SIGINT, how long health says NOT_SERVING while calls are still served; 0: no drain',
   shutdownGraceMs: 'after the drain, how long calls in flight may finish before they are cut off',
@@ -245,6 +258,12 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
 /** Each setting's flag (kebab-case) and environment variable (SCREAMING_SNAKE_CASE). */
 const SETTINGS = Object.keys(DEFAULT_CONFIG) as (keyof Config)[];
 
+/** Numbers that are off (undefined) unless set, so 0 can keep its meaning; every other setting's kind is its default's. */
+const OFF_UNLESS_SET: ReadonlySet<keyof Config> = new Set(['metricsPort']);
+
+/** What a setting holds: a switch, a number or text. */
+const kindOf = (key: keyof Config) => (OFF_UNLESS_SET.has(key) ? 'number' : typeof DEFAULT_CONFIG[key]);
+
 /** A setting's flag, without the dashes: `maxChats` is max-chats. */
 export const flagOf = (key: string) => key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const envOf = (key: string) => flagOf(key).replaceAll('-', '_').toUpperCase();
@@ -272,14 +291,16 @@ export function readSettingFile(setting: string, path: string): Buffer {
  */
 export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Config {
   const values = parseFlags(argv);
-  const config: Record<string, string | number | boolean> = { ...DEFAULT_CONFIG };
+  const config: Record<string, string | number | boolean | undefined> = { ...DEFAULT_CONFIG };
   for (const key of SETTINGS) {
     const raw = values[flagOf(key)] ?? env[envOf(key)];
     if (raw === undefined || raw === '') continue;
-    const kind = typeof DEFAULT_CONFIG[key];
+    const kind = kindOf(key);
     config[key] = kind === 'boolean' ? parseSwitch(key, raw) : kind === 'number' ? parseWhole(key, String(raw)) : raw;
   }
-  if ((config.port as number) > 65_535) throw new ConfigError(`port must be 0 to 65535; got ${config.port}`);
+  for (const key of ['port', 'metricsPort'] as const) {
+    if (((config[key] as number | undefined) ?? 0) > 65_535) throw new ConfigError(`${flagOf(key)} must be 0 to 65535; got ${config[key]}`);
+  }
   if (!LOG_LEVELS.includes(config.logLevel as string)) {
     throw new ConfigError(`log-level (LOG_LEVEL) must be one of ${LOG_LEVELS.join(', ')}; got "${config.logLevel}"`);
   }
@@ -353,14 +374,15 @@ export function usage(): string {
     maxConnections: ` (the open-file limit less the larger of 32 and an eighth of it; ${FALLBACK_MAX_CONNECTIONS} where the limit is unknown)`,
   };
   const lines = SETTINGS.flatMap((key) => [
-    `  --${flagOf(key)} (${envOf(key)}), default ${DEFAULT_CONFIG[key] === '' ? 'none' : DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
+    `  --${flagOf(key)} (${envOf(key)}), default ${DEFAULT_CONFIG[key] === '' || DEFAULT_CONFIG[key] === undefined ? 'none' : DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,
     `      ${MEANINGS[key]}`,
   ]);
   return [
     'Usage: node dist/src/server/main.js [flags]   (or npm start -- [flags])',
     '',
-    'Serves chat.v1.ChatService, grpc.health.v1.Health and reflection. Every flag can also be set by',
-    'its environment variable; flags win. --help prints this, --version the version.',
+    'Serves chat.v1.ChatService, grpc.health.v1.Health and reflection, and with --metrics-port',
+    'Prometheus metrics over HTTP. Every flag can also be set by its environment variable; flags',
+    'win. --help prints this, --version the version.',
     '',
     ...lines,
   ].join('\n');
@@ -371,7 +393,7 @@ function parseFlags(argv: readonly string[]): Record<string, string | boolean | 
     return parseArgs({
       args: [...argv],
       options: Object.fromEntries(
-        SETTINGS.map((key) => [flagOf(key), { type: typeof DEFAULT_CONFIG[key] === 'boolean' ? ('boolean' as const) : ('string' as const) }]),
+        SETTINGS.map((key) => [flagOf(key), { type: kindOf(key) === 'boolean' ? ('boolean' as const) : ('string' as const) }]),
       ),
       strict: true,
     }).values;

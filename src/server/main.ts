@@ -2,7 +2,8 @@ import { format } from 'node:util';
 import { setLogger } from '@grpc/grpc-js';
 import { type Logger, pino } from 'pino';
 import { type Config, ConfigError, loadConfig, usage } from './config.js';
-import { type ChatServer, ListenError, startServer } from './server.js';
+import { ListenError } from './listen-error.js';
+import { type ChatServer, startServer } from './server.js';
 import { shutdownOnSignals } from './shutdown.js';
 import { tlsMode } from './tls.js';
 import { packageVersion } from './version.js';
@@ -34,14 +35,24 @@ async function main(): Promise<void> {
   if (server.config.insecure) {
     logger.warn({ insecure: true }, 'INSECURE: no authentication; every caller may read, send and rebuild any chat as anyone (--insecure is for development only)');
   }
-  logger.info({ version: packageVersion(), config: server.config, port: server.port, tls: tlsMode(server.config), ...server.seals, insecure: server.config.insecure }, 'chat server listening');
+  logger.info(
+    {
+      version: packageVersion(),
+      config: server.config,
+      port: server.port,
+      metrics: server.metrics?.url ?? 'off',
+      tls: tlsMode(server.config),
+      ...server.seals,
+      insecure: server.config.insecure,
+    },
+    'chat server listening',
+  );
   await stopped;
 }
 
 /** Says in one line why the server cannot start with these settings, and exits with status 2; anything else is a bug. */
 function refuse(error: unknown): void {
-  if (error instanceof ConfigError) console.error(`${NAME}: ${error.message} (see --help)`);
-  else if (error instanceof ListenError) console.error(`${NAME}: ${error.message}; choose another --port or --host (see --help)`);
+  if (error instanceof ConfigError || error instanceof ListenError) console.error(`${NAME}: ${error.message} (see --help)`);
   else throw error;
   process.exitCode = 2;
 }

@@ -3,9 +3,10 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
 import { ChatServiceService } from '../../generated/chat/v1/chat.js';
 import { type Clock, systemClock } from '../domain/limits.js';
-import { ChatStore } from '../domain/store.js';
+import { ChatStore, rebuildReason } from '../domain/store.js';
 import { authenticator } from './authentication.js';
 import { logCalls } from './call-log.js';
+import { tapCalls } from './call-taps.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import { type Config, withDerivedBudgets } from './config.js';
 import { capConnections, type ConnectionCounts, openFilesLimit } from './connection-cap.js';
@@ -13,6 +14,9 @@ import { decodingServer, refuseUndecodable, withDecodeFailures } from './decodin
 import { withEncodedResponses } from './encoded-responses.js';
 import { heapLimitBytes, heapProbe } from './heap-probe.js';
 import { markInsecure } from './insecure-marker.js';
+import { ListenError } from './listen-error.js';
+import { ServerMetrics } from './metrics.js';
+import { type MetricsAddress, type MetricsEndpoint, serveMetrics } from './metrics-endpoint.js';
 import { callGate } from './placement.js';
 import { callerLimits } from './rate-limits.js';
 import { addReflection } from './reflection.js';
@@ -27,6 +31,8 @@ const CHAT_SERVICE = 'chat.v1.ChatService';
 export interface ChatServer {
   /** The port it listens on (useful when it was asked for port 0). */
   readonly port: number;
+  /** Where it serves Prometheus metrics (the port picked, when it was asked for 0); undefined: off (no `metricsPort`). */
+  readonly metrics: MetricsAddress | undefined;
   /** The configuration in effect, with what start-up derives (the held-bytes budget, the connection cap) filled in. */
   readonly config: Config;
   readonly store: ChatStore;
@@ -47,19 +53,15 @@ export interface ChatServer {
   /**
    * Stops taking calls (the listener closes), reports NOT_SERVING, ends open watches
    * (UNAVAILABLE), lets calls in flight finish for up to `graceMs`, then cuts off whatever is
-   * left. Called again while stopping, it returns the same promise, and a shorter grace cuts
-   * off sooner.
+   * left; then closes the metrics server, which served until then. Called again while
+   * stopping, it returns the same promise, and a shorter grace cuts off sooner.
    */
   stop(graceMs?: number): Promise<void>;
 }
 
-/** The server could not listen on its address; the message names the address and the cause. */
-export class ListenError extends Error {
-  override readonly name = 'ListenError';
-}
-
 /**
- * Starts the chat, health and reflection services on `config.host:config.port`, over TLS when
+ * Starts the chat, health and reflection services on `config.host:config.port`, and with
+ * `config.metricsPort` Prometheus metrics over HTTP (metrics.ts, metrics-endpoint.ts), over TLS when
  * `config.tlsCertFile` is set (tls.ts; its files unusable: a ConfigError), sealing messages when
  * `config.sealKeysFile` is set (seal-keys.ts; the file unusable: a ConfigError). `random` draws each
  * watch's lifetime. Refuses to start (ConfigError) without a key source for bearer tokens and
@@ -76,22 +78,30 @@ export async function startServer(
   const authenticate = await authenticator(config);
   const sealer = await loadSealer(config);
   const heap = heapProbe(config.heapProbeIntervalMs);
+  const metrics = config.metricsPort === undefined ? undefined : new ServerMetrics();
   const store = new ChatStore(config, clock, undefined, {
     probe: heap.probe,
     onEviction: (report) => {
       const level = report.stillShort ? 'warn' : 'info';
       logger[level]({ ...report, totals: store.memoryEvictions }, 'heap above its high-water mark: evicted idle chats');
+      metrics?.evicted('heap', report.chats);
     },
     ...(sealer && {
       sealer,
       onForgery: ({ chatId, refused }) => logger.warn({ chatId, refused }, 'forged or altered messages refused'),
     }),
+    ...(metrics && {
+      onRebuildRequired: (cause) => metrics.rebuildRequired(cause),
+      onRebuild: (outcome) => metrics.rebuilt(rebuildReason(outcome)),
+    }),
   });
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
-  // logCalls first: it wraps grpc-js's own call, so it sees every status, refuseUndecodable's too.
+  metrics?.gaugeHoldings(() => ({ chats: store.size, messages: store.messageCount, bytes: store.heldBytes, watchers: watches.size }));
+  // tapCalls first: it wraps grpc-js's own call, so the call log and the metrics hear every status, refuseUndecodable's too.
   // markInsecure adds x-chat-insecure: true to the chat calls' response metadata on an insecure server.
-  const interceptors = [logCalls(logger, config), refuseUndecodable, ...(config.insecure ? [markInsecure] : [])];
+  const taps = [logCalls(logger, config), ...(metrics ? [metrics.calls] : [])];
+  const interceptors = [tapCalls(taps), refuseUndecodable, ...(config.insecure ? [markInsecure] : [])];
   const server = new Server({ ...serverOptions(config), interceptors });
   // Every service decodes through withDecodeFailures, so an undecodable request is INVALID_ARGUMENT on each.
   const services = decodingServer(server);
@@ -113,11 +123,20 @@ export async function startServer(
     server.bindAsync(address, credentials, (error, bound) => (error ? reject(error) : resolve(bound)));
   }).catch((error: unknown) => {
     heap.close();
-    throw new ListenError(`cannot listen on ${address}: ${bindFailure(error)}`, { cause: error });
+    throw new ListenError(`cannot listen on ${address}`, error, '--port or --host');
   });
+  const endpoint: MetricsEndpoint | undefined =
+    metrics && config.metricsPort !== undefined
+      ? await serveMetrics(metrics.registry, config.metricsHost || config.host, config.metricsPort, logger).catch((error: unknown) => {
+          heap.close();
+          server.forceShutdown();
+          throw error;
+        })
+      : undefined;
 
   const connections = capConnections(server, config.maxConnections, logger);
-  const sweeper = config.idleChatTtlMs > 0 ? sweepIdleChats(store, config.idleChatTtlMs, clock, logger) : undefined;
+  const onIdleEviction = (evicted: number) => metrics?.evicted('idle', evicted);
+  const sweeper = config.idleChatTtlMs > 0 ? sweepIdleChats(store, config.idleChatTtlMs, clock, logger, onIdleEviction) : undefined;
 
   const drain = () => {
     health.setStatus('', 'NOT_SERVING');
@@ -135,7 +154,7 @@ export async function startServer(
       server.tryShutdown(() => {
         stopped = true;
         clearTimeout(cutOff?.timer);
-        resolve();
+        void (endpoint?.close() ?? Promise.resolve()).then(resolve);
       });
     });
     const at = performance.now() + graceMs;
@@ -145,19 +164,8 @@ export async function startServer(
     }
     return stopping;
   };
-  return { port, config, store, seals: sealStatus(sealer), watches, responses, connections, drain, stop };
-}
-
-/**
- * Why grpc-js could not bind, in a few words: node's reason and code for a socket that would
- * not listen (grpc-js lists them in its message), or that the host did not resolve.
- */
-function bindFailure(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const refused = /listen (E[A-Z]+): ([a-z][a-z ]*[a-z])/.exec(message);
-  if (refused) return `${refused[2]} (${refused[1]})`;
-  if (message.startsWith('Name resolution failed')) return 'the host name does not resolve to an address';
-  return message.replaceAll(/\s+/g, ' ');
+  const metricsAddress = endpoint && { host: endpoint.host, port: endpoint.port, url: endpoint.url };
+  return { port, metrics: metricsAddress, config, store, seals: sealStatus(sealer), watches, responses, connections, drain, stop };
 }
 
 /**
@@ -185,11 +193,13 @@ export function serverOptions(config: Config): ServerOptions {
   };
 }
 
-/** Evicts chats idle for `ttlMs`, checking a few times per TTL (at least once a minute). */
-function sweepIdleChats(store: ChatStore, ttlMs: number, clock: Clock, logger: Logger): NodeJS.Timeout {
+/** Evicts chats idle for `ttlMs`, checking a few times per TTL (at least once a minute); `onEviction` hears how many each time. */
+function sweepIdleChats(store: ChatStore, ttlMs: number, clock: Clock, logger: Logger, onEviction: (evicted: number) => void): NodeJS.Timeout {
   const timer = setInterval(() => {
     const evicted = store.evictIdle(new Date(clock.now().getTime() - ttlMs));
-    if (evicted > 0) logger.info({ evicted, idleChatTtlMs: ttlMs }, 'evicted idle chats');
+    if (evicted === 0) return;
+    logger.info({ evicted, idleChatTtlMs: ttlMs }, 'evicted idle chats');
+    onEviction(evicted);
   }, Math.min(60_000, Math.max(1, Math.floor(ttlMs / 4))));
   timer.unref();
   return timer;

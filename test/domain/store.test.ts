@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { ChatError } from '../../src/domain/errors.js';
-import { MessageType } from '../../src/domain/message.js';
-import type { ChatStore } from '../../src/domain/store.js';
-import { held, submission, testStore } from '../support/domain.js';
+import { MessageType, type RebuildCause } from '../../src/domain/message.js';
+import { ChatStore, type RebuildReason, rebuildReason } from '../../src/domain/store.js';
+import { DOMAIN_LIMITS, held, steppingClock, submission, testStore } from '../support/domain.js';
 
 const origin = { visitor: 0, agent: 0 };
 const ids = (messages: readonly { id: string }[]) => messages.map((m) => m.id);
@@ -275,6 +275,57 @@ describe('ChatStore', () => {
       );
       expect(() => store.getNewMessages('other', origin)).to.throw(ChatError, 'its limit');
       expect(store.size).to.equal(1);
+    });
+  });
+
+  describe('what it counts, for metrics', () => {
+    it('counts the messages it holds as sends, merges and evictions change them', () => {
+      const store = testStore();
+      expect(store.messageCount).to.equal(0);
+      store.getNewMessages('c', origin);
+      store.addVisitorMessage({ chatId: 'c', caller: origin, message: submission('v1') });
+      store.addVisitorMessage({ chatId: 'c', caller: origin, message: submission('v1') }); // a resend stores nothing
+      expect(store.messageCount).to.equal(1);
+      store.rebuild({ id: 'c', visitor: undefined, beginTime: undefined, messages: [held('v1', 1), held('v2', 2), held('v4', 4)] });
+      store.rebuild({ id: 'd', visitor: undefined, beginTime: undefined, messages: [held('w1', 1), held('b1', 1, MessageType.Agent)] });
+      expect(store.messageCount, 'a message held beyond a gap counts').to.equal(5);
+      expectRefused(store, 'd', 'invalid-argument', () =>
+        store.rebuild({ id: 'd', visitor: undefined, beginTime: undefined, messages: [held('w9', 9), { ...held('w1', 1), content: 'altered' }] }),
+      );
+      expect(store.messageCount, 'a refused upload adds nothing').to.equal(5);
+      store.evict('c');
+      expect(store.messageCount).to.equal(2);
+      store.evictIdle(new Date(Date.UTC(2100, 0, 1)));
+      expect(store.messageCount).to.equal(0);
+    });
+
+    it('tells why each send or read it answers asks for a rebuild, and what each Rebuild came to', () => {
+      const causes: RebuildCause[] = [];
+      const reasons: RebuildReason[] = [];
+      let epochs = 0;
+      const store = new ChatStore(DOMAIN_LIMITS, steppingClock(), () => `e${++epochs}`, {
+        onRebuildRequired: (cause) => causes.push(cause),
+        onRebuild: (outcome) => reasons.push(rebuildReason(outcome)),
+      });
+      store.addVisitorMessage({ chatId: 'c', caller: origin, message: submission('v1') });
+      store.getNewMessages('c', origin); // creates the chat, epoch e1
+      store.readNew('gone', origin);
+      expect(causes).to.deep.equal(['missing_chat', 'missing_chat', 'missing_chat']);
+      store.getNewMessages('c', { visitor: 1, agent: 0 });
+      store.addAgentMessage({ chatId: 'c', agentId: 'ag', caller: { visitor: 0, agent: 2 }, message: submission('a1') });
+      store.getNewMessages('c', { visitor: 5, agent: 0, epoch: 'e0' });
+      store.readNew('c', { ...origin, epoch: 'e0' });
+      expect(causes.slice(3)).to.deep.equal(['caller_ahead', 'caller_ahead', 'epoch_mismatch', 'epoch_mismatch'], 'another epoch comes first');
+      store.getNewMessages('c', { ...origin, epoch: 'e1' });
+      store.addVisitorMessage({ chatId: 'c', caller: origin, message: submission('v1') });
+      expect(causes, 'answers that ask for nothing').to.have.length(7);
+
+      store.rebuild({ id: 'n', visitor: undefined, beginTime: undefined, messages: [held('w1', 1)] });
+      store.rebuild({ id: 'c', visitor: undefined, beginTime: undefined, messages: [held('v1', 1)] });
+      store.rebuild({ id: 'c', epoch: 'e0', visitor: undefined, beginTime: undefined, messages: [held('v2', 2)] });
+      expect(() => store.rebuild({ id: '', visitor: undefined, beginTime: undefined, messages: [] })).to.throw(ChatError);
+      expect(reasons, 'a refused Rebuild is not told').to.deep.equal(['created', 'merged', 'epoch_mismatch']);
+      expect(causes, "a Rebuild's answer is not a read's").to.have.length(7);
     });
   });
 });

@@ -48,6 +48,16 @@ describe('configuration', () => {
     expect(usage()).to.match(/--max-response-bytes-in-flight-per-connection \(MAX_RESPONSE_BYTES_IN_FLIGHT_PER_CONNECTION\), default 16777216/);
   });
 
+  it('serves no metrics unless given a metrics port (0 picks a free one), on the --host unless given a metrics host', () => {
+    expect(DEFAULT_CONFIG).to.include({ metricsPort: undefined, metricsHost: '' });
+    expect(loadConfig([], { METRICS_PORT: '' }).metricsPort, 'an empty variable is unset').to.equal(undefined);
+    expect(loadConfig([], { METRICS_PORT: '9464' })).to.include({ metricsPort: 9464 });
+    expect(loadConfig(['--metrics-port=0', '--metrics-host', '127.0.0.2'], { METRICS_PORT: '9464' })).to.include({ metricsPort: 0, metricsHost: '127.0.0.2' });
+    expect(() => loadConfig(['--metrics-port', '70000'], {})).to.throw(ConfigError, 'metrics-port must be 0 to 65535; got 70000');
+    expect(() => loadConfig([], { METRICS_PORT: 'on' })).to.throw(ConfigError, 'metrics-port (METRICS_PORT) must be a whole number >= 0; got "on"');
+    expect(usage()).to.match(/--metrics-port \(METRICS_PORT\), default none\n/);
+  });
+
   it('takes the maximum clock skew of uploaded send times (5 minutes by default)', () => {
     expect(DEFAULT_CONFIG.maxClockSkewMs).to.equal(300_000);
     expect(loadConfig(['--max-clock-skew-ms', '1000'], {})).to.include({ maxClockSkewMs: 1000 });
@@ -120,7 +130,7 @@ describe('configuration', () => {
       expect(meaning, key).to.match(/^\S[^\n]{9,100}$/);
       const at = help.findIndex((line) => line.startsWith(`  --${key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} `));
       expect(at, key).to.be.at.least(0);
-      expect(help[at]).to.match(new RegExp(`default ${DEFAULT_CONFIG[key]}`));
+      expect(help[at]).to.match(new RegExp(`default ${DEFAULT_CONFIG[key] ?? 'none'}`));
       expect(help[at + 1], key).to.equal(`      ${meaning}`);
     }
     expect(Object.keys(MEANINGS)).to.have.members(Object.keys(DEFAULT_CONFIG));

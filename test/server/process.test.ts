@@ -1,16 +1,15 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { createServer } from 'node:net';
 import { credentials, Metadata, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ResultCode } from '../../generated/chat/v1/chat.js';
 import { HealthCheckResponse_ServingStatus, HealthClient } from '../../generated/health/v1/health.js';
 import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { chatApi } from '../support/chat-api.js';
+import { withPortTaken } from '../support/ports.js';
 import { PRODUCTION_COMMAND, REPO, type ServerProcess, spawnServer, testClient } from '../support/servers.js';
 
 const [, MAIN] = PRODUCTION_COMMAND;
@@ -97,7 +96,7 @@ describe('the server process', () => {
     const started = server.logs.filter((l) => l.msg === 'chat server listening');
     expect(started).to.have.length(1);
     expect(started[0]!.config).to.include({ host: '127.0.0.1', maxContentBytes: 1000, drainMs: 0 });
-    expect(started[0]).to.include({ version: VERSION, pid: server.child.pid, seals: 'on', insecure: false });
+    expect(started[0]).to.include({ version: VERSION, pid: server.child.pid, seals: 'on', insecure: false, metrics: 'off' });
 
     const client = testClient(server.address);
     const read = await chatApi(client).getNewMessage({ chatId: 'p', visitorOffset: 0, agentOffset: 0 });
@@ -171,18 +170,19 @@ describe('the server process', () => {
       expect(expectRefused(run([], { LOG_LEVEL: 'verbose' }))).to.contain('got "verbose"');
     });
 
-    it('a port already in use', async () => {
-      const taken = createServer();
-      taken.listen(0, '127.0.0.1');
-      await once(taken, 'listening');
-      const { port } = taken.address() as { port: number };
-      try {
+    it('a port already in use', () =>
+      withPortTaken((port) => {
         const line = expectRefused(run([], { HOST: '127.0.0.1', PORT: String(port) }));
         expect(line).to.equal(`chat-rebuild: cannot listen on 127.0.0.1:${port}: address already in use (EADDRINUSE); choose another --port or --host (see --help)`);
-      } finally {
-        taken.close();
-      }
-    });
+      }));
+
+    it('a metrics port already in use', () =>
+      withPortTaken((port) => {
+        const line = expectRefused(run([], { HOST: '127.0.0.1', PORT: '0', METRICS_PORT: String(port) }));
+        expect(line).to.equal(
+          `chat-rebuild: cannot serve metrics on 127.0.0.1:${port}: address already in use (EADDRINUSE); choose another --metrics-port or --metrics-host (see --help)`,
+        );
+      }));
 
     it('a key file it cannot read', () => {
       expect(expectRefused(run(['--port', '0', '--auth-jwks-file', '/no/such/jwks.json'], { INSECURE: '' }))).to.equal(
