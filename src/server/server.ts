@@ -13,7 +13,9 @@ import { decodingServer, refuseUndecodable, withDecodeFailures } from './decodin
 import { withEncodedResponses } from './encoded-responses.js';
 import { heapLimitBytes, heapProbe } from './heap-probe.js';
 import { markInsecure } from './insecure-marker.js';
-import { callerLimits } from './rate-limits.js';
+import { rateLimitedWarning } from './rate-limited-warning.js';
+import { rateLimits } from './rate-limits.js';
+import type { RebuildRefusals } from './rebuild-budget.js';
 import { addReflection } from './reflection.js';
 import { ResponseBudget } from './response-budget.js';
 import { loadSealer, type SealStatus, sealStatus } from './seal-keys.js';
@@ -37,6 +39,8 @@ export interface ChatServer {
   readonly responses: { readonly bytesInFlight: number };
   /** Open connections, and those `maxConnections` refused or closed (idle) to make room. */
   readonly connections: ConnectionCounts;
+  /** The Rebuild uploads `rebuildBytesPerSecond` refused. */
+  readonly rebuildUploads: RebuildRefusals;
   /**
    * Reports NOT_SERVING on health ('' and chat.v1.ChatService) and changes nothing else: calls,
    * watches and new connections are still served, while balancers learn to send no more. The
@@ -60,8 +64,8 @@ export class ListenError extends Error {
 /**
  * Starts the chat, health and reflection services on `config.host:config.port`, over TLS when
  * `config.tlsCertFile` is set (tls.ts; its files unusable: a ConfigError), sealing messages when
- * `config.sealKeysFile` is set (seal-keys.ts; the file unusable: a ConfigError). `random` draws each
- * watch's lifetime. Refuses to start (ConfigError) without a key source for bearer tokens and
+ * `config.sealKeysFile` is set (seal-keys.ts; the file unusable: a ConfigError). `clock` stamps
+ * sends and paces the rate limits and the Rebuild upload budget; `random` draws each watch's lifetime. Refuses to start (ConfigError) without a key source for bearer tokens and
  * seal keys unless `config.insecure` (src/server/authentication.ts).
  */
 export async function startServer(
@@ -86,6 +90,8 @@ export async function startServer(
       onForgery: ({ chatId, refused }) => logger.warn({ chatId, refused }, 'forged or altered messages refused'),
     }),
   });
+  const noteRefusedUpload = rateLimitedWarning(logger, 'refused', 'rebuild uploads refused: the server admits no more now (--rebuild-bytes-per-second)');
+  const limits = rateLimits(config, () => clock.now().getTime(), noteRefusedUpload);
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
   // logCalls first: it wraps grpc-js's own call, so it sees every status, refuseUndecodable's too.
@@ -96,7 +102,7 @@ export async function startServer(
   const services = decodingServer(server);
   server.addService(
     withDecodeFailures(withEncodedResponses(ChatServiceService), { generated: true }),
-    chatServiceHandlers(chatHandlers(store, clock, logger, callerLimits(config)), watches, {
+    chatServiceHandlers(chatHandlers(store, clock, logger, limits), watches, {
       logger,
       responses,
       unaryDeadlineMs: config.unaryDeadlineMs,
@@ -144,7 +150,7 @@ export async function startServer(
     }
     return stopping;
   };
-  return { port, config, store, seals: sealStatus(sealer), watches, responses, connections, drain, stop };
+  return { port, config, store, seals: sealStatus(sealer), watches, responses, connections, rebuildUploads: limits.rebuildBytes, drain, stop };
 }
 
 /**
