@@ -16,11 +16,11 @@ export interface RebuildRefusals {
  * copies here at once: decoding and merging an upload costs in proportion to its bytes.
  *
  * An upload it cannot admit now is refused (RESOURCE_EXHAUSTED, changing nothing) with the time
- * to come back. Those times are handed out one after another, each the time the rate takes to
- * refill that upload's bytes after the one before, starting when the bucket would hold the first: so a crowd refused together is told to
- * come back spread out over the time the budget needs for all of it, and is not all refused
- * again at the same instant. A refused upload reserves nothing: one that never comes back
- * leaves its share to whoever comes next.
+ * to come back. Those times are handed out one after another: the first when the bucket will
+ * hold its bytes, each later one as long after the one before as the rate takes to refill its
+ * own. So a crowd refused together is told to come back spread over the time the budget needs
+ * for all of it, rather than all at one instant to be refused again. A refused upload reserves
+ * nothing: one that never comes back leaves its share to whoever comes next.
  */
 export class RebuildBudget implements RebuildRefusals {
   private readonly bucket: Bucket;

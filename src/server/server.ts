@@ -65,8 +65,9 @@ export class ListenError extends Error {
  * Starts the chat, health and reflection services on `config.host:config.port`, over TLS when
  * `config.tlsCertFile` is set (tls.ts; its files unusable: a ConfigError), sealing messages when
  * `config.sealKeysFile` is set (seal-keys.ts; the file unusable: a ConfigError). `clock` stamps
- * sends and paces the rate limits and the Rebuild upload budget; `random` draws each watch's lifetime. Refuses to start (ConfigError) without a key source for bearer tokens and
- * seal keys unless `config.insecure` (src/server/authentication.ts).
+ * sends and paces the rate limits and the Rebuild upload budget; `random` draws each watch's
+ * lifetime. Refuses to start (ConfigError) without a key source for bearer tokens and seal keys
+ * unless `config.insecure` (src/server/authentication.ts).
  */
 export async function startServer(
   loaded: Config,
