@@ -1,8 +1,8 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { type ServiceError, status } from '@grpc/grpc-js';
-import { backoffDelayMs } from './backoff.js';
+import { type BackoffOptions, backoffDelayMs } from './backoff.js';
 import { CLIENT_DEFAULTS } from './defaults.js';
-import { ChatSdkError, isTransient, rejected } from './errors.js';
+import { ChatSdkError, isTransient, rejected, retryPushbackMs } from './errors.js';
 import { abortedBy } from './signals.js';
 import type { ChatSessionOptions, RetryEvent } from './options.js';
 import type { ChatMethod, RequestOf, ResponseOf, Transport } from './transport.js';
@@ -16,7 +16,10 @@ export interface CallerEvents {
 
 /**
  * Makes calls through a transport, retrying with capped exponential backoff and full jitter
- * (and a failover to the next server) while they fail for transient reasons.
+ * (and a failover to the next server) while they fail for transient reasons. A server that
+ * refuses a call for now and says when to come back (RESOURCE_EXHAUSTED with a retry pushback:
+ * a rate limit, or its budget for Rebuild uploads) gets it again then, plus jitter, at the same
+ * address: it is the chat's home, and behind a load-balanced address there is no next server.
  */
 export class RetryingCaller {
   private connectedTo: string | undefined;
@@ -30,6 +33,7 @@ export class RetryingCaller {
   /** One call, retried until it succeeds, fails for good (`rejected`), or `signal` aborts. */
   async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
     let exhausted = 0;
+    let pushedBack = 0;
     for (let attempt = 0; ; attempt += 1) {
       const address = this.transport.address;
       try {
@@ -39,6 +43,15 @@ export class RetryingCaller {
       } catch (error) {
         if (error instanceof ChatSdkError) throw error;
         if (!isTransient(error)) throw rejected(error as ServiceError | Error);
+        const pushbackMs = (error as ServiceError).code === status.RESOURCE_EXHAUSTED ? retryPushbackMs(error) : undefined;
+        if (pushbackMs !== undefined) {
+          // Not a limit reached for good: the same server admits it later. Jitter (growing while it
+          // keeps pushing back) spreads the callers it told the same time.
+          const delayMs = Math.min(pushbackMs, CLIENT_DEFAULTS.maxPushbackMs) + this.delayMs(pushedBack++);
+          this.events.retry({ address, error: error as ServiceError, attempt, delayMs, pushbackMs });
+          await this.sleep(delayMs, signal);
+          continue;
+        }
         // A full server is worth trying elsewhere; once every server said so, the limit is the chat's.
         if ((error as ServiceError).code === status.RESOURCE_EXHAUSTED && ++exhausted >= this.options.servers.length) {
           throw rejected(error as ServiceError);
@@ -57,13 +70,29 @@ export class RetryingCaller {
     if (refusals > 0) await this.sleep(this.delayMs(refusals - 1), signal);
   }
 
+  /**
+   * Waits before a watch is opened again after its `breaks`-th break (or silent end) in a row:
+   * full jitter, as for calls, but over a ceiling that starts at half the backoff cap (0-1 s by
+   * default) and doubles up to the cap. A server that dies breaks every watch it holds at once,
+   * and this spreads their owners' catch-ups (and the rebuilds they lead to) over a second
+   * instead of the first 50 ms.
+   */
+  async rewatchPause(breaks: number, signal: AbortSignal): Promise<void> {
+    const backoff = this.backoff;
+    await this.sleep(this.delayMs(breaks - 1, { ...backoff, initialMs: Math.max(backoff.initialMs, backoff.maxMs / 2) }), signal);
+  }
+
   /** Waits `ms` (with the session's injectable sleep), rejecting with `aborted` when `signal` fires. */
   wait(ms: number, signal: AbortSignal): Promise<void> {
     return this.sleep(ms, signal);
   }
 
-  private delayMs(attempt: number): number {
-    return backoffDelayMs(attempt, { ...CLIENT_DEFAULTS.backoff, ...this.options.backoff }, this.options.random ?? Math.random);
+  private get backoff(): BackoffOptions {
+    return { ...CLIENT_DEFAULTS.backoff, ...this.options.backoff };
+  }
+
+  private delayMs(attempt: number, backoff = this.backoff): number {
+    return backoffDelayMs(attempt, backoff, this.options.random ?? Math.random);
   }
 
   private async sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -15,6 +15,12 @@ export const CLIENT_DEFAULTS = Object.freeze({
   /** Retries of a failed call: capped exponential backoff with full jitter. */
   backoff: Object.freeze({ initialMs: 50, maxMs: 2_000, multiplier: 2 }),
   /**
+   * The longest wait a server's retry pushback (grpc-retry-pushback-ms) gets: a call told to
+   * come back later than this is tried again after this long, so a wrong figure cannot stall a
+   * session for hours.
+   */
+  maxPushbackMs: 30_000,
+  /**
    * While a chat's calls go to a server other than its home (the best-placed address, see
    * placement.ts), the transport asks the better-placed servers' health service whether they
    * are back: first after `firstMs`, then doubling up to `maxMs` while they stay down, each

@@ -54,6 +54,19 @@ export function isTransient(error: unknown): boolean {
   return typeof code === 'number' && TRANSIENT.has(code) && !(code === status.RESOURCE_EXHAUSTED && TOO_LARGE.test(details ?? ''));
 }
 
+/** The trailer in which a server says when to retry a refused call: gRPC's retry pushback (proposal A6), in whole milliseconds. */
+export const RETRY_PUSHBACK_TRAILER = 'grpc-retry-pushback-ms';
+
+/**
+ * How long the server asked before the call is tried again: its {@link RETRY_PUSHBACK_TRAILER},
+ * when that is a whole number of milliseconds. Undefined without one, and for a negative or
+ * malformed one, which A6 reads as "do not retry": the call is then treated as if it had none.
+ */
+export function retryPushbackMs(error: unknown): number | undefined {
+  const [value] = (error as Partial<ServiceError>).metadata?.get(RETRY_PUSHBACK_TRAILER) ?? [];
+  return typeof value === 'string' && /^\d+$/.test(value) && Number.isSafeInteger(Number(value)) ? Number(value) : undefined;
+}
+
 /** Whether the server refused a request for its size (its max receive message length). */
 export function isTooLarge(error: unknown): boolean {
   return error instanceof ChatSdkError && error.code === status.RESOURCE_EXHAUSTED && TOO_LARGE.test(error.message);

@@ -91,7 +91,14 @@ export interface RetryEvent {
   readonly address: string;
   readonly error: ServiceError;
   readonly attempt: number;
+  /** How long the session waits before the next attempt. */
   readonly delayMs: number;
+  /**
+   * When the server said when to come back (its grpc-retry-pushback-ms, on RESOURCE_EXHAUSTED):
+   * that wait. `delayMs` is then this (at most 30 s) plus jitter, and the call goes again to the
+   * same address.
+   */
+  readonly pushbackMs?: number;
 }
 
 export interface ChatSessionEvents {

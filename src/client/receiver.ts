@@ -70,8 +70,8 @@ export class Receiver {
     for (let breaks = 0; !this.closing.aborted; ) {
       const outcome = await this.watchOnce();
       if (outcome === 'answered' || outcome === 'rehome') breaks = 0;
-      // A watch that ended without a word, or broke: wait a little (backing off) before the next.
-      if (outcome === 'silent' || outcome === 'broken') await this.caller.pause(++breaks, this.closing).catch(() => undefined);
+      // A watch that ended without a word, or broke: wait a jittered while (backing off) before the next.
+      if (outcome === 'silent' || outcome === 'broken') await this.caller.rewatchPause(++breaks, this.closing).catch(() => undefined);
     }
   }
 

@@ -14,12 +14,19 @@ export type ChatErrorKind =
 /** A request the domain refuses. Refusals never change any chat. */
 export class ChatError extends Error {
   override readonly name = 'ChatError';
+  /**
+   * For a refusal that time lifts (a rate or a budget): in how many whole milliseconds the same
+   * request may be admitted. The server sends it to the client as its retry pushback.
+   */
+  readonly retryAfterMs: number | undefined;
 
   constructor(
     readonly kind: ChatErrorKind,
     message: string,
+    options: { readonly retryAfterMs?: number } = {},
   ) {
     super(message);
+    this.retryAfterMs = options.retryAfterMs;
   }
 }
 

@@ -7,16 +7,16 @@ import type {
   ChatServiceServer,
   GetNewMessageRequest,
   GetNewMessageResponse,
-  RebuildRequest,
   RebuildResponse,
   WatchChatRequest,
 } from '../../generated/chat/v1/chat.js';
-import { ChatServiceService } from '../../generated/chat/v1/chat.js';
+import { ChatServiceService, RebuildRequest } from '../../generated/chat/v1/chat.js';
 import { agentSender, authoriseUpload, type Caller, INSECURE, requireChatAccess, visitorSender } from '../domain/access.js';
 import type { Clock } from '../domain/limits.js';
 import { type ChatStore, rebuildReason, type SendOutcome } from '../domain/store.js';
 import { readResponse, resultCode, toChatCopy, toSubmission, toWireMessage, wireOffsets } from './convert.js';
-import type { CallerLimits, RateLimiter } from './rate-limits.js';
+import { requestBytes } from './decoding.js';
+import type { RateLimiter, RateLimits } from './rate-limits.js';
 import type { WatchStreams } from './stream.js';
 import { unary, type UnaryContext } from './unary.js';
 import { openWatchFeed, type WatchFeed } from './watch-feed.js';
@@ -39,10 +39,11 @@ export interface ChatHandlers {
 /**
  * The chat.v1.ChatService handlers: check what the caller may do (src/domain/access.ts) and its
  * rate limits, translate, call the store, translate back. Sender ids come from the caller's
- * token, never from the request (except on an insecure server). `limits` are per token subject;
- * none by default.
+ * token, never from the request (except on an insecure server). `limits`: per token subject,
+ * and the server's budget for Rebuild uploads (none by default). A refusal by any of them comes
+ * before the store is touched, so it changes no chat.
  */
-export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, limits?: CallerLimits): ChatHandlers {
+export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, limits?: RateLimits): ChatHandlers {
   /** Who a caller is, for rate limits and logs: `role:sub`; none on an insecure server. */
   const subjectOf = (caller: Caller) => (caller === INSECURE ? undefined : `${caller.role}:${caller.sub}`);
   const charge = (limiter: RateLimiter | undefined, caller: Caller) => {
@@ -88,6 +89,8 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, lim
       const started = performance.now();
       const copy = authoriseUpload(caller, toChatCopy(request.chat, clock.now()));
       charge(limits?.rebuilds, caller);
+      // Requests from the wire know their size; one handed over in process (a test) is measured.
+      limits?.rebuildBytes.admit(requestBytes(request) ?? RebuildRequest.encode(request).finish().length);
       const outcome = store.rebuild(copy);
       logger.info(
         {

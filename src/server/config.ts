@@ -129,12 +129,31 @@ export interface Config extends Limits {
   /** Most subjects the rate limits track at once (each limit); the least recently seen go first. */
   readonly rateMaxSubjects: number;
   /**
+   * Bytes of Rebuild requests the whole server admits per second (a token bucket); an upload
+   * past it is refused before it is merged, with when to retry. It keeps a failover storm (the
+   * clients of a dead instance all uploading here at once) from taking the event loop from
+   * sends and reads. 0: no budget. The default is explained in {@link DEFAULT_REBUILD_BYTES_PER_SECOND}.
+   */
+  readonly rebuildBytesPerSecond: number;
+  /** Bytes of Rebuild requests admitted at once after a quiet time; 0: one second's worth (at least `maxRequestBytes`). */
+  readonly rebuildBytesBurst: number;
+  /**
    * A JSON file of the keys messages are sealed with (src/server/seal-keys.ts), read once at
    * start-up. With it, a Rebuild may add only messages a server with these keys accepted, so a
    * client (the durable store) cannot write history. '': seals off.
    */
   readonly sealKeysFile: string;
 }
+
+/**
+ * The default upload budget, 4 MiB/s. A full 256 KiB Rebuild of short messages costs the event
+ * loop about 28 ms on the 2-core machine this was measured on (decode 6.5, merge 17.5, answer 3;
+ * `npx tsx scripts/rebuild-cost.ts`), 20-50 ms depending on where the messages land, plus their
+ * seals' HMACs: the loop merges about 5-12 MB/s when it does nothing else. At 4 MiB/s, Rebuilds
+ * take at most about half of it, and sends and reads keep the rest; a failover storm of 40 MB
+ * still goes in within about 10 s, paced rather than all in the first second.
+ */
+const DEFAULT_REBUILD_BYTES_PER_SECOND = 4 * 1024 * 1024;
 
 export const DEFAULT_CONFIG: Config = Object.freeze({
   host: '0.0.0.0',
@@ -190,6 +209,8 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   rateRebuildsPerSecond: 0,
   rateRebuildsBurst: 0,
   rateMaxSubjects: 100_000,
+  rebuildBytesPerSecond: DEFAULT_REBUILD_BYTES_PER_SECOND,
+  rebuildBytesBurst: 0,
   sealKeysFile: '',
 });
 
@@ -252,6 +273,8 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   rateRebuildsPerSecond: 'Rebuild calls per second per token subject; 0: no limit',
   rateRebuildsBurst: "Rebuild calls a subject may make at once after a quiet time; 0: one second's worth",
   rateMaxSubjects: 'most token subjects each rate limit tracks; the least recently seen are forgotten first',
+  rebuildBytesPerSecond: 'bytes of Rebuild uploads the server admits per second, over all callers; 0: no budget',
+  rebuildBytesBurst: "Rebuild bytes admitted at once after a quiet time; 0: one second's worth",
   sealKeysFile: 'JSON file of seal keys (base64, 32+ bytes): Rebuild takes back only messages sealed; none: off',
 });
 
@@ -318,7 +341,18 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
         `(max-content-bytes ${config.maxContentBytes} plus four ids of max-id-bytes ${config.maxIdBytes} and 1024)`,
     );
   }
+  checkRebuildBurst(config as unknown as Config);
   return config as unknown as Config;
+}
+
+/** A burst that cannot hold the largest request would never admit a Rebuild that large. */
+function checkRebuildBurst({ rebuildBytesPerSecond, rebuildBytesBurst, maxRequestBytes }: Config): void {
+  if (rebuildBytesPerSecond > 0 && rebuildBytesBurst > 0 && rebuildBytesBurst < maxRequestBytes) {
+    throw new ConfigError(
+      `rebuild-bytes-burst (${rebuildBytesBurst}) must hold the largest request, max-request-bytes (${maxRequestBytes}): ` +
+        "a Rebuild that large would never be admitted; give 0 (one second's worth, at least max-request-bytes) or more",
+    );
+  }
 }
 
 /** TLS needs a certificate and its key, and client certificates need TLS; the files are read by startServer (tls.ts). */
@@ -372,6 +406,7 @@ export function usage(): string {
   const derived: Partial<Record<keyof Config, string>> = {
     maxHeldBytes: ' (held-bytes-heap-percent of the heap limit)',
     maxConnections: ` (the open-file limit less the larger of 32 and an eighth of it; ${FALLBACK_MAX_CONNECTIONS} where the limit is unknown)`,
+    rebuildBytesBurst: ' (one second of rebuild-bytes-per-second, at least max-request-bytes)',
   };
   const lines = SETTINGS.flatMap((key) => [
     `  --${flagOf(key)} (${envOf(key)}), default ${DEFAULT_CONFIG[key] === '' || DEFAULT_CONFIG[key] === undefined ? 'none' : DEFAULT_CONFIG[key]}${derived[key] ?? ''}`,

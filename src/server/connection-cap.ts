@@ -4,6 +4,7 @@ import { Server as NetServer, type Socket } from 'node:net';
 import { Server as TlsServer } from 'node:tls';
 import type { Server } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { rateLimitedWarning } from './rate-limited-warning.js';
 
 /** How many connections are open, and how many the cap refused or closed to make room. */
 export interface ConnectionCounts {
@@ -14,9 +15,6 @@ export interface ConnectionCounts {
   /** Idle connections closed (GOAWAY) at the cap to make room for a new one. */
   readonly closedIdle: number;
 }
-
-/** Refusals, and idle connections closed, are each logged at most this often (with the count since), so a flood cannot flood the log. */
-const CAP_LOG_INTERVAL_MS = 10_000;
 
 /** The soft "Max open files" in the text of /proc/self/limits; undefined when it is not there or not a number ("unlimited"). */
 export function parseOpenFilesLimit(limits: string): number | undefined {
@@ -128,21 +126,4 @@ export function capConnections(server: Server, maxConnections: number, logger: L
     });
   }
   return counts;
-}
-
-/**
- * A warning logged at most every CAP_LOG_INTERVAL_MS, with `fields` of the latest occurrence and,
- * under `countKey`, how many occurred since it was last logged.
- */
-function rateLimitedWarning(logger: Logger, countKey: string, message: string): (fields: Record<string, unknown>) => void {
-  let unlogged = 0;
-  let loggedAt = Number.NEGATIVE_INFINITY;
-  return (fields) => {
-    unlogged += 1;
-    const now = performance.now();
-    if (now - loggedAt < CAP_LOG_INTERVAL_MS) return;
-    logger.warn({ [countKey]: unlogged, ...fields }, message);
-    unlogged = 0;
-    loggedAt = now;
-  };
 }

@@ -8,6 +8,9 @@ import { timestampCheck } from './timestamps.js';
 
 const UNDECODABLE = Symbol('undecodable');
 
+/** The bytes each decoded request arrived in (see {@link requestBytes}). */
+const requestSizes = new WeakMap<object, number>();
+
 /** What a request that could not be decoded is replaced with. */
 interface Undecodable {
   readonly [UNDECODABLE]: string;
@@ -43,7 +46,9 @@ export function withDecodeFailures<S extends ServiceDefinition>(service: S, opti
       requestDeserialize(bytes: Buffer): unknown {
         try {
           checkTimestamps?.(bytes);
-          return decode(bytes);
+          const request = decode(bytes);
+          if (typeof request === 'object' && request !== null) requestSizes.set(request, bytes.length);
+          return request;
         } catch (error) {
           return { [UNDECODABLE]: error instanceof Error ? error.message : String(error) } satisfies Undecodable;
         }
@@ -51,6 +56,14 @@ export function withDecodeFailures<S extends ServiceDefinition>(service: S, opti
     };
   }
   return wrapped as S;
+}
+
+/**
+ * How many bytes `request` arrived in, as its decoder (from {@link withDecodeFailures}) was
+ * handed them; undefined for a request that did not come off the wire.
+ */
+export function requestBytes(request: object): number | undefined {
+  return requestSizes.get(request);
 }
 
 /**

@@ -1,11 +1,7 @@
 import { ChatError } from '../domain/errors.js';
 import type { Config } from './config.js';
-
-/** One subject's bucket: the tokens it had at `atMs`. */
-interface Bucket {
-  tokens: number;
-  atMs: number;
-}
+import { RebuildBudget } from './rebuild-budget.js';
+import { type Bucket, levelAt, msUntil, refill } from './token-bucket.js';
 
 /**
  * A token bucket per subject: `perSecond` tokens a second, at most `burst` saved up. It holds
@@ -46,10 +42,11 @@ export class RateLimiter {
       bucket.tokens -= 1;
       return;
     }
-    const retryMs = Math.ceil(((1 - bucket.tokens) / this.perSecond) * 1000);
+    const retryAfterMs = msUntil(bucket, 1, this.perSecond);
     throw new ChatError(
       'resource-exhausted',
-      `"${subject}" reached the ${this.what} rate limit (${this.perSecond} per second, bursts of ${this.burst}); retry in ${retryMs} ms`,
+      `"${subject}" reached the ${this.what} rate limit (${this.perSecond} per second, bursts of ${this.burst}); retry in ${retryAfterMs} ms`,
+      { retryAfterMs },
     );
   }
 
@@ -58,8 +55,7 @@ export class RateLimiter {
     const found = this.buckets.get(subject);
     if (found) {
       this.buckets.delete(subject);
-      found.tokens = Math.min(this.burst, found.tokens + ((now - found.atMs) / 1000) * this.perSecond);
-      found.atMs = now;
+      refill(found, now, this.perSecond, this.burst);
       this.buckets.set(subject, found);
       return found;
     }
@@ -73,26 +69,54 @@ export class RateLimiter {
   private makeRoom(now: number): void {
     if (this.buckets.size < this.maxSubjects) return;
     for (const [subject, bucket] of this.buckets) {
-      const full = bucket.tokens + ((now - bucket.atMs) / 1000) * this.perSecond >= this.burst;
-      if (!full) break;
+      if (levelAt(bucket, now, this.perSecond, this.burst) < this.burst) break;
       this.buckets.delete(subject);
     }
     if (this.buckets.size >= this.maxSubjects) this.buckets.delete(this.buckets.keys().next().value!);
   }
 }
 
-/** The per-subject limits of a server: sends (both Add methods) and rebuilds. */
-export interface CallerLimits {
+/**
+ * A server's rate limits: per token subject, sends (both Add methods) and rebuilds; over the
+ * whole server, the bytes of Rebuild uploads.
+ */
+export interface RateLimits {
   readonly sends: RateLimiter;
   readonly rebuilds: RateLimiter;
+  readonly rebuildBytes: RebuildBudget;
 }
 
-export function callerLimits(
-  config: Pick<Config, 'rateSendsPerSecond' | 'rateSendsBurst' | 'rateRebuildsPerSecond' | 'rateRebuildsBurst' | 'rateMaxSubjects'>,
+/**
+ * The limits `config` sets, reading the time (in ms) from `nowMs`; `onRebuildRefusal` is told
+ * of each upload the budget refuses.
+ */
+export function rateLimits(
+  config: Pick<
+    Config,
+    | 'rateSendsPerSecond'
+    | 'rateSendsBurst'
+    | 'rateRebuildsPerSecond'
+    | 'rateRebuildsBurst'
+    | 'rateMaxSubjects'
+    | 'rebuildBytesPerSecond'
+    | 'rebuildBytesBurst'
+    | 'maxRequestBytes'
+  >,
   nowMs?: () => number,
-): CallerLimits {
+  onRebuildRefusal?: ConstructorParameters<typeof RebuildBudget>[3],
+): RateLimits {
   return {
     sends: new RateLimiter('send', config.rateSendsPerSecond, config.rateSendsBurst, config.rateMaxSubjects, nowMs),
     rebuilds: new RateLimiter('rebuild', config.rateRebuildsPerSecond, config.rateRebuildsBurst, config.rateMaxSubjects, nowMs),
+    rebuildBytes: new RebuildBudget(config.rebuildBytesPerSecond, rebuildBurstBytes(config), nowMs, onRebuildRefusal),
   };
+}
+
+/**
+ * The bytes of uploads the server admits at once after a quiet time: `rebuildBytesBurst`, or
+ * when that is 0 one second's worth, but never less than the largest request, which would
+ * otherwise never be admitted.
+ */
+export function rebuildBurstBytes(config: Pick<Config, 'rebuildBytesPerSecond' | 'rebuildBytesBurst' | 'maxRequestBytes'>): number {
+  return config.rebuildBytesBurst > 0 ? config.rebuildBytesBurst : Math.max(config.rebuildBytesPerSecond, config.maxRequestBytes);
 }

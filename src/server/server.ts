@@ -18,7 +18,9 @@ import { ListenError } from './listen-error.js';
 import { ServerMetrics } from './metrics.js';
 import { type MetricsAddress, type MetricsEndpoint, serveMetrics } from './metrics-endpoint.js';
 import { callGate } from './placement.js';
-import { callerLimits } from './rate-limits.js';
+import { rateLimitedWarning } from './rate-limited-warning.js';
+import { rateLimits } from './rate-limits.js';
+import type { RebuildRefusals } from './rebuild-budget.js';
 import { addReflection } from './reflection.js';
 import { ResponseBudget } from './response-budget.js';
 import { loadSealer, type SealStatus, sealStatus } from './seal-keys.js';
@@ -44,6 +46,8 @@ export interface ChatServer {
   readonly responses: { readonly bytesInFlight: number };
   /** Open connections, and those `maxConnections` refused or closed (idle) to make room. */
   readonly connections: ConnectionCounts;
+  /** The Rebuild uploads `rebuildBytesPerSecond` refused. */
+  readonly rebuildUploads: RebuildRefusals;
   /**
    * Reports NOT_SERVING on health ('' and chat.v1.ChatService) and changes nothing else: calls,
    * watches and new connections are still served, while balancers learn to send no more. The
@@ -63,9 +67,10 @@ export interface ChatServer {
  * Starts the chat, health and reflection services on `config.host:config.port`, and with
  * `config.metricsPort` Prometheus metrics over HTTP (metrics.ts, metrics-endpoint.ts), over TLS when
  * `config.tlsCertFile` is set (tls.ts; its files unusable: a ConfigError), sealing messages when
- * `config.sealKeysFile` is set (seal-keys.ts; the file unusable: a ConfigError). `random` draws each
- * watch's lifetime. Refuses to start (ConfigError) without a key source for bearer tokens and
- * seal keys unless `config.insecure` (src/server/authentication.ts).
+ * `config.sealKeysFile` is set (seal-keys.ts; the file unusable: a ConfigError). `clock` stamps
+ * sends and paces the rate limits and the Rebuild upload budget; `random` draws each watch's
+ * lifetime. Refuses to start (ConfigError) without a key source for bearer tokens and seal keys
+ * unless `config.insecure` (src/server/authentication.ts).
  */
 export async function startServer(
   loaded: Config,
@@ -95,6 +100,8 @@ export async function startServer(
       onRebuild: (outcome) => metrics.rebuilt(rebuildReason(outcome)),
     }),
   });
+  const noteRefusedUpload = rateLimitedWarning(logger, 'refused', 'rebuild uploads refused: the server admits no more now (--rebuild-bytes-per-second)');
+  const limits = rateLimits(config, () => clock.now().getTime(), noteRefusedUpload);
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
   metrics?.gaugeHoldings(() => ({ chats: store.size, messages: store.messageCount, bytes: store.heldBytes, watchers: watches.size }));
@@ -107,7 +114,7 @@ export async function startServer(
   const services = decodingServer(server);
   server.addService(
     withDecodeFailures(withEncodedResponses(ChatServiceService), { generated: true }),
-    chatServiceHandlers(chatHandlers(store, clock, logger, callerLimits(config)), watches, {
+    chatServiceHandlers(chatHandlers(store, clock, logger, limits), watches, {
       logger,
       responses,
       unaryDeadlineMs: config.unaryDeadlineMs,
@@ -165,7 +172,7 @@ export async function startServer(
     return stopping;
   };
   const metricsAddress = endpoint && { host: endpoint.host, port: endpoint.port, url: endpoint.url };
-  return { port, metrics: metricsAddress, config, store, seals: sealStatus(sealer), watches, responses, connections, drain, stop };
+  return { port, metrics: metricsAddress, config, store, seals: sealStatus(sealer), watches, responses, connections, rebuildUploads: limits.rebuildBytes, drain, stop };
 }
 
 /**

@@ -13,12 +13,21 @@ const CODES: Record<ChatErrorKind, status> = {
 };
 
 /**
- * The one place an error becomes a gRPC status. Domain refusals keep their message; anything
- * else is a bug, logged with its stack and answered INTERNAL with a generic message.
+ * The trailer that says when to retry a refused call, in whole milliseconds: gRPC's retry
+ * pushback (proposal A6), which gRPC clients with a retry policy honour, and so does the SDK.
+ */
+export const RETRY_PUSHBACK_TRAILER = 'grpc-retry-pushback-ms';
+
+/**
+ * The one place an error becomes a gRPC status. Domain refusals keep their message, and one that
+ * time lifts says when in its trailers ({@link RETRY_PUSHBACK_TRAILER}); anything else is a bug,
+ * logged with its stack and answered INTERNAL with a generic message.
  */
 export function toServiceError(error: unknown, method: string, logger: Logger): Partial<ServiceError> {
   if (error instanceof ChatError) {
-    return { code: CODES[error.kind], details: error.message, metadata: new Metadata() };
+    const metadata = new Metadata();
+    if (error.retryAfterMs !== undefined) metadata.set(RETRY_PUSHBACK_TRAILER, String(error.retryAfterMs));
+    return { code: CODES[error.kind], details: error.message, metadata };
   }
   logger.error({ err: error, method }, 'unexpected error');
   return { code: status.INTERNAL, details: 'internal error; the server logged the details', metadata: new Metadata() };

@@ -1,12 +1,15 @@
+import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { type ChatMessage, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
-import { ChatSdkError, ChatSession, type ChatSessionOptions, MemoryStore } from '../../src/client/index.js';
+import { type ChatMessage, MessageType, ResultCode, type WatchChatResponse } from '../../generated/chat/v1/chat.js';
+import { ChatSdkError, ChatSession, type ChatSessionOptions, MemoryStore, type RetryEvent } from '../../src/client/index.js';
 import type { ChatMethod, RequestOf, ResponseOf, Transport } from '../../src/client/transport.js';
+import { seeded } from '../support/random.js';
 
 /** Answers each call with the next scripted step; records what was sent. */
 class ScriptedTransport implements Transport {
   readonly address = 'scripted';
   readonly sent: { method: ChatMethod; request: unknown }[] = [];
+  failovers = 0;
 
   constructor(private readonly steps: ((method: ChatMethod, request: unknown) => unknown)[]) {}
 
@@ -17,15 +20,33 @@ class ScriptedTransport implements Transport {
     return step(method, request) as ResponseOf<M>;
   }
 
-  failover(): void {}
+  failover(): void {
+    this.failovers += 1;
+  }
+
   close(): void {}
 }
+
+/** A failed call as grpc-js reports it, with `trailers` as its metadata. */
+function serviceError(code: status, details: string, trailers: Record<string, string> = {}): ServiceError {
+  const metadata = new Metadata();
+  for (const [key, value] of Object.entries(trailers)) metadata.set(key, value);
+  return Object.assign(new Error(`${code} ${status[code]}: ${details}`), { code, details, metadata });
+}
+
+/** A step that refuses the call for now, the server saying to come back in `pushback` ms. */
+const pushedBack = (pushback: string) => () => {
+  throw serviceError(status.RESOURCE_EXHAUSTED, `this server is admitting rebuild uploads at 1000 bytes/s (--rebuild-bytes-per-second); retry in ${pushback} ms`, {
+    'grpc-retry-pushback-ms': pushback,
+  });
+};
 
 const OK = ResultCode.RESULT_CODE_OK;
 const REBUILD = ResultCode.RESULT_CODE_REBUILD_REQUIRED;
 const message = (id: string, dataOffset: number, messageType = MessageType.MESSAGE_TYPE_AGENT): ChatMessage => ({
   id, dataOffset, content: `text of ${id}`, messageType, sendTime: new Date(Date.UTC(2026, 0, 1) + dataOffset * 1000), senderId: 'a',
 });
+const upToDate = () => ({ code: OK, visitorDataOffset: 0, agentDataOffset: 0, messages: [], epoch: 'e1' });
 const chat = (messages: ChatMessage[], epoch: string, agent = messages.length) => ({
   id: 'c', visitorDataOffset: 0, agentDataOffset: agent, messages, visitor: undefined, beginTime: undefined, epoch,
 });
@@ -140,5 +161,110 @@ describe('ChatSession with a scripted transport', () => {
     ]);
     await session.close();
   });
+
+  it('retries a call the server pushed back at the same address, after the pushback plus jitter from `random`, however many servers it has', async () => {
+    const transport = new ScriptedTransport([pushedBack('120'), pushedBack('120'), pushedBack('120'), upToDate]);
+    const slept: number[] = [];
+    const session = await open(transport, { servers: ['scripted', 'another'], random: () => 0.5, sleep: async (ms) => void slept.push(ms) });
+    const retries: RetryEvent[] = [];
+    session.on('retry', (event) => retries.push(event));
+    await session.sync();
+    // 120 ms and half the backoff ceiling, which grows while the server keeps pushing back (50, 100, 200 ms).
+    expect(slept).to.deep.equal([145, 170, 220]);
+    expect(retries.map(({ address, attempt, delayMs, pushbackMs }) => ({ address, attempt, delayMs, pushbackMs }))).to.deep.equal([
+      { address: 'scripted', attempt: 0, delayMs: 145, pushbackMs: 120 },
+      { address: 'scripted', attempt: 1, delayMs: 170, pushbackMs: 120 },
+      { address: 'scripted', attempt: 2, delayMs: 220, pushbackMs: 120 },
+    ]);
+    expect(transport.failovers, 'a pushback is no reason to leave the server').to.equal(0);
+    expect(transport.sent.map((c) => c.method)).to.deep.equal(['getNewMessage', 'getNewMessage', 'getNewMessage', 'getNewMessage']);
+    await session.close();
+  });
+
+  it('takes a pushback that is negative or not a whole number as none (gRPC A6): a limit, refused once every server said so', async () => {
+    for (const pushback of ['-1', 'soon', '1.5', '']) {
+      const transport = new ScriptedTransport([pushedBack(pushback)]);
+      const slept: number[] = [];
+      const session = await open(transport, { sleep: async (ms) => void slept.push(ms) });
+      const error = await session.sync().catch((e: unknown) => e);
+      expect(error, pushback).to.be.instanceOf(ChatSdkError).and.include({ kind: 'rejected', code: status.RESOURCE_EXHAUSTED });
+      expect(slept, pushback).to.deep.equal([]);
+      await session.close();
+    }
+  });
+
+  it('waits at most 30 s for a pushback, and stops waiting when the caller aborts', async () => {
+    const transport = new ScriptedTransport([pushedBack('3600000'), upToDate]);
+    const stop = new AbortController();
+    const slept: number[] = [];
+    const session = await open(transport, {
+      random: () => 0,
+      sleep: async (ms) => {
+        slept.push(ms);
+        stop.abort();
+        throw new Error('the sleep was cut short');
+      },
+    });
+    const error = await session.sync({ signal: stop.signal }).catch((e: unknown) => e);
+    expect(error).to.be.instanceOf(ChatSdkError).and.include({ kind: 'aborted' });
+    expect(slept).to.deep.equal([30_000]);
+    expect(transport.sent).to.have.length(1);
+    await session.close();
+  });
 });
 
+/** Answers every read up to date, and breaks every watch as a dead server would. */
+class BreakingWatchTransport implements Transport {
+  readonly address = 'breaking';
+  watches = 0;
+
+  async call<M extends ChatMethod>(): Promise<ResponseOf<M>> {
+    return upToDate() as ResponseOf<M>;
+  }
+
+  async *watch(): AsyncIterable<WatchChatResponse> {
+    this.watches += 1;
+    throw serviceError(status.UNAVAILABLE, 'Connection dropped');
+  }
+
+  failover(): void {}
+  close(): void {}
+}
+
+describe('ChatSession watching through a transport whose watches break', () => {
+  const rewatchDelays = async (options: Partial<ChatSessionOptions>, draws: readonly number[]) => {
+    const transport = new BreakingWatchTransport();
+    const slept: number[] = [];
+    let drawn = 0;
+    let session: ChatSession | undefined;
+    const done = new Promise<void>((resolve) => {
+      const sleep = async (ms: number) => {
+        slept.push(ms);
+        if (slept.length === draws.length) resolve();
+      };
+      void ChatSession.open({ chatId: 'c', role: { kind: 'visitor' }, servers: [transport.address], transport, random: () => draws[drawn++ % draws.length]!, sleep, ...options }).then((opened) => {
+        session = opened;
+        opened.start();
+      });
+    });
+    await done;
+    await session!.close();
+    expect(transport.watches).to.be.at.least(draws.length);
+    return slept;
+  };
+
+  it('waits a jittered time before each re-watch, drawn from `random` over half the backoff cap and then all of it', async () => {
+    // The default backoff caps at 2 s: ceilings of 1 s, then 2 s.
+    expect(await rewatchDelays({}, [0.25, 0.5, 0.75, 0.999_999])).to.deep.equal([250, 1000, 1500, 1999]);
+    expect(await rewatchDelays({ backoff: { initialMs: 5, maxMs: 50 } }, [0.5, 0.5, 0.999_999])).to.deep.equal([12, 25, 49]);
+  });
+
+  it('spreads the watchers of a server that died over the first second, where they would have come back within 50 ms', async () => {
+    const firsts = await Promise.all(Array.from({ length: 100 }, async (_, i) => (await rewatchDelays({}, [seeded(i + 1)()]))[0]!));
+    expect(Math.max(...firsts)).to.be.below(1000);
+    const perMillisecond = new Map<number, number>();
+    for (const ms of firsts) perMillisecond.set(ms, (perMillisecond.get(ms) ?? 0) + 1);
+    expect(Math.max(...perMillisecond.values()), 'watchers coming back in one millisecond').to.be.at.most(2);
+    expect(firsts.filter((ms) => ms >= 50), 'most wait longer than the first call backoff').to.have.length.above(90);
+  });
+});

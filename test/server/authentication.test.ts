@@ -332,7 +332,8 @@ describe('per-subject rate limits on the wire', () => {
       await visitor.addVisitorMessage({ chatId, message: visitorMessage('r1') });
       await visitor.addVisitorMessage({ chatId, visitorOffset: 1, message: visitorMessage('r2') });
       const error = await expectStatus(visitor.addVisitorMessage({ chatId, visitorOffset: 2, message: visitorMessage('r3') }), status.RESOURCE_EXHAUSTED);
-      expect(error.details).to.match(/^"visitor:v1" reached the send rate limit \(1 per second, bursts of 2\); retry in \d+ ms$/);
+      const [, retryMs] = /^"visitor:v1" reached the send rate limit \(1 per second, bursts of 2\); retry in (\d+) ms$/.exec(error.details) ?? expect.fail(error.details);
+      expect(error.metadata.get('grpc-retry-pushback-ms'), 'the same wait, as gRPC retry pushback').to.deep.equal([retryMs]);
       const agent = await chatApi(server.client, bearer(await agentToken())).addAgentMessage({ chatId, visitorOffset: 2, message: { id: 'r4', content: 'hi' } });
       expect(agent.code).to.equal(ResultCode.RESULT_CODE_OK);
     } finally {

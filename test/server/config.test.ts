@@ -89,6 +89,18 @@ describe('configuration', () => {
     expect(loadConfig(['--max-request-bytes=5000', '--max-content-bytes=1000'], {}).maxRequestBytes).to.equal(5_000);
   });
 
+  it('takes the Rebuild upload budget (4 MiB/s by default, bursts of one second), and refuses a burst below the largest request', () => {
+    expect(DEFAULT_CONFIG).to.include({ rebuildBytesPerSecond: 4 * 1024 * 1024, rebuildBytesBurst: 0 });
+    expect(loadConfig(['--rebuild-bytes-per-second=0'], { REBUILD_BYTES_BURST: '300000' })).to.include({ rebuildBytesPerSecond: 0, rebuildBytesBurst: 300_000 });
+    expect(loadConfig(['--rebuild-bytes-burst', '262144'], {}).rebuildBytesBurst).to.equal(262_144);
+    expect(() => loadConfig(['--rebuild-bytes-burst', '100000'], {})).to.throw(
+      ConfigError,
+      'rebuild-bytes-burst (100000) must hold the largest request, max-request-bytes (262144): a Rebuild that large would never be admitted',
+    );
+    expect(loadConfig(['--rebuild-bytes-burst', '100000', '--max-request-bytes', '100000'], {}).rebuildBytesBurst, 'a smaller request limit').to.equal(100_000);
+    expect(usage()).to.match(/--rebuild-bytes-burst \(REBUILD_BYTES_BURST\), default 0 \(one second of rebuild-bytes-per-second, at least max-request-bytes\)/);
+  });
+
   it('refuses numbers that are not whole, ports out of range and unknown flags', () => {
     expect(() => loadConfig([], { PORT: '80.5' })).to.throw(ConfigError, 'port (PORT) must be a whole number');
     expect(() => loadConfig(['--max-chats=-1'], {})).to.throw(ConfigError, 'max-chats (MAX_CHATS)');

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { type ChannelCredentials, type ClientOptions, credentials, type Interceptor } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { ChatServiceClient } from '../../generated/chat/v1/chat.js';
+import type { Clock } from '../../src/domain/limits.js';
 import { type Config, DEFAULT_CONFIG } from '../../src/server/config.js';
 import { type ChatServer, startServer } from '../../src/server/server.js';
 import { actAsRequestSays, type TestKeys, testSecurity, testSecurityEnv } from './security.js';
@@ -20,11 +21,12 @@ export interface TestServer {
 /**
  * Starts a real server in this process on 127.0.0.1:0, with a generated client. It is secure
  * with the test keys (test/support/security.ts) unless the overrides say `insecure` or give
- * keys of their own, and its client carries a token for whoever each request says it is.
+ * keys of their own, and its client carries a token for whoever each request says it is. A
+ * `clock` replaces the system's (it stamps sends and paces the rate limits and upload budget).
  */
-export async function startTestServer(overrides: Partial<Config> = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Partial<Config> = {}, { clock }: { readonly clock?: Clock } = {}): Promise<TestServer> {
   const { config, ...keys } = testSecurity(overrides);
-  const server = await startServer({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, ...config }, pino({ level: 'silent' }));
+  const server = await startServer({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, ...config }, pino({ level: 'silent' }), clock);
   const address = `127.0.0.1:${server.port}`;
   const client = testClient(address, keys);
   return {
