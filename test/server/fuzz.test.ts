@@ -38,6 +38,10 @@ const SERVER_ENV = {
   MAX_MESSAGES_PER_CHAT: String(LIMITS.maxMessagesPerChat),
   MAX_CHATS: '1000000',
   IDLE_CHAT_TTL_MS: '0',
+  // The checks read each chat with a Rebuild of nothing after every command; the upload budget
+  // (tested in test/server/rebuild-budget.test.ts) would refuse those reads once hostile
+  // uploads of up to --max-request-bytes had spent it.
+  REBUILD_BYTES_PER_SECOND: '0',
 };
 
 /** The statuses a refusal may have (README, Errors). Anything else (INTERNAL, UNKNOWN, a deadline...) is a bug. */

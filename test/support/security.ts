@@ -205,9 +205,10 @@ export const actAsRequestSays = ({ testTokens, testSeals }: TestKeys): Intercept
       void testToken(requestPrincipal(method, says)).then((token) => {
         const metadata = held.metadata.clone(); // the caller's may be shared by its other calls
         metadata.set('authorization', `Bearer ${token}`);
-        // As the SDK does: a balancer routes the call by it, and --require-chat-id-header wants it.
+        // As the SDK does: a balancer routes the call by it, and --require-chat-id-header wants
+        // it. A chat id no header can carry (a fuzzed one) goes without: the server refuses it.
         const chatId = says.chatId ?? says.chat?.id;
-        if (chatId && metadata.get(CHAT_ID_HEADER).length === 0) metadata.set(CHAT_ID_HEADER, chatId);
+        if (chatId && metadata.get(CHAT_ID_HEADER).length === 0 && /^[\x20-\x7e]{1,1024}$/.test(chatId)) metadata.set(CHAT_ID_HEADER, chatId);
         held.next(metadata, held.listener);
         next(request);
       });
