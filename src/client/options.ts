@@ -1,4 +1,4 @@
-import type { ChannelCredentials, ServiceError } from '@grpc/grpc-js';
+import type { ChannelCredentials, ChannelOptions, ServiceError } from '@grpc/grpc-js';
 import type { ChatMessage, Visitor } from '../../generated/chat/v1/chat.js';
 import type { BackoffOptions } from './backoff.js';
 import type { ChatSdkError } from './errors.js';
@@ -56,6 +56,15 @@ export interface ChatSessionOptions {
    * that requires client certificates. Each server's certificate must name its address's host.
    */
   readonly credentials?: ChannelCredentials;
+  /**
+   * grpc-js channel options over the SDK's own. Each session has a connection of its own to each
+   * server it uses, so a failover really reconnects; a process running thousands of sessions
+   * (a bot, a load test) can share connections instead with `{'grpc.use_local_subchannel_pool':
+   * 0}`: sessions with equal options to one address then share one connection, and a balancer
+   * in between (HAProxy allows 1000 streams a connection in deploy/) bounds how many watches and
+   * calls it carries at once.
+   */
+  readonly channelOptions?: ChannelOptions;
   /**
    * The bearer token (a JWT from your identity service), sent as `authorization: Bearer <token>`
    * on every call, watch and health probe: a string, or a function called for each of them, so

@@ -51,7 +51,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     });
     this.transport =
       options.transport ??
-      new ChatTransport({ chatId: options.chatId, addresses: options.servers, callTimeoutMs: options.callTimeoutMs, credentials: options.credentials, token: options.token, homeProbe: options.homeProbe, random: options.random });
+      new ChatTransport({ chatId: options.chatId, addresses: options.servers, callTimeoutMs: options.callTimeoutMs, credentials: options.credentials, channelOptions: options.channelOptions, token: options.token, homeProbe: options.homeProbe, random: options.random });
     const caller = new RetryingCaller(this.transport, options, {
       retry: (event) => this.emit('retry', event),
       connected: (address) => this.emit('connected', address),

@@ -1,4 +1,4 @@
-import { type CallOptions, type ChannelCredentials, type ClientUnaryCall, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { type CallOptions, type ChannelCredentials, type ChannelOptions, type ClientUnaryCall, credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import {
   type AddAgentMessageRequest,
   type AddAgentMessageResponse,
@@ -82,6 +82,8 @@ export interface ChatTransportOptions {
   readonly addresses: readonly string[];
   readonly callTimeoutMs?: number;
   readonly credentials?: ChannelCredentials;
+  /** grpc-js channel options, over the transport's own (see ChatSessionOptions.channelOptions). */
+  readonly channelOptions?: ChannelOptions;
   /** Sent as `authorization: Bearer <token>` on every call, watch and probe; a function is called for each. */
   readonly token?: TokenSource;
   readonly homeProbe?: Partial<HomeProbeOptions>;
@@ -280,6 +282,7 @@ export class ChatTransport implements Transport {
       'grpc.keepalive_time_ms': CLIENT_DEFAULTS.keepalive.timeMs,
       'grpc.keepalive_timeout_ms': CLIENT_DEFAULTS.keepalive.timeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
+      ...this.options.channelOptions,
     }));
   }
 

@@ -1,0 +1,224 @@
+/**
+ * The cluster figure of `npm run bench`: three server processes behind HAProxy running
+ * deploy/haproxy.cfg, and load processes (scripts/bench-cluster-load.ts) holding BENCH_CLUSTER_CHATS
+ * chats (10,000) of BENCH_CLUSTER_MESSAGES messages (20), each with a visitor and an agent SDK
+ * session watching through the one front address. It measures, in one run:
+ * - delivery by push in the steady state (a visitor's send until its agent holds it);
+ * - throughput and latency of GetNewMessage through HAProxy against direct to the server
+ *   holding the chats asked about, with the same load processes;
+ * - recovery: SIGKILL the server holding the most chats, every visitor sends at once, and the
+ *   figure is the time from the kill until each agent holds that message by push (its chat
+ *   rebuilt on its new server from the copies, where it was on the dead one). The last one is
+ *   the recovery time.
+ * It prints a table and ends with the figures as one JSON line. Needs haproxy (apt-get install -y haproxy).
+ */
+import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { ClusterCommand, ClusterLoadSettings, ClusterReport } from './bench-cluster-load.js';
+import { figures } from './bench-measure.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const STARTUP_TIMEOUT_MS = 20_000;
+const PROBE_TIMEOUT_MS = 120_000;
+const SERVER_NAMES = ['chat-a', 'chat-b', 'chat-c'] as const;
+
+function repoRoot(): string {
+  let dir = HERE;
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
+function setting(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || value < min || value > max) throw new Error(`${name} must be a whole number from ${min} to ${max}; got "${raw}"`);
+  return value;
+}
+
+const settings = {
+  chats: setting('BENCH_CLUSTER_CHATS', 10_000, 3, 20_000),
+  messages: setting('BENCH_CLUSTER_MESSAGES', 20, 2, 1_000),
+  loaders: setting('BENCH_CLUSTER_LOADERS', 2, 1, 8),
+  proxySeconds: setting('BENCH_PROXY_SECONDS', 5, 1, 60),
+  proxyConcurrency: setting('BENCH_PROXY_CONCURRENCY', 64, 1, 1_000),
+};
+
+const children = new Set<ChildProcess>();
+const started = performance.now();
+const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1).padStart(5)} s`;
+const progress = (text: string) => console.error(`  [${elapsed()}] ${text}`);
+let stopping = false;
+
+function killAll(): void {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as { port: number };
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/** A server process on 127.0.0.1, as deploy/ runs it (the x-chat-id check on), with room for every watcher after a failover. */
+async function startServer(name: string): Promise<{ name: string; address: string; child: ChildProcess }> {
+  const main = path.join(repoRoot(), 'dist/src/server/main.js');
+  const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', REQUIRE_CHAT_ID_HEADER: 'true', MAX_WATCHERS: '100000' };
+  const child = spawn(process.execPath, [main, '--insecure'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${STARTUP_TIMEOUT_MS} ms`)), STARTUP_TIMEOUT_MS);
+    // Every line is read (one per rebuild), so the pipe never fills up and blocks the server.
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!line.includes('"chat server listening"')) return;
+      clearTimeout(timer);
+      resolve((JSON.parse(line) as { port: number }).port);
+    });
+    child.stderr!.resume();
+    child.once('exit', (code, signal) => reject(new Error(`${name} exited (${signal ?? code}) before listening`)));
+  });
+  child.once('exit', (code, signal) => {
+    if (!stopping && signal !== 'SIGKILL') console.error(`${name} exited (${signal ?? code}) during the run`);
+  });
+  return { name, address: `127.0.0.1:${port}`, child };
+}
+
+/** HAProxy running deploy/haproxy.cfg as it is, its frontend on a free port; its request log lines, as they come. */
+async function startHaproxy(backends: readonly string[]): Promise<{ address: string; logs: string[] }> {
+  const binary = ['haproxy', '/usr/sbin/haproxy'].find((b) => spawnSync(b, ['-v']).status === 0);
+  if (!binary) throw new Error('haproxy is needed for the cluster figure: apt-get install -y haproxy');
+  const port = await freePort();
+  const env = {
+    ...process.env,
+    CHAT_FRONT: `127.0.0.1:${port}`,
+    CHAT_A: backends[0],
+    CHAT_B: backends[1],
+    CHAT_C: backends[2],
+    HAPROXY_CHECK_INTER: '250ms',
+  };
+  const child = spawn(binary, ['-f', path.join(repoRoot(), 'deploy/haproxy.cfg'), '-db'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  const logs: string[] = [];
+  for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (line) => logs.push(line));
+  for (const deadline = Date.now() + STARTUP_TIMEOUT_MS; ; ) {
+    const socket = connect(port, '127.0.0.1');
+    const up = await Promise.race([once(socket, 'connect').then(() => true), once(socket, 'error').then(() => false)]);
+    socket.destroy();
+    if (up) break;
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`haproxy did not listen on ${port}: ${logs.slice(-5).join('\n')}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return { address: `127.0.0.1:${port}`, logs };
+}
+
+/** Which server each chat's calls went to, from HAProxy's request log (`chat/chat-a ... {chat id}`). */
+function homesOf(logs: readonly string[]): Map<string, string> {
+  const homes = new Map<string, string>();
+  for (const entry of logs) {
+    const match = / chat\/(chat-[abc]) .* \{([^}]*)\} /.exec(entry);
+    if (match?.[2]) homes.set(match[2], match[1]!);
+  }
+  return homes;
+}
+
+interface Loader {
+  readonly child: ChildProcess;
+  ask(command: ClusterCommand): Promise<ClusterReport>;
+}
+
+function startLoader(load: ClusterLoadSettings): Loader {
+  const child = fork(path.join(HERE, 'bench-cluster-load.js'), [JSON.stringify(load)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.add(child);
+  child.once('exit', (code, signal) => {
+    if (!stopping) console.error(`a load process exited (${signal ?? code}) during the run`);
+  });
+  return {
+    child,
+    ask: (command) =>
+      new Promise((resolve, reject) => {
+        child.once('message', (report: ClusterReport) => resolve(report));
+        child.once('exit', () => reject(new Error('a load process exited')));
+        child.send(command);
+      }),
+  };
+}
+
+const ms = (value: number) => `${value.toFixed(1)} ms`;
+
+async function main(): Promise<void> {
+  progress(`starting 3 servers and HAProxy (deploy/haproxy.cfg)`);
+  const servers = await Promise.all(SERVER_NAMES.map(startServer));
+  const haproxy = await startHaproxy(servers.map((s) => s.address));
+  const perLoader = Math.ceil(settings.chats / settings.loaders);
+  const loaders = Array.from({ length: settings.loaders }, (_, i) =>
+    startLoader({ front: haproxy.address, from: i * perLoader, to: Math.min(settings.chats, (i + 1) * perLoader), messages: settings.messages, sessionsPerConnection: 400 }),
+  );
+  const all = async <R extends ClusterReport>(command: ClusterCommand | ((i: number) => ClusterCommand)) =>
+    (await Promise.all(loaders.map((l, i) => l.ask(typeof command === 'function' ? command(i) : command)))) as R[];
+
+  progress(`opening ${settings.chats} chats of ${settings.messages} messages, a visitor and an agent session each, rebuilt from their copies`);
+  const opened = await all<Extract<ClusterReport, { kind: 'opened' }>>({ kind: 'open' });
+  const openSeconds = Math.max(...opened.map((o) => o.ms)) / 1000;
+
+  const probeAll = async (label: string, since: number) => {
+    const reports = await all<Extract<ClusterReport, { kind: 'probed' }>>({ kind: 'probe', label, since, timeoutMs: PROBE_TIMEOUT_MS });
+    const latencies = reports.flatMap((r) => r.latencies);
+    return { delivered: latencies.length, of: reports.reduce((n, r) => n + r.of, 0), rebuilds: reports.reduce((n, r) => n + r.rebuilds, 0), ...figures(latencies) };
+  };
+  progress('steady state: every visitor sends once');
+  const steady = await probeAll('steady', performance.timeOrigin + performance.now());
+
+  const homes = homesOf(haproxy.logs);
+  const held = Object.fromEntries(SERVER_NAMES.map((name) => [name, [...homes.values()].filter((h) => h === name).length]));
+  const busiest = servers.reduce((a, b) => ((held[b.name] ?? 0) > (held[a.name] ?? 0) ? b : a));
+  const measured = servers.find((s) => s !== busiest)!;
+  const chatIds = [...homes].filter(([, home]) => home === measured.name).map(([id]) => id);
+  const unary = async (address: string) => {
+    const reports = await all<Extract<ClusterReport, { kind: 'unary' }>>({ kind: 'unary', address, seconds: settings.proxySeconds, concurrency: Math.ceil(settings.proxyConcurrency / settings.loaders), chatIds });
+    const seconds = Math.max(...reports.map((r) => r.seconds));
+    return { perSecond: reports.reduce((n, r) => n + r.calls, 0) / seconds, errors: reports.reduce((n, r) => n + r.errors, 0), ...figures(reports.flatMap((r) => r.latencies)) };
+  };
+  progress(`GetNewMessage on the ${chatIds.length} chats ${measured.name} holds: direct, then through HAProxy`);
+  const direct = await unary(measured.address);
+  const proxied = await unary(haproxy.address);
+
+  progress(`SIGKILL ${busiest.name} (${held[busiest.name]} chats); every visitor sends at once`);
+  const killedAt = performance.timeOrigin + performance.now();
+  busiest.child.kill('SIGKILL');
+  const recovery = await probeAll('recovery', killedAt);
+
+  const rows = [
+    ['setup', `${settings.chats} chats x ${settings.messages} messages, ${settings.chats * 2} SDK sessions in ${settings.loaders} load processes, opened and rebuilt in ${openSeconds.toFixed(1)} s; chats per server ${JSON.stringify(held)}`],
+    ['push, steady', `${steady.delivered}/${steady.of} delivered; p50 ${ms(steady.p50Ms)}, p99 ${ms(steady.p99Ms)}, max ${ms(steady.maxMs)}`],
+    ['GetNewMessage direct', `${direct.perSecond.toFixed(0)} calls/s, p50 ${ms(direct.p50Ms)}, p99 ${ms(direct.p99Ms)}, errors ${direct.errors}`],
+    ['GetNewMessage via HAProxy', `${proxied.perSecond.toFixed(0)} calls/s, p50 ${ms(proxied.p50Ms)}, p99 ${ms(proxied.p99Ms)}, errors ${proxied.errors}`],
+    ['proxy ratio', `${(proxied.perSecond / direct.perSecond).toFixed(2)}x the calls/s of direct; p50 ${(proxied.p50Ms / direct.p50Ms).toFixed(2)}x (${settings.proxyConcurrency} in flight; a Node load client, so this compares the paths at the client's pace)`],
+    ['recovery', `${recovery.delivered}/${recovery.of} chats delivering again; ${recovery.rebuilds} rebuilds; from the kill: p50 ${ms(recovery.p50Ms)}, p99 ${ms(recovery.p99Ms)}, all within ${ms(recovery.maxMs)}`],
+  ];
+  console.log('\nCluster (3 servers behind HAProxy, deploy/haproxy.cfg)');
+  for (const [what, figure] of rows) console.log(`  ${what!.padEnd(26)} ${figure}`);
+  console.log(JSON.stringify({ cluster: { settings, held, openSeconds, steady, direct, proxied, proxyRatio: proxied.perSecond / direct.perSecond, recovery } }));
+  if (recovery.delivered < recovery.of) throw new Error(`${recovery.of - recovery.delivered} chats did not deliver within ${PROBE_TIMEOUT_MS} ms of the kill`);
+}
+
+process.once('exit', killAll);
+let exitCode = 1;
+try {
+  await main();
+  exitCode = 0;
+} catch (error) {
+  console.error(`cluster bench failed: ${(error as Error).message}`);
+} finally {
+  stopping = true;
+  killAll();
+}
+process.exit(exitCode);
