@@ -5,8 +5,9 @@
  * IPC:
  * - `open`: opens every session on a copy of `messages` messages (half visitor, half agent), so
  *   the servers are rebuilt from the copies as after a failover, and reports `opened`;
- * - `probe`: every visitor sends one message and the figure is how long from `since` (the
- *   parent's clock, shared through performance.timeOrigin) until its agent holds it by push;
+ * - `probe`: the visitor of each of its chats in `chatIds` sends one message, and the figure is
+ *   how long from `since` (the parent's clock, shared through performance.timeOrigin) until its
+ *   agent holds it by push;
  * - `unary`: GetNewMessage calls on those of its chats in `chatIds` (chats one server holds) at
  *   `address`, `concurrency` in flight, for `seconds`: calls per second and latency, for the
  *   proxy against direct.
@@ -19,7 +20,7 @@ import { type ChatMessage, ChatSession, MemoryStore } from '../src/client/index.
 /** What the parent asks of this process. */
 export type ClusterCommand =
   | { readonly kind: 'open' }
-  | { readonly kind: 'probe'; readonly label: string; readonly since: number; readonly timeoutMs: number }
+  | { readonly kind: 'probe'; readonly label: string; readonly since: number; readonly timeoutMs: number; readonly chatIds: readonly string[] }
   | { readonly kind: 'unary'; readonly address: string; readonly seconds: number; readonly concurrency: number; readonly chatIds: readonly string[] };
 
 /** What this process tells the parent. */
@@ -110,13 +111,16 @@ async function openAll(): Promise<void> {
 }
 
 /** Every visitor sends `label`; resolves with how long after `since` each agent held it (ms), or after `timeoutMs`. */
-async function probe(label: string, since: number, timeoutMs: number): Promise<void> {
+async function probe(label: string, since: number, timeoutMs: number, chatIds: readonly string[]): Promise<void> {
   const rebuildsBefore = rebuilds;
   const latencies: number[] = [];
+  const wanted = new Set(chatIds);
+  const probed = chats.filter((chat) => wanted.has(chat.id));
   await new Promise<void>((resolve) => {
-    let pending = chats.length;
+    let pending = probed.length;
+    if (pending === 0) return resolve();
     const timer = setTimeout(resolve, timeoutMs);
-    for (const chat of chats) {
+    for (const chat of probed) {
       const id = `${chat.id}-${label}`;
       const heard = (m: ChatMessage) => {
         if (m.id !== id) return;
@@ -131,7 +135,7 @@ async function probe(label: string, since: number, timeoutMs: number): Promise<v
       chat.visitor.send(`probe ${label}`, { id }).catch(() => undefined); // a send that never lands shows as not delivered
     }
   });
-  await tell({ kind: 'probed', label, delivered: latencies.length, of: chats.length, latencies, rebuilds: rebuilds - rebuildsBefore });
+  await tell({ kind: 'probed', label, delivered: latencies.length, of: probed.length, latencies, rebuilds: rebuilds - rebuildsBefore });
 }
 
 /** GetNewMessage from each chat's current offsets at `address`, `concurrency` at once, for `seconds`. */
@@ -172,7 +176,7 @@ function sample(values: readonly number[]): number[] {
 
 process.on('message', (command: ClusterCommand) => {
   const done =
-    command.kind === 'open' ? openAll() : command.kind === 'probe' ? probe(command.label, command.since, command.timeoutMs) : unary(command.address, command.seconds, command.concurrency, command.chatIds);
+    command.kind === 'open' ? openAll() : command.kind === 'probe' ? probe(command.label, command.since, command.timeoutMs, command.chatIds) : unary(command.address, command.seconds, command.concurrency, command.chatIds);
   done.catch((error: unknown) => {
     console.error(error);
     process.exit(1);

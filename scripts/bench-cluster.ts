@@ -103,7 +103,6 @@ async function startHaproxy(backends: readonly string[]): Promise<{ address: str
     CHAT_A: backends[0],
     CHAT_B: backends[1],
     CHAT_C: backends[2],
-    HAPROXY_CHECK_INTER: '250ms',
   };
   const child = spawn(binary, ['-f', path.join(repoRoot(), 'deploy/haproxy.cfg'), '-db'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
@@ -111,7 +110,7 @@ async function startHaproxy(backends: readonly string[]): Promise<{ address: str
   for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on('line', (line) => logs.push(line));
   for (const deadline = Date.now() + STARTUP_TIMEOUT_MS; ; ) {
     const socket = connect(port, '127.0.0.1');
-    const up = await Promise.race([once(socket, 'connect').then(() => true), once(socket, 'error').then(() => false)]);
+    const up = await new Promise<boolean>((resolve) => socket.once('connect', () => resolve(true)).once('error', () => resolve(false)));
     socket.destroy();
     if (up) break;
     if (Date.now() > deadline || child.exitCode !== null) throw new Error(`haproxy did not listen on ${port}: ${logs.slice(-5).join('\n')}`);
@@ -169,19 +168,18 @@ async function main(): Promise<void> {
   const opened = await all<Extract<ClusterReport, { kind: 'opened' }>>({ kind: 'open' });
   const openSeconds = Math.max(...opened.map((o) => o.ms)) / 1000;
 
-  const probeAll = async (label: string, since: number) => {
-    const reports = await all<Extract<ClusterReport, { kind: 'probed' }>>({ kind: 'probe', label, since, timeoutMs: PROBE_TIMEOUT_MS });
+  const probeAll = async (label: string, since: number, chatIds: readonly string[]) => {
+    const reports = await all<Extract<ClusterReport, { kind: 'probed' }>>({ kind: 'probe', label, since, timeoutMs: PROBE_TIMEOUT_MS, chatIds });
     const latencies = reports.flatMap((r) => r.latencies);
     return { delivered: latencies.length, of: reports.reduce((n, r) => n + r.of, 0), rebuilds: reports.reduce((n, r) => n + r.rebuilds, 0), ...figures(latencies) };
   };
-  progress('steady state: every visitor sends once');
-  const steady = await probeAll('steady', performance.timeOrigin + performance.now());
-
   const homes = homesOf(haproxy.logs);
   const held = Object.fromEntries(SERVER_NAMES.map((name) => [name, [...homes.values()].filter((h) => h === name).length]));
   const busiest = servers.reduce((a, b) => ((held[b.name] ?? 0) > (held[a.name] ?? 0) ? b : a));
   const measured = servers.find((s) => s !== busiest)!;
-  const chatIds = [...homes].filter(([, home]) => home === measured.name).map(([id]) => id);
+  const chatsOf = (name: string) => [...homes].filter(([, home]) => home === name).map(([id]) => id);
+  const chatIds = chatsOf(measured.name);
+  const doomed = chatsOf(busiest.name);
   const unary = async (address: string) => {
     const reports = await all<Extract<ClusterReport, { kind: 'unary' }>>({ kind: 'unary', address, seconds: settings.proxySeconds, concurrency: Math.ceil(settings.proxyConcurrency / settings.loaders), chatIds });
     const seconds = Math.max(...reports.map((r) => r.seconds));
@@ -190,23 +188,29 @@ async function main(): Promise<void> {
   progress(`GetNewMessage on the ${chatIds.length} chats ${measured.name} holds: direct, then through HAProxy`);
   const direct = await unary(measured.address);
   const proxied = await unary(haproxy.address);
+  progress(`steady state: the visitors of the ${doomed.length} chats ${busiest.name} holds send at once`);
+  const steady = await probeAll('steady', performance.timeOrigin + performance.now(), doomed);
 
-  progress(`SIGKILL ${busiest.name} (${held[busiest.name]} chats); every visitor sends at once`);
+  progress(`SIGKILL ${busiest.name}; the visitors of its ${doomed.length} chats send at once`);
+  const healthChanges = () => haproxy.logs.filter((line) => / is (DOWN|UP)\b/.test(line) && !line.startsWith('[')).length;
+  const flapsBefore = healthChanges();
   const killedAt = performance.timeOrigin + performance.now();
   busiest.child.kill('SIGKILL');
-  const recovery = await probeAll('recovery', killedAt);
+  const recovery = await probeAll('recovery', killedAt, doomed);
 
   const rows = [
     ['setup', `${settings.chats} chats x ${settings.messages} messages, ${settings.chats * 2} SDK sessions in ${settings.loaders} load processes, opened and rebuilt in ${openSeconds.toFixed(1)} s; chats per server ${JSON.stringify(held)}`],
-    ['push, steady', `${steady.delivered}/${steady.of} delivered; p50 ${ms(steady.p50Ms)}, p99 ${ms(steady.p99Ms)}, max ${ms(steady.maxMs)}`],
+    ['push, steady', `the same chats, before the kill, sending at once: ${steady.delivered}/${steady.of} delivered; p50 ${ms(steady.p50Ms)}, p99 ${ms(steady.p99Ms)}, max ${ms(steady.maxMs)}`],
     ['GetNewMessage direct', `${direct.perSecond.toFixed(0)} calls/s, p50 ${ms(direct.p50Ms)}, p99 ${ms(direct.p99Ms)}, errors ${direct.errors}`],
     ['GetNewMessage via HAProxy', `${proxied.perSecond.toFixed(0)} calls/s, p50 ${ms(proxied.p50Ms)}, p99 ${ms(proxied.p99Ms)}, errors ${proxied.errors}`],
     ['proxy ratio', `${(proxied.perSecond / direct.perSecond).toFixed(2)}x the calls/s of direct; p50 ${(proxied.p50Ms / direct.p50Ms).toFixed(2)}x (${settings.proxyConcurrency} in flight; a Node load client, so this compares the paths at the client's pace)`],
-    ['recovery', `${recovery.delivered}/${recovery.of} chats delivering again; ${recovery.rebuilds} rebuilds; from the kill: p50 ${ms(recovery.p50Ms)}, p99 ${ms(recovery.p99Ms)}, all within ${ms(recovery.maxMs)}`],
+    ['recovery', `${recovery.delivered}/${recovery.of} of the dead server's chats delivering again; ${recovery.rebuilds} rebuilds; from the kill: p50 ${ms(recovery.p50Ms)}, p99 ${ms(recovery.p99Ms)}, all within ${ms(recovery.maxMs)}`],
   ];
   console.log('\nCluster (3 servers behind HAProxy, deploy/haproxy.cfg)');
   for (const [what, figure] of rows) console.log(`  ${what!.padEnd(26)} ${figure}`);
-  console.log(JSON.stringify({ cluster: { settings, held, openSeconds, steady, direct, proxied, proxyRatio: proxied.perSecond / direct.perSecond, recovery } }));
+  const flaps = healthChanges() - flapsBefore;
+  console.log(`  ${'health changes'.padEnd(26)} ${flaps} logged by HAProxy after the kill (the dead server going down${flaps > 1 ? ', and others flapping under the load' : ''}); ${steady.rebuilds} rebuilds in the steady probe`);
+  console.log(JSON.stringify({ cluster: { settings, held, openSeconds, steady, direct, proxied, proxyRatio: proxied.perSecond / direct.perSecond, recovery, healthChanges: flaps } }));
   if (recovery.delivered < recovery.of) throw new Error(`${recovery.of - recovery.delivered} chats did not deliver within ${PROBE_TIMEOUT_MS} ms of the kill`);
 }
 

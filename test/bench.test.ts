@@ -8,7 +8,10 @@ import { expect } from 'chai';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = path.join(REPO, 'dist/scripts/bench.js');
-const SOURCES = ['scripts/bench.ts', 'scripts/bench-load.ts', 'scripts/bench-measure.ts', 'scripts/bench-report.ts'];
+const SOURCES = ['scripts/bench.ts', 'scripts/bench-load.ts', 'scripts/bench-measure.ts', 'scripts/bench-report.ts', 'scripts/bench-cluster.ts', 'scripts/bench-cluster-load.ts'];
+const CLUSTER_BENCH = path.join(REPO, 'dist/scripts/bench-cluster.js');
+/** A cluster bench small enough for `npm test`. */
+const SMALL_CLUSTER = { BENCH_CLUSTER_CHATS: '30', BENCH_PROXY_SECONDS: '1' };
 const BUILD_TIMEOUT_MS = 120_000;
 const BENCH_TIMEOUT_MS = 30_000;
 /** A bench small enough for `npm test`: it checks the bench runs, not how fast anything is. */
@@ -54,5 +57,29 @@ describe('npm run bench (a small run)', function () {
       expect(phase.delivery.samples, phase.mode).to.equal(phase.sends);
       expect([phase.undelivered, phase.errors], phase.mode).to.deep.equal([0, 0]);
     }
+  });
+
+  it('the cluster figure: exits 0 with the recovery time after a kill and the proxy ratio, every chat delivering again', async () => {
+    const child = spawn(process.execPath, [CLUSTER_BENCH], {
+      cwd: REPO,
+      env: { ...process.env, ...SMALL_CLUSTER },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: BENCH_TIMEOUT_MS,
+      killSignal: 'SIGTERM',
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const [code] = await once(child, 'exit');
+
+    expect(code, `${stdout}\n${stderr}`).to.equal(0);
+    expect(stdout).to.match(/^ {2}proxy ratio +[\d.]+x the calls\/s of direct/m);
+    expect(stdout).to.match(/^ {2}recovery +(\d+)\/\1 of the dead server's chats delivering again; \d+ rebuilds; from the kill: p50 [\d.]+ ms, p99 [\d.]+ ms, all within [\d.]+ ms$/m);
+    const { cluster } = JSON.parse(stdout.trim().split('\n').at(-1)!) as { cluster: { recovery: { delivered: number; of: number; rebuilds: number }; direct: { errors: number }; proxied: { errors: number } } };
+    expect(cluster.recovery.of, 'chats the killed server held').to.be.greaterThan(0);
+    expect(cluster.recovery.delivered).to.equal(cluster.recovery.of);
+    expect(cluster.recovery.rebuilds, 'the dead server\'s chats rebuilt elsewhere').to.be.greaterThan(0);
+    expect([cluster.direct.errors, cluster.proxied.errors]).to.deep.equal([0, 0]);
   });
 });
