@@ -14,33 +14,18 @@
  */
 import { type ChildProcess, fork, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ClusterCommand, ClusterLoadSettings, ClusterReport } from './bench-cluster-load.js';
-import { figures } from './bench-measure.js';
+import { figures, repoRoot, runAndExit, setting } from './bench-measure.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const STARTUP_TIMEOUT_MS = 20_000;
 const PROBE_TIMEOUT_MS = 120_000;
 const SERVER_NAMES = ['chat-a', 'chat-b', 'chat-c'] as const;
-
-function repoRoot(): string {
-  let dir = HERE;
-  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
-
-function setting(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || value < min || value > max) throw new Error(`${name} must be a whole number from ${min} to ${max}; got "${raw}"`);
-  return value;
-}
 
 const settings = {
   chats: setting('BENCH_CLUSTER_CHATS', 10_000, 3, 20_000),
@@ -215,14 +200,7 @@ async function main(): Promise<void> {
 }
 
 process.once('exit', killAll);
-let exitCode = 1;
-try {
-  await main();
-  exitCode = 0;
-} catch (error) {
-  console.error(`cluster bench failed: ${(error as Error).message}`);
-} finally {
+await runAndExit('cluster bench', main, () => {
   stopping = true;
   killAll();
-}
-process.exit(exitCode);
+});

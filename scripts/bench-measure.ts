@@ -3,8 +3,10 @@
  * a window of latencies, a pacer for open-loop calls at a fixed rate, percentiles, and CPU
  * time from /proc.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 
 /** What the parent asks for (see scripts/bench.ts for the defaults). */
 export interface LoadSettings {
@@ -161,3 +163,33 @@ export function machineBusyMs(): number | undefined {
   }
 }
 
+
+/** The folder holding package.json, whether the bench runs compiled (dist/scripts) or not. */
+export function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return dir;
+}
+
+/** A whole number from the environment, within bounds. */
+export function setting(name: string, fallback: number, min: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!/^\d+$/.test(raw.trim()) || value < min || value > max) throw new Error(`${name} must be a whole number from ${min} to ${max}; got "${raw}"`);
+  return value;
+}
+
+/** Runs a bench's `main` and exits: 0 once it finished, 1 (saying why) when it failed; `cleanUp` stops what it started, either way. */
+export async function runAndExit(name: string, main: () => Promise<void>, cleanUp: () => unknown): Promise<never> {
+  let exitCode = 1;
+  try {
+    await main();
+    exitCode = 0;
+  } catch (error) {
+    console.error(`${name} failed: ${(error as Error).message}`);
+  } finally {
+    await cleanUp();
+  }
+  process.exit(exitCode);
+}

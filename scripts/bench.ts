@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { DRAIN_MS, type LoadMessage, type LoadReport, type LoadSettings } from './bench-measure.js';
+import { DRAIN_MS, type LoadMessage, type LoadReport, type LoadSettings, repoRoot, runAndExit, setting } from './bench-measure.js';
 import { formatReport } from './bench-report.js';
 
 const STARTUP_TIMEOUT_MS = 20_000;
@@ -44,22 +44,6 @@ let failed: ((error: Error) => void) | undefined;
 /** Fails the run from outside its chain of awaits (the watchdog, a server that died). */
 function fail(message: string): void {
   failed?.(new Error(message));
-}
-
-/** The folder holding package.json, whether this runs compiled (dist/scripts) or not. */
-function repoRoot(): string {
-  let dir = HERE;
-  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
-  return dir;
-}
-
-/** A whole number from the environment, within bounds. */
-function setting(name: string, fallback: number, min: number, max: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || value < min || value > max) throw new Error(`${name} must be a whole number from ${min} to ${max}; got "${raw}"`);
-  return value;
 }
 
 /** A comma-separated list of whole numbers from the environment, each within bounds. */
@@ -170,15 +154,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 process.once('exit', killAll);
-let exitCode = 1;
-try {
-  await main();
-  exitCode = 0;
-} catch (error) {
-  console.error(`bench failed: ${(error as Error).message}`);
-} finally {
+await runAndExit('bench', main, async () => {
   stopping = true;
   killAll();
   await Promise.all([...children].map((child) => (child.exitCode === null && child.signalCode === null ? once(child, 'exit') : undefined)));
-}
-process.exit(exitCode);
+});

@@ -1,10 +1,10 @@
 import { execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
+import { type Finished, finished } from './support/child-output.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = path.join(REPO, 'dist/scripts/bench.js');
@@ -24,6 +24,11 @@ async function buildIsStale(): Promise<boolean> {
   return built < Math.max(...sources);
 }
 
+/** Runs a bench script with `env` to its end; SIGTERM on timeout lets it kill its servers and load processes before it exits. */
+function runBench(script: string, env: Record<string, string>): Promise<Finished> {
+  return finished(spawn(process.execPath, [script], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: BENCH_TIMEOUT_MS, killSignal: 'SIGTERM' }));
+}
+
 describe('npm run bench (a small run)', function () {
   this.timeout(BUILD_TIMEOUT_MS + BENCH_TIMEOUT_MS);
 
@@ -32,19 +37,7 @@ describe('npm run bench (a small run)', function () {
   });
 
   it('exits 0 and prints a push row, a polling row and the reading, with every message delivered', async () => {
-    // SIGTERM on timeout lets the bench kill its server and load processes before it exits.
-    const child = spawn(process.execPath, [BENCH], {
-      cwd: REPO,
-      env: { ...process.env, ...SMALL },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: BENCH_TIMEOUT_MS,
-      killSignal: 'SIGTERM',
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const [code] = await once(child, 'exit');
+    const { code, stdout, stderr } = await runBench(BENCH, SMALL);
 
     expect(code, `${stdout}\n${stderr}`).to.equal(0);
     expect(stdout).to.match(/^push \(WatchChat\) +\| +\d+ \| +[\d.]+ \| +[\d.]+ \| +[\d.]+×$/m);
@@ -60,18 +53,7 @@ describe('npm run bench (a small run)', function () {
   });
 
   it('the cluster figure: exits 0 with the recovery time after a kill and the proxy ratio, every chat delivering again', async () => {
-    const child = spawn(process.execPath, [CLUSTER_BENCH], {
-      cwd: REPO,
-      env: { ...process.env, ...SMALL_CLUSTER },
-      stdio: ['ignore', 'pipe', 'pipe'],
-      timeout: BENCH_TIMEOUT_MS,
-      killSignal: 'SIGTERM',
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const [code] = await once(child, 'exit');
+    const { code, stdout, stderr } = await runBench(CLUSTER_BENCH, SMALL_CLUSTER);
 
     expect(code, `${stdout}\n${stderr}`).to.equal(0);
     expect(stdout).to.match(/^ {2}proxy ratio +[\d.]+x the calls\/s of direct/m);

@@ -1,5 +1,4 @@
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type ChannelCredentials, credentials, status } from '@grpc/grpc-js';
@@ -10,19 +9,14 @@ import { ChatTransport } from '../../src/client/transport.js';
 import type { Config } from '../../src/server/config.js';
 import { type Certificates, type Issued, makeCertificates } from '../support/certificates.js';
 import { chatApi, expectStatus } from '../support/chat-api.js';
+import { type Finished, finished } from '../support/child-output.js';
 import { chatIdPlaced } from '../support/placement.js';
 import { HEALTHCHECK_COMMAND, PRODUCTION_COMMAND, REPO, type ServerProcess, spawnServer, startTestServer, type TestServer, testClient } from '../support/servers.js';
 import { sessionToken } from '../support/security.js';
 
 /** Runs `script` (the server or its health probe) to its end: exit code and output. */
-async function run(script: string, args: readonly string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [script, ...args], { cwd: REPO, env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const [code] = (await once(child, 'exit')) as [number | null];
-  return { code, stdout, stderr };
+function run(script: string, args: readonly string[], env: Record<string, string> = {}): Promise<Finished> {
+  return finished(spawn(process.execPath, [script, ...args], { cwd: REPO, env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 /** Asserts the server refused to start: status 2 and exactly one line on stderr; returns it. */
