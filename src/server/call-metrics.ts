@@ -8,11 +8,32 @@ type CallLabels = Readonly<Record<CallLabel, string>>;
 
 const CALL_LABELS: CallLabel[] = ['grpc_type', 'grpc_service', 'grpc_method'];
 
+/** Each status code's name as Go's codes.Code.String() gives it, which go-grpc-prometheus puts in grpc_code. */
+const GO_CODE_NAMES: Readonly<Record<status, string>> = {
+  [status.OK]: 'OK',
+  [status.CANCELLED]: 'Canceled',
+  [status.UNKNOWN]: 'Unknown',
+  [status.INVALID_ARGUMENT]: 'InvalidArgument',
+  [status.DEADLINE_EXCEEDED]: 'DeadlineExceeded',
+  [status.NOT_FOUND]: 'NotFound',
+  [status.ALREADY_EXISTS]: 'AlreadyExists',
+  [status.PERMISSION_DENIED]: 'PermissionDenied',
+  [status.RESOURCE_EXHAUSTED]: 'ResourceExhausted',
+  [status.FAILED_PRECONDITION]: 'FailedPrecondition',
+  [status.ABORTED]: 'Aborted',
+  [status.OUT_OF_RANGE]: 'OutOfRange',
+  [status.UNIMPLEMENTED]: 'Unimplemented',
+  [status.INTERNAL]: 'Internal',
+  [status.UNAVAILABLE]: 'Unavailable',
+  [status.DATA_LOSS]: 'DataLoss',
+  [status.UNAUTHENTICATED]: 'Unauthenticated',
+};
+
 /**
  * A call tap (src/server/call-taps.ts) that counts every call of every service under
  * go-grpc-prometheus's names in `registry`: grpc_server_started_total as a call begins,
- * grpc_server_handled_total by grpc_code (the status's name, OK or INVALID_ARGUMENT, as grpc-js
- * spells it) and grpc_server_handling_seconds (prom-client's default buckets, which are
+ * grpc_server_handled_total by grpc_code (the status's name as go-grpc-prometheus writes it,
+ * Go's codes.Code: OK, InvalidArgument, ResourceExhausted, so its dashboards and alerts match) and grpc_server_handling_seconds (prom-client's default buckets, which are
  * Prometheus's, as go-grpc-prometheus uses) as it ends, and the messages each way. A call
  * refused before any handler runs (undecodable, too large, its deadline passed) counts as well;
  * one cancelled before a status went out (by its client, or a reset of its stream) counts as
@@ -42,7 +63,7 @@ export function countCalls(registry: Registry): CallTap {
     if (!labels) labelsByPath.set(method.path, (labels = callLabels(method)));
     started.inc(labels);
     const end = (code: status, ms: number) => {
-      handled.inc({ ...labels, grpc_code: status[code] ?? String(code) });
+      handled.inc({ ...labels, grpc_code: GO_CODE_NAMES[code] ?? String(code) });
       seconds.observe(labels, ms / 1000);
     };
     return {

@@ -81,13 +81,13 @@ describe('Prometheus metrics', () => {
       const all = await scraped(url);
       const value = (name: string, labels: Record<string, string> = {}) => valueOf(all, name, labels);
       expect(value('grpc_server_handled_total', { ...unary('GetNewMessage'), grpc_code: 'OK' })).to.equal(6);
-      expect(value('grpc_server_handled_total', { ...unary('GetNewMessage'), grpc_code: 'UNAUTHENTICATED' })).to.equal(1);
+      expect(value('grpc_server_handled_total', { ...unary('GetNewMessage'), grpc_code: 'Unauthenticated' })).to.equal(1);
       expect(value('grpc_server_started_total', unary('GetNewMessage'))).to.equal(7);
       expect(value('grpc_server_msg_received_total', unary('GetNewMessage'))).to.equal(7);
       expect(value('grpc_server_msg_sent_total', unary('GetNewMessage'))).to.equal(6);
       expect(value('grpc_server_handled_total', { ...unary('AddVisitorMessage'), grpc_code: 'OK' })).to.equal(3);
-      expect(value('grpc_server_handled_total', { ...unary('AddVisitorMessage'), grpc_code: 'INVALID_ARGUMENT' })).to.equal(1);
-      expect(value('grpc_server_handled_total', { ...unary('AddVisitorMessage'), grpc_code: 'RESOURCE_EXHAUSTED' })).to.equal(1);
+      expect(value('grpc_server_handled_total', { ...unary('AddVisitorMessage'), grpc_code: 'InvalidArgument' })).to.equal(1);
+      expect(value('grpc_server_handled_total', { ...unary('AddVisitorMessage'), grpc_code: 'ResourceExhausted' })).to.equal(1);
       expect(value('grpc_server_handled_total', { ...unary('Rebuild'), grpc_code: 'OK' })).to.equal(3);
       expect(value('grpc_server_started_total', watchChat), 'one ended, one open').to.equal(2);
       expect(value('grpc_server_handled_total', { ...watchChat, grpc_code: 'OK' })).to.equal(1);
