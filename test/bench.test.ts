@@ -8,7 +8,7 @@ import { type Finished, finished } from './support/child-output.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = path.join(REPO, 'dist/scripts/bench.js');
-const SOURCES = ['scripts/bench.ts', 'scripts/bench-load.ts', 'scripts/bench-measure.ts', 'scripts/bench-report.ts', 'scripts/bench-cluster.ts', 'scripts/bench-cluster-load.ts'];
+const SOURCES = ['scripts/bench.ts', 'scripts/bench-load.ts', 'scripts/bench-measure.ts', 'scripts/bench-report.ts', 'scripts/bench-cluster.ts', 'scripts/bench-cluster-load.ts', 'scripts/bench-memory.ts'];
 const CLUSTER_BENCH = path.join(REPO, 'dist/scripts/bench-cluster.js');
 /** A cluster bench small enough for `npm test`. */
 const SMALL_CLUSTER = { BENCH_CLUSTER_CHATS: '30', BENCH_PROXY_SECONDS: '1' };
@@ -25,8 +25,8 @@ async function buildIsStale(): Promise<boolean> {
 }
 
 /** Runs a bench script with `env` to its end; SIGTERM on timeout lets it kill its servers and load processes before it exits. */
-function runBench(script: string, env: Record<string, string>): Promise<Finished> {
-  return finished(spawn(process.execPath, [script], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: BENCH_TIMEOUT_MS, killSignal: 'SIGTERM' }));
+function runBench(script: string, env: Record<string, string>, nodeArgs: readonly string[] = []): Promise<Finished> {
+  return finished(spawn(process.execPath, [...nodeArgs, script], { cwd: REPO, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: BENCH_TIMEOUT_MS, killSignal: 'SIGTERM' }));
 }
 
 describe('npm run bench (a small run)', function () {
@@ -50,6 +50,16 @@ describe('npm run bench (a small run)', function () {
       expect(phase.delivery.samples, phase.mode).to.equal(phase.sends);
       expect([phase.undelivered, phase.errors], phase.mode).to.deep.equal([0, 0]);
     }
+  });
+
+  it('the memory figures: exits 0 with the heap bytes per empty chat and per stored message', async () => {
+    const { code, stdout, stderr } = await runBench(path.join(REPO, 'dist/scripts/bench-memory.js'), { BENCH_MEMORY_CHATS: '1000', BENCH_MEMORY_MESSAGES: '20000' }, ['--expose-gc']);
+    expect(code, `${stdout}\n${stderr}`).to.equal(0);
+    expect(stdout).to.match(/^ {2}per empty chat +\d+ bytes beyond its id {2}\(target <= 400\)$/m);
+    const { memory } = JSON.parse(stdout.trim().split('\n').at(-1)!) as { memory: { bytesPerEmptyChat: number; bytesPerMessage: number } };
+    // Not a speed or size check (the bench reports those): only that the figures are measured, not noise.
+    expect(memory.bytesPerMessage).to.be.greaterThan(0);
+    expect(memory.bytesPerEmptyChat).to.be.greaterThan(0);
   });
 
   it('the cluster figure: exits 0 with the recovery time after a kill and the proxy ratio, every chat delivering again', async () => {
