@@ -8,7 +8,7 @@ import { type Finished, finished } from './support/child-output.js';
 
 const REPO = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = path.join(REPO, 'dist/scripts/bench.js');
-const SOURCES = ['scripts/bench.ts', 'scripts/bench-load.ts', 'scripts/bench-measure.ts', 'scripts/bench-report.ts', 'scripts/bench-cluster.ts', 'scripts/bench-cluster-load.ts', 'scripts/bench-memory.ts'];
+const SOURCES = ['scripts/bench.ts', 'scripts/bench-load.ts', 'scripts/bench-measure.ts', 'scripts/bench-report.ts', 'scripts/bench-cluster.ts', 'scripts/bench-cluster-load.ts', 'scripts/bench-memory.ts', 'scripts/bench-rebuild.ts'];
 const CLUSTER_BENCH = path.join(REPO, 'dist/scripts/bench-cluster.js');
 /** A cluster bench small enough for `npm test`. */
 const SMALL_CLUSTER = { BENCH_CLUSTER_CHATS: '30', BENCH_PROXY_SECONDS: '1' };
@@ -60,6 +60,17 @@ describe('npm run bench (a small run)', function () {
     // Not a speed or size check (the bench reports those): only that the figures are measured, not noise.
     expect(memory.bytesPerMessage).to.be.greaterThan(0);
     expect(memory.bytesPerEmptyChat).to.be.greaterThan(0);
+  });
+
+  it('the Rebuild figures: exits 0 with the server CPU of whole copies against their size', async () => {
+    const { code, stdout, stderr } = await runBench(path.join(REPO, 'dist/scripts/bench-rebuild.js'), { BENCH_REBUILD_SIZES: '1000,3000' });
+    expect(code, `${stdout}\n${stderr}`).to.equal(0);
+    expect(stdout).to.match(/^ +3000 +2 +\d+ +\d+ {2}[\d.]+x the CPU for 3x the data/m);
+    const { rebuild } = JSON.parse(stdout.trim().split('\n').at(-1)!) as { rebuild: { figures: { size: number; uploads: number }[] } };
+    expect(rebuild.figures.map((f) => [f.size, f.uploads])).to.deep.equal([
+      [1000, 1],
+      [3000, 2],
+    ]);
   });
 
   it('the cluster figure: exits 0 with the recovery time after a kill and the proxy ratio, every chat delivering again', async () => {

@@ -1,0 +1,76 @@
+/**
+ * The Rebuild figures of `npm run bench`: what uploading a whole copy costs the server against
+ * the copy's size, 10^3 to 10^6 messages (BENCH_REBUILD_SIZES), each into a chat the server lacks, in uploads under the
+ * server's request limit as the SDK sends them. The figure is the server process's CPU time
+ * (from /proc, so the client's encoding is not counted) and the wall time, per size, with the
+ * ratio to the size below it (target: 10x the data within 12x the time). The server runs as a
+ * process of its own, without an upload budget (it would pace, not measure).
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { credentials, Metadata } from '@grpc/grpc-js';
+import { ChatServiceClient, MessageType, type RebuildRequest, type RebuildResponse } from '../generated/chat/v1/chat.js';
+import { processCpuMs, repoRoot, runAndExit } from './bench-measure.js';
+
+const sizes = (process.env.BENCH_REBUILD_SIZES ?? '1000,10000,100000,1000000').split(',').map(Number);
+/** Messages an upload carries: about 200 KiB of 100-byte messages, under the 256 KiB request limit. */
+const PER_UPLOAD = 1_500;
+const CONTENT = 'x'.repeat(100);
+
+const children: ReturnType<typeof spawn>[] = [];
+
+async function main(): Promise<void> {
+  const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', REBUILD_BYTES_PER_SECOND: '0', MAX_CHAT_BYTES: String(2 * 1024 ** 3), MAX_HELD_BYTES: String(8 * 1024 ** 3), MAX_MESSAGES_PER_CHAT: String(3_000_000) };
+  const child = spawn(process.execPath, ['--max-old-space-size=8192', path.join(repoRoot(), 'dist/src/server/main.js'), '--insecure'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  const port = await new Promise<number>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (line.includes('"chat server listening"')) resolve((JSON.parse(line) as { port: number }).port);
+    });
+    child.once('exit', (code) => reject(new Error(`the server exited (${code}) before listening`)));
+  });
+  const client = new ChatServiceClient(`127.0.0.1:${port}`, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+  const rebuild = (request: RebuildRequest) =>
+    new Promise<RebuildResponse>((resolve, reject) => client.rebuild(request, new Metadata(), { deadline: Date.now() + 120_000 }, (error, response) => (error ? reject(error) : resolve(response!))));
+
+  const figures: { size: number; cpuMs: number; wallMs: number; uploads: number }[] = [];
+  // A copy of 10,000 first, not counted: the server's code is compiled (JIT) by the time it is measured.
+  for (const [size, counted] of [[10_000, false], ...sizes.map((n) => [n, true] as const)] as const) {
+    const chatId = counted ? `rebuild-${size}` : 'warm-up';
+    // The copy, encoded up front: the client's work is not the figure.
+    const uploads: RebuildRequest[] = [];
+    for (let from = 0; from < size; from += PER_UPLOAD) {
+      const messages = Array.from({ length: Math.min(PER_UPLOAD, size - from) }, (_, k) => {
+        const i = from + k;
+        const visitor = i % 2 === 0;
+        return { id: `${chatId}-${i}`, dataOffset: Math.floor(i / 2) + 1, content: CONTENT, messageType: visitor ? MessageType.MESSAGE_TYPE_VISITOR : MessageType.MESSAGE_TYPE_AGENT, sendTime: new Date(1_700_000_000_000 + i), senderId: visitor ? 'visitor-1' : 'agent-1' };
+      });
+      uploads.push({ chat: { id: chatId, visitorDataOffset: 0, agentDataOffset: 0, messages, visitor: undefined, beginTime: undefined, epoch: '' } });
+    }
+    const cpuBefore = processCpuMs(child.pid!) ?? NaN;
+    const started = performance.now();
+    let epoch = '';
+    for (const upload of uploads) epoch = (await rebuild({ ...upload, chat: { ...upload.chat!, epoch } })).chat?.epoch ?? epoch;
+    const wallMs = performance.now() - started;
+    const cpuMs = (processCpuMs(child.pid!) ?? NaN) - cpuBefore;
+    if (!counted) continue;
+    figures.push({ size, cpuMs, wallMs, uploads: uploads.length });
+    console.error(`  a copy of ${size} messages: ${uploads.length} uploads, ${wallMs.toFixed(0)} ms`);
+  }
+  client.close();
+
+  console.log(`\nRebuild (whole copies into chats the server lacks, ${PER_UPLOAD} messages an upload; server CPU from /proc, in 10 ms steps)`);
+  console.log(`${'messages'.padStart(10)} ${'uploads'.padStart(8)} ${'server CPU ms'.padStart(14)} ${'wall ms'.padStart(9)}  ratio to the size below`);
+  figures.forEach((f, i) => {
+    const below = figures[i - 1];
+    const ratio = below ? `${(f.cpuMs / below.cpuMs).toFixed(1)}x the CPU for ${(f.size / below.size).toFixed(0)}x the data (target <= ${((12 * f.size) / below.size / 10).toFixed(0)}x)` : '';
+    console.log(`${String(f.size).padStart(10)} ${String(f.uploads).padStart(8)} ${f.cpuMs.toFixed(0).padStart(14)} ${f.wallMs.toFixed(0).padStart(9)}  ${ratio}`);
+  });
+  console.log(JSON.stringify({ rebuild: { perUpload: PER_UPLOAD, figures } }));
+}
+
+await runAndExit('rebuild bench', main, () => {
+  for (const child of children) child.kill('SIGKILL');
+});
