@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ClusterCommand, ClusterLoadSettings, ClusterReport } from './bench-cluster-load.js';
-import { figures, repoRoot, runAndExit, setting } from './bench-measure.js';
+import { figures, repoRoot, runAndExit, setting, spawnServerProcess } from './bench-measure.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const STARTUP_TIMEOUT_MS = 20_000;
@@ -57,24 +57,11 @@ async function freePort(): Promise<number> {
 /** A server process on 127.0.0.1, as deploy/ runs it (the x-chat-id check on), with room for every watcher after a failover. */
 async function startServer(name: string): Promise<{ name: string; address: string; child: ChildProcess }> {
   const main = path.join(repoRoot(), 'dist/src/server/main.js');
-  const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', REQUIRE_CHAT_ID_HEADER: 'true', MAX_WATCHERS: '100000' };
-  const child = spawn(process.execPath, [main, '--insecure'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${STARTUP_TIMEOUT_MS} ms`)), STARTUP_TIMEOUT_MS);
-    // Every line is read (one per rebuild), so the pipe never fills up and blocks the server.
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (!line.includes('"chat server listening"')) return;
-      clearTimeout(timer);
-      resolve((JSON.parse(line) as { port: number }).port);
-    });
-    child.stderr!.resume();
-    child.once('exit', (code, signal) => reject(new Error(`${name} exited (${signal ?? code}) before listening`)));
-  });
+  const { address, child } = await spawnServerProcess(name, [main, '--insecure'], { REQUIRE_CHAT_ID_HEADER: 'true', MAX_WATCHERS: '100000' }, (c) => children.add(c));
   child.once('exit', (code, signal) => {
     if (!stopping && signal !== 'SIGKILL') console.error(`${name} exited (${signal ?? code}) during the run`);
   });
-  return { name, address: `127.0.0.1:${port}`, child };
+  return { name, address, child };
 }
 
 /** HAProxy running deploy/haproxy.cfg as it is, its frontend on a free port; its request log lines, as they come. */

@@ -3,9 +3,11 @@
  * a window of latencies, a pacer for open-loop calls at a fixed rate, percentiles, and CPU
  * time from /proc.
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 /** What the parent asks for (see scripts/bench.ts for the defaults). */
@@ -192,4 +194,39 @@ export async function runAndExit(name: string, main: () => Promise<void>, cleanU
     await cleanUp();
   }
   process.exit(exitCode);
+}
+
+/** How long a bench's server process may take to say it is listening. */
+const SERVER_STARTUP_TIMEOUT_MS = 20_000;
+
+/**
+ * Spawns a server process (`node ...args`) on 127.0.0.1, port 0, and resolves with its address
+ * once it prints its port: the chat server's "chat server listening" log line, or another
+ * server's line `{"port": N}`. Every line of its stdout is read, so the pipe never fills up and
+ * blocks it (the chat server logs a line per rebuild). `started` hears of the child at once, so
+ * a caller can kill it whatever happens next.
+ */
+export async function spawnServerProcess(
+  name: string,
+  args: readonly string[],
+  env: Record<string, string>,
+  started: (child: ChildProcess) => void,
+): Promise<{ readonly address: string; readonly child: ChildProcess }> {
+  const child = spawn(process.execPath, args, { env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  started(child);
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${name} did not start within ${SERVER_STARTUP_TIMEOUT_MS} ms`)), SERVER_STARTUP_TIMEOUT_MS);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!line.startsWith('{')) return;
+      const entry = JSON.parse(line) as { port?: unknown; msg?: unknown };
+      if (typeof entry.port !== 'number' || (entry.msg !== undefined && entry.msg !== 'chat server listening')) return;
+      clearTimeout(timer);
+      resolve(entry.port);
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${name} exited (${signal ?? code}) before listening`));
+    });
+  });
+  return { address: `127.0.0.1:${port}`, child };
 }

@@ -6,32 +6,25 @@
  * ratio to the size below it (target: 10x the data within 12x the time). The server runs as a
  * process of its own, without an upload budget (it would pace, not measure).
  */
-import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { createInterface } from 'node:readline';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { ChatServiceClient, MessageType, type RebuildRequest, type RebuildResponse } from '../generated/chat/v1/chat.js';
-import { processCpuMs, repoRoot, runAndExit } from './bench-measure.js';
+import { processCpuMs, repoRoot, runAndExit, spawnServerProcess } from './bench-measure.js';
 
 const sizes = (process.env.BENCH_REBUILD_SIZES ?? '1000,10000,100000,1000000').split(',').map(Number);
 /** Messages an upload carries: about 200 KiB of 100-byte messages, under the 256 KiB request limit. */
 const PER_UPLOAD = 1_500;
 const CONTENT = 'x'.repeat(100);
 
-const children: ReturnType<typeof spawn>[] = [];
+const children: ChildProcess[] = [];
 
 async function main(): Promise<void> {
-  const env = { ...process.env, HOST: '127.0.0.1', PORT: '0', REBUILD_BYTES_PER_SECOND: '0', MAX_CHAT_BYTES: String(2 * 1024 ** 3), MAX_HELD_BYTES: String(8 * 1024 ** 3), MAX_MESSAGES_PER_CHAT: String(3_000_000) };
-  const child = spawn(process.execPath, ['--max-old-space-size=8192', path.join(repoRoot(), 'dist/src/server/main.js'), '--insecure'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (line.includes('"chat server listening"')) resolve((JSON.parse(line) as { port: number }).port);
-    });
-    child.once('exit', (code) => reject(new Error(`the server exited (${code}) before listening`)));
-  });
-  const client = new ChatServiceClient(`127.0.0.1:${port}`, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+  const env = { REBUILD_BYTES_PER_SECOND: '0', MAX_CHAT_BYTES: String(2 * 1024 ** 3), MAX_HELD_BYTES: String(8 * 1024 ** 3), MAX_MESSAGES_PER_CHAT: String(3_000_000) };
+  const args = ['--max-old-space-size=8192', path.join(repoRoot(), 'dist/src/server/main.js'), '--insecure'];
+  const { address, child } = await spawnServerProcess('the server', args, env, (started) => children.push(started));
+  const client = new ChatServiceClient(address, credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
   const rebuild = (request: RebuildRequest) =>
     new Promise<RebuildResponse>((resolve, reject) => client.rebuild(request, new Metadata(), { deadline: Date.now() + 120_000 }, (error, response) => (error ? reject(error) : resolve(response!))));
 

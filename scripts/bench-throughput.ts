@@ -13,11 +13,10 @@
  * Settings (environment): BENCH_THROUGHPUT_SECONDS per figure (5), BENCH_CONCURRENCY (64),
  * BENCH_HISTORIES (comma-separated history sizes, 100,10000,100000).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { repoRoot, runAndExit, setting } from './bench-measure.js';
+import { repoRoot, runAndExit, setting, spawnServerProcess } from './bench-measure.js';
 
 const CHATS = 1_000;
 const CHANNELS = 4;
@@ -46,19 +45,9 @@ function loadClient(): string {
   return binary;
 }
 
-/** A server process on 127.0.0.1 that prints its port (the real one logs it in JSON), and its address. */
+/** A server process on 127.0.0.1 (bench-measure.ts, spawnServerProcess), killed at the end; its address. */
 async function start(args: readonly string[], env: Record<string, string> = {}): Promise<string> {
-  const child = spawn(process.execPath, args, { env: { ...process.env, HOST: '127.0.0.1', PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  children.add(child);
-  const port = await new Promise<number>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (!line.startsWith('{')) return;
-      const entry = JSON.parse(line) as { port?: number; msg?: string };
-      if (typeof entry.port === 'number' && (entry.msg === undefined || entry.msg === 'chat server listening')) resolve(entry.port);
-    });
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited (${code}) before listening`)));
-  });
-  return `127.0.0.1:${port}`;
+  return (await spawnServerProcess(path.basename(args[0]!), args, env, (child) => children.add(child))).address;
 }
 
 interface Figure {
