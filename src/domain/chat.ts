@@ -26,18 +26,25 @@ export interface MergeSummary {
   readonly displaced: number;
 }
 
+/** The empty side a chat without messages on it reads from. */
+const NO_MESSAGES = new SideLog();
+
 /**
  * One chat as a server holds it: the visitor side, the agent side and an index by id. Every
  * method runs to completion without yielding, so operations on one chat take effect in one
- * total order, and a send that arrives while a rebuild runs is applied after it.
+ * total order, and a send that arrives while a rebuild runs is applied after it. An empty chat
+ * holds no side and no index until its first message: a server holds many of them.
  */
 export class Chat {
   visitor: Visitor | undefined;
-  private readonly sides: Readonly<Record<Side, SideLog>> = { visitor: new SideLog(), agent: new SideLog() };
-  private readonly byId = new Map<string, Message>();
+  private visitorSide: SideLog | undefined;
+  private agentSide: SideLog | undefined;
+  /** Each message's place by id: its offset times two, plus one on the agent side. */
+  private byId: Map<string, number> | undefined;
+  private beginMs: number;
 
-  /** When a request last touched the chat, for idle eviction. */
-  lastActive: Date;
+  /** When a request last touched the chat (ms since the epoch), for idle eviction. */
+  lastActiveMs: number;
 
   private bytes: number;
 
@@ -49,11 +56,17 @@ export class Chat {
   constructor(
     readonly id: string,
     readonly epoch: string,
-    public beginTime: Date,
+    beginTime: Date,
     private readonly overheadBytes = 0,
   ) {
-    this.lastActive = beginTime;
+    this.beginMs = beginTime.getTime();
+    this.lastActiveMs = this.beginMs;
     this.bytes = chatRecordBytes(id, undefined, overheadBytes);
+  }
+
+  /** When the chat began: its creation, or the earliest begin time an upload gave. */
+  get beginTime(): Date {
+    return new Date(this.beginMs);
   }
 
   /** What the chat holds, in bytes: its record and every message (see src/domain/held-bytes.ts). */
@@ -63,23 +76,32 @@ export class Chat {
 
   /** The contiguous offsets of both sides. */
   get offsets(): Offsets {
-    return { visitor: this.sides.visitor.contiguous, agent: this.sides.agent.contiguous };
+    return { visitor: this.visitorSide?.contiguous ?? 0, agent: this.agentSide?.contiguous ?? 0 };
   }
 
   /** How many messages the chat holds. */
   get size(): number {
-    return this.byId.size;
+    return this.byId?.size ?? 0;
   }
 
   /** The message with this id, on either side. */
   find(id: string): Message | undefined {
-    return this.byId.get(id);
+    const place = this.byId?.get(id);
+    if (place === undefined) return undefined;
+    return (place % 2 === 1 ? this.agentSide : this.visitorSide)?.get(Math.floor(place / 2));
+  }
+
+  /** The offset of the message with this id, on whichever side holds it. */
+  offsetOf(id: string): number | undefined {
+    const place = this.byId?.get(id);
+    return place === undefined ? undefined : Math.floor(place / 2);
   }
 
   /** Appends a message at its side's next offset, stamped with `now`. */
   append(message: NewMessage, now: Date): Message {
-    const stored = this.sides[sideOf(message.type)].append((dataOffset) => ({ ...message, dataOffset, sendTime: now }));
-    this.byId.set(stored.id, stored);
+    const side = sideOf(message.type);
+    const stored = this.side(side).append((dataOffset) => ({ ...message, dataOffset, sendTime: now }));
+    this.index(side, stored);
     this.bytes += heldBytes(stored, this.overheadBytes);
     return stored;
   }
@@ -89,7 +111,8 @@ export class Chat {
    * that fits `budgetBytes`. O(k) for the k messages returned.
    */
   readAfter(from: Offsets, budgetBytes: number): Page {
-    const { visitor, agent } = this.sides;
+    const visitor = this.visitorSide ?? NO_MESSAGES;
+    const agent = this.agentSide ?? NO_MESSAGES;
     return interleave(
       (i) => visitor.at(from.visitor + 1 + i),
       (i) => agent.at(from.agent + 1 + i),
@@ -102,7 +125,7 @@ export class Chat {
    * the k messages returned, whatever the chat's size.
    */
   snapshot(budgetBytes: number): Page {
-    return interleave(this.sides.visitor.reader(), this.sides.agent.reader(), budgetBytes);
+    return interleave((this.visitorSide ?? NO_MESSAGES).reader(), (this.agentSide ?? NO_MESSAGES).reader(), budgetBytes);
   }
 
   /**
@@ -113,29 +136,39 @@ export class Chat {
   merge(copy: ChatCopy): MergeSummary {
     // Both sides are planned before either changes: a side that cannot take the upload (see
     // planMerge) throws with the chat as it was.
-    const plans: MergePlan[] = [];
+    const plans: { readonly side: Side; readonly plan: MergePlan }[] = [];
     for (const side of ['visitor', 'agent'] as const) {
       const uploaded = copy.messages.filter((m) => sideOf(m.type) === side);
-      if (!uploaded.some((m) => !this.byId.has(m.id))) continue;
-      plans.push(planMerge(this.sides[side], uploaded, (id) => this.byId.get(id)));
+      if (!uploaded.some((m) => !this.byId?.has(m.id))) continue;
+      plans.push({ side, plan: planMerge(this.side(side), uploaded, (id) => this.offsetOf(id)) });
     }
 
     if (!this.visitor && copy.visitor) {
       this.visitor = copy.visitor;
       this.bytes += visitorBytes(copy.visitor);
     }
-    if (copy.beginTime && copy.beginTime < this.beginTime) this.beginTime = copy.beginTime;
+    if (copy.beginTime && copy.beginTime.getTime() < this.beginMs) this.beginMs = copy.beginTime.getTime();
     let added = 0;
     let displaced = 0;
-    for (const plan of plans) {
+    for (const { side, plan } of plans) {
       const merged = plan.apply();
       for (const message of merged.placed) {
-        this.byId.set(message.id, message);
+        this.index(side, message);
         this.bytes += heldBytes(message, this.overheadBytes);
       }
       added += merged.placed.length;
       displaced += merged.displaced;
     }
     return { added, displaced };
+  }
+
+  /** A side, made on first use. */
+  private side(side: Side): SideLog {
+    if (side === 'visitor') return (this.visitorSide ??= new SideLog());
+    return (this.agentSide ??= new SideLog());
+  }
+
+  private index(side: Side, message: Message): void {
+    (this.byId ??= new Map()).set(message.id, message.dataOffset * 2 + (side === 'agent' ? 1 : 0));
   }
 }

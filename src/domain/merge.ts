@@ -43,7 +43,7 @@ export function mergeInto(
   uploaded: readonly Message[],
   find: (id: string) => Message | undefined,
 ): InPlaceMerge {
-  return planMerge(side, uploaded, find).apply();
+  return planMerge(side, uploaded, (id) => find(id)?.dataOffset).apply();
 }
 
 /** Where a merge will put an upload's new messages, decided before anything changes. */
@@ -57,16 +57,18 @@ export interface MergePlan {
  * (changing nothing) when a moved message would get an offset beyond the safe integers, where
  * two messages could land on one offset. Planning every side before applying any keeps a chat's
  * merge all or nothing.
+ *
+ * @param offsetOf the offset of the chat's message with an id, if it holds one
  */
-export function planMerge(side: SideLog, uploaded: readonly Message[], find: (id: string) => Message | undefined): MergePlan {
+export function planMerge(side: SideLog, uploaded: readonly Message[], offsetOf: (id: string) => number | undefined): MergePlan {
   const claims = [...uploaded].sort((a, b) => a.dataOffset - b.dataOffset);
   const kept: Message[] = [];
   const moved: Message[] = [];
   let floor = 0; // the highest server offset of a message the upload lists so far
   for (const message of claims) {
-    const known = find(message.id);
-    if (known) {
-      floor = Math.max(floor, known.dataOffset);
+    const known = offsetOf(message.id);
+    if (known !== undefined) {
+      floor = Math.max(floor, known);
       continue;
     }
     // Decided against the side as it was: kept claims are distinct offsets, none held.

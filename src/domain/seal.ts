@@ -55,7 +55,9 @@ export class Sealer {
 
   /** The seal of `message` in chat `chatId`, under the current key. */
   seal(chatId: string, message: Sealable): string {
-    return `${this.current.id}.${mac(this.current.key, chatId, message).toString('base64url')}`;
+    // Copied into one flat string: V8 would keep the concatenation as a tree of three strings,
+    // about 130 bytes where the 46 characters take 64, and a chat holds a seal for each message.
+    return Buffer.from(`${this.current.id}.${mac(this.current.key, chatId, message).toString('base64url')}`).toString();
   }
 
   /**

@@ -1,15 +1,17 @@
+import { MessageColumns } from './message-columns.js';
 import type { Message } from './message.js';
 
 /**
- * One side of a chat: messages by offset. Offsets 1..contiguous are held in an array, so a
- * read from any offset is O(1) to find plus O(k) to copy; messages uploaded above a gap wait
- * in a map (by offset) and an ordered run list until the gap is filled. Every change is in
- * place and touches only the messages it adds: a side is never copied or rebuilt.
+ * One side of a chat: messages by offset. Offsets 1..contiguous are held as columns (see
+ * {@link MessageColumns}), so a read from any offset is O(1) to find plus O(k) to copy; messages
+ * uploaded above a gap wait in a map (by offset) and an ordered run list until the gap is
+ * filled. Every change is in place and touches only the messages it adds: a side is never
+ * copied or rebuilt. A message read back is a new object each time, equal to the one stored.
  */
 export class SideLog {
-  private readonly prefix: Message[] = [];
-  private readonly beyondGap = new Map<number, Message>();
-  private readonly beyondOrder = new OrderedRuns();
+  private readonly prefix = new MessageColumns();
+  /** Made on the first message held beyond a gap (an upload's), with its ordered runs. */
+  private beyond: { readonly byOffset: Map<number, Message>; readonly ordered: OrderedRuns } | undefined;
   /** The highest offset ever held beyond a gap (held still, in the map or absorbed). */
   private highest = 0;
 
@@ -32,7 +34,7 @@ export class SideLog {
 
   /** How many messages are held in all, gaps or not. */
   get size(): number {
-    return this.prefix.length + this.beyondGap.size;
+    return this.prefix.length + (this.beyond?.byOffset.size ?? 0);
   }
 
   /** The highest offset held, gaps or not (0 for an empty side). O(1). */
@@ -42,12 +44,17 @@ export class SideLog {
 
   /** The message at a 1-based offset within the contiguous prefix, if any. */
   at(offset: number): Message | undefined {
-    return this.prefix[offset - 1];
+    return this.prefix.message(offset - 1, offset);
+  }
+
+  /** The message at a 1-based offset, within the prefix or beyond a gap, if any. */
+  get(offset: number): Message | undefined {
+    return offset <= this.prefix.length ? this.at(offset) : this.beyond?.byOffset.get(offset);
   }
 
   /** Whether any message holds this offset. O(1). */
   holds(offset: number): boolean {
-    return offset <= this.prefix.length ? offset >= 1 : this.beyondGap.has(offset);
+    return offset <= this.prefix.length ? offset >= 1 : (this.beyond?.byOffset.has(offset) ?? false);
   }
 
   /** Appends at the next contiguous offset, which is always free. */
@@ -72,8 +79,9 @@ export class SideLog {
       this.prefix.push(message);
       this.absorb();
     } else {
-      this.beyondGap.set(offset, message);
-      this.beyondOrder.insert(message);
+      this.beyond ??= { byOffset: new Map(), ordered: new OrderedRuns() };
+      this.beyond.byOffset.set(offset, message);
+      this.beyond.ordered.insert(message);
       this.highest = Math.max(this.highest, offset);
     }
     return message;
@@ -86,25 +94,31 @@ export class SideLog {
    */
   reader(): (index: number) => Message | undefined {
     const { prefix } = this;
-    const rest = this.beyondOrder.reader();
-    return (index) => (index < prefix.length ? prefix[index] : rest(index - prefix.length));
+    const rest = this.beyond?.ordered.reader() ?? (() => undefined);
+    return (index) => (index < prefix.length ? prefix.message(index, index + 1) : rest(index - prefix.length));
   }
 
   /** Every message held, ordered by offset. O(n). */
   all(): Message[] {
-    return [...this.prefix, ...this.beyondOrder.values()];
+    const read = this.reader();
+    const messages: Message[] = [];
+    for (let index = 0, size = this.size; index < size; index += 1) messages.push(read(index)!);
+    return messages;
   }
 
   /** Moves what a filled gap joined to the prefix: each message moves once, O(1) amortized. */
   private absorb(): void {
+    const { beyond } = this;
+    if (!beyond) return;
     let absorbed = 0;
-    for (let next = this.beyondGap.get(this.prefix.length + 1); next; next = this.beyondGap.get(this.prefix.length + 1)) {
-      this.beyondGap.delete(next.dataOffset);
+    for (let next = beyond.byOffset.get(this.prefix.length + 1); next; next = beyond.byOffset.get(this.prefix.length + 1)) {
+      beyond.byOffset.delete(next.dataOffset);
       this.prefix.push(next);
       absorbed += 1;
     }
     // The beyond-gap offsets are all above the prefix, so the absorbed ones are the lowest.
-    if (absorbed > 0) this.beyondOrder.dropFirst(absorbed);
+    if (absorbed > 0) beyond.ordered.dropFirst(absorbed);
+    if (beyond.byOffset.size === 0) this.beyond = undefined;
   }
 }
 
@@ -141,10 +155,6 @@ class OrderedRuns {
     const run = runs[r]!;
     run.splice(firstAtOrAbove(run.length, (i) => run[i]!.dataOffset, offset), 0, message);
     if (run.length > MAX_RUN) runs.splice(r + 1, 0, run.splice(MAX_RUN / 2));
-  }
-
-  *values(): IterableIterator<Message> {
-    for (const run of this.runs) yield* run;
   }
 
   /** Reads by 0-based index; O(1) a read for increasing indices, O(runs) for a jump back. */
