@@ -8,50 +8,50 @@ const TYPE_MASK = (1 << TYPE_BITS) - 1;
 
 /**
  * Messages at the consecutive indices 0..length-1, held as columns rather than as one object
- * each: the id, content and seal strings in arrays, the send time as milliseconds in a
- * Float64Array, and the type packed with an index into the distinct senders in a Uint32Array.
- * A sender id is held once however many messages name it, so a message costs its strings and
- * about 28 bytes of columns. A message read back is a new object with these values.
+ * each: one array of strings (each message's id and content), one of numbers (its send time in
+ * milliseconds and its type packed with an index into the distinct senders; V8 keeps them as
+ * unboxed doubles), and the seals apart, only once there is one. A sender id is held once
+ * however many messages name it, so a message costs its strings and about 32 bytes of columns.
+ * Plain arrays rather than typed ones: V8 keeps a typed array's objects apart from its data, a
+ * few hundred bytes a column that a chat of few messages would feel. A message read back is a
+ * new object with these values.
  */
 export class MessageColumns {
-  private readonly ids: string[] = [];
-  private readonly contents: string[] = [];
+  /** Message i's id at 2i, its content at 2i + 1. */
+  private readonly strings: string[] = [];
   /** Absent until a sealed message arrives; then holes (undefined) for the unsealed ones. */
   private seals: (string | undefined)[] | undefined;
-  private times = new Float64Array(4);
-  private senderAndType = new Uint32Array(4);
+  /** Message i's send time at 2i, its sender index times 8 plus its type at 2i + 1. */
+  private readonly numbers: number[] = [];
   private readonly senders: string[] = [];
   private senderIndex: Map<string, number> | undefined;
 
   get length(): number {
-    return this.ids.length;
+    return this.strings.length >>> 1;
   }
 
   /** Appends `message` at index `length`; its offset is not kept (the caller knows it). */
   push(message: Message): void {
-    const index = this.ids.length;
+    const index = this.length;
     if (!(message.type >= 0 && message.type <= TYPE_MASK)) throw new RangeError(`message "${message.id}" has type ${message.type}, not a MessageType`);
-    if (index === this.times.length) this.grow();
-    this.ids.push(message.id);
-    this.contents.push(message.content);
-    this.times[index] = message.sendTime.getTime();
-    this.senderAndType[index] = (this.sender(message.senderId) << TYPE_BITS) | message.type;
+    this.strings.push(message.id, message.content);
+    this.numbers.push(message.sendTime.getTime(), this.sender(message.senderId) * (TYPE_MASK + 1) + message.type);
     if (message.seal !== undefined) (this.seals ??= [])[index] = message.seal;
     else if (this.seals) this.seals[index] = undefined;
   }
 
   /** The message at `index`, with `dataOffset` as its offset; undefined past the end. */
   message(index: number, dataOffset: number): Message | undefined {
-    if (index < 0 || index >= this.ids.length) return undefined;
-    const packed = this.senderAndType[index]!;
+    if (index < 0 || index >= this.length) return undefined;
+    const packed = this.numbers[2 * index + 1]!;
     const seal = this.seals?.[index];
     const message = {
-      id: this.ids[index]!,
+      id: this.strings[2 * index]!,
       dataOffset,
-      content: this.contents[index]!,
+      content: this.strings[2 * index + 1]!,
       type: (packed & TYPE_MASK) as MessageType,
-      sendTime: new Date(this.times[index]!),
-      senderId: this.senders[packed >>> TYPE_BITS]!,
+      sendTime: new Date(this.numbers[2 * index]!),
+      senderId: this.senders[Math.floor(packed / (TYPE_MASK + 1))]!,
     };
     return seal === undefined ? message : { ...message, seal };
   }
@@ -70,17 +70,5 @@ export class MessageColumns {
     if (this.senderIndex) this.senderIndex.set(senderId, senders.length - 1);
     else if (senders.length > SCANNED_SENDERS) this.senderIndex = new Map(senders.map((id, i) => [id, i]));
     return senders.length - 1;
-  }
-
-  /** Doubles the typed columns' capacity (by half once they are large). */
-  private grow(): void {
-    const capacity = this.times.length;
-    const next = capacity < 4096 ? capacity * 2 : capacity + (capacity >>> 1);
-    const times = new Float64Array(next);
-    times.set(this.times);
-    this.times = times;
-    const senderAndType = new Uint32Array(next);
-    senderAndType.set(this.senderAndType);
-    this.senderAndType = senderAndType;
   }
 }
