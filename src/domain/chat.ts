@@ -100,7 +100,10 @@ export class Chat {
   /** Appends a message at its side's next offset, stamped with `now`. */
   append(message: NewMessage, now: Date): Message {
     const side = sideOf(message.type);
-    const stored = this.side(side).append((dataOffset) => ({ ...message, dataOffset, sendTime: now }));
+    const { id, content, type, senderId, seal } = message;
+    const stored = this.side(side).append((dataOffset) =>
+      seal === undefined ? { id, dataOffset, content, type, sendTime: now, senderId } : { id, dataOffset, content, type, sendTime: now, senderId, seal },
+    );
     this.index(side, stored);
     this.bytes += heldBytes(stored, this.overheadBytes);
     return stored;

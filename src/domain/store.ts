@@ -352,10 +352,13 @@ export class ChatStore {
   private send(request: SendRequest, message: NewMessage, defaultSender: (chat: Chat) => string = () => ''): SendOutcome {
     const found = this.chats.get(request.chatId);
     if (!found) return this.rebuildRequired('missing_chat', { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: '' });
-    const chat = this.touch(found);
+    // One reading of the clock: the chat's last activity and, if it is stored, the message's send time.
+    const now = this.clock.now();
+    const chat = this.touch(found, now);
     const { epoch } = chat;
-    const cause = rebuildCause(request.caller, chat.offsets, epoch);
-    if (cause) return this.rebuildRequired(cause, { rebuildRequired: true, offsets: chat.offsets, epoch });
+    const offsets = chat.offsets;
+    const cause = rebuildCause(request.caller, offsets, epoch);
+    if (cause) return this.rebuildRequired(cause, { rebuildRequired: true, offsets, epoch });
 
     const stored = chat.find(message.id);
     if (stored) {
@@ -365,15 +368,16 @@ export class ChatStore {
             'a retry must resend the same message, and a new message needs a new id',
         );
       }
-      return { rebuildRequired: false, offsets: chat.offsets, epoch, message: stored };
+      return { rebuildRequired: false, offsets, epoch, message: stored };
     }
     if (chat.size >= this.limits.maxMessagesPerChat) {
       throw new ChatError('resource-exhausted', `chat "${chat.id}" is full: it holds ${chat.size} messages, the limit`);
     }
-    const now = this.clock.now();
-    const stamped = { ...message, senderId: message.senderId || defaultSender(chat) };
+    const { id, content, type } = message;
+    const senderId = message.senderId || defaultSender(chat);
     // Sealed as stored: the server's send time and the final sender.
-    const fresh = this.sealer ? { ...stamped, seal: this.sealer.seal(chat.id, { ...stamped, sendTime: now }) } : stamped;
+    const seal = this.sealer?.seal(chat.id, { id, type, senderId, content, sendTime: now });
+    const fresh: NewMessage = seal === undefined ? { id, content, type, senderId } : { id, content, type, senderId, seal };
     this.admit(chat.id, chat, heldBytes(fresh, this.limits.messageOverheadBytes), 'continue in a new chat');
     const before = chat.heldBytes;
     const appended = chat.append(fresh, now);
@@ -458,8 +462,8 @@ export class ChatStore {
     };
   }
 
-  private touch(chat: Chat): Chat {
-    chat.lastActiveMs = this.clock.now().getTime();
+  private touch(chat: Chat, now: Date = this.clock.now()): Chat {
+    chat.lastActiveMs = now.getTime();
     return chat;
   }
 

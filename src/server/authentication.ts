@@ -3,9 +3,11 @@ import { createLocalJWKSet, createRemoteJWKSet, errors, type JWTPayload, jwtVeri
 import { type Caller, INSECURE, type Principal, type Role } from '../domain/access.js';
 import { ChatError } from '../domain/errors.js';
 import { type Config, ConfigError, flagOf, readSettingFile } from './config.js';
+import { VerifiedTokens } from './verified-tokens.js';
 
 /** Who sent a call, from its metadata; refuses (UNAUTHENTICATED) a call without a good token. */
-export type Authenticate = (metadata: Metadata) => Promise<Caller>;
+/** Who a call's caller is, from its metadata: at once when that needs no key lookup, or later. Throws (or rejects) a refusal. */
+export type Authenticate = (metadata: Metadata) => Caller | Promise<Caller>;
 
 /** The settings authentication reads. */
 export type AuthConfig = Pick<
@@ -30,12 +32,13 @@ const ROLES: ReadonlySet<string> = new Set<Role>(['visitor', 'agent', 'service']
  * Throws a ConfigError, which stops start-up: for `insecure` with a key source; without
  * `insecure`, for no key source or no seal keys (a secure server needs both: tokens say who may
  * send, seals say which history a Rebuild may bring back); for more than one key source; and for
- * a key file it cannot use.
+ * a key file it cannot use. A token verified once is taken again without a check until it
+ * expires, for at most a minute (src/server/verified-tokens.ts).
  */
 export async function authenticator(config: AuthConfig): Promise<Authenticate> {
   const sources = (['authHs256SecretFile', 'authJwksFile', 'authJwksUrl'] as const).filter((key) => config[key] !== '');
   if (config.insecure && sources.length > 0) throw new ConfigError(`--insecure checks no tokens, so it cannot go with --${flagOf(sources[0]!)}: choose one`);
-  if (config.insecure) return async () => INSECURE;
+  if (config.insecure) return () => INSECURE;
   if (sources.length === 0) {
     throw new ConfigError(
       'no key source for bearer tokens: give --auth-hs256-secret-file, --auth-jwks-file or --auth-jwks-url (with --seal-keys-file), or --insecure for a development server that checks nobody',
@@ -54,7 +57,11 @@ export async function authenticator(config: AuthConfig): Promise<Authenticate> {
       `--${flagOf(sources[0]!)} without --seal-keys-file would let any caller upload history nobody sent: give the seal keys all instances share (README, "Sealed history")`,
     );
   }
-  return async (metadata) => principalOf(await verify(bearerToken(metadata)));
+  const verified = new VerifiedTokens(config.authClockToleranceMs);
+  return (metadata) => {
+    const token = bearerToken(metadata);
+    return verified.get(token) ?? verify(token).then((payload) => verified.remember(token, principalOf(payload), payload.exp!));
+  };
 }
 
 /** The function that checks a token's signature and claims with the configured key source. */

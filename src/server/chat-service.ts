@@ -59,7 +59,7 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, lim
         store.addVisitorMessage({
           chatId: request.chatId,
           caller: { visitor: request.visitorOffset, agent: request.agentOffset, epoch: request.epoch },
-          message: { ...message, senderId },
+          message: { id: message.id, content: message.content, type: message.type, senderId },
         }),
       );
     },
@@ -150,7 +150,8 @@ export function chatServiceHandlers(handlers: ChatHandlers, streams: Pick<WatchS
 function sendResponse(outcome: SendOutcome): AddVisitorMessageResponse & AddAgentMessageResponse {
   return {
     code: resultCode(outcome.rebuildRequired),
-    ...wireOffsets(outcome.offsets),
+    visitorDataOffset: outcome.offsets.visitor,
+    agentDataOffset: outcome.offsets.agent,
     message: outcome.rebuildRequired ? undefined : toWireMessage(outcome.message),
     epoch: outcome.epoch,
   };

@@ -23,15 +23,9 @@ export function toSubmission(message: ChatMessage | undefined): Submission {
 }
 
 export function toWireMessage(message: Message): ChatMessage {
-  return {
-    id: message.id,
-    dataOffset: message.dataOffset,
-    content: message.content,
-    messageType: message.type as number as WireMessageType,
-    sendTime: message.sendTime,
-    senderId: message.senderId,
-    ...(message.seal !== undefined && { seal: message.seal }),
-  };
+  const { id, dataOffset, content, sendTime, senderId, seal } = message;
+  const messageType = message.type as number as WireMessageType;
+  return seal === undefined ? { id, dataOffset, content, messageType, sendTime, senderId } : { id, dataOffset, content, messageType, sendTime, senderId, seal };
 }
 
 /** A client's uploaded chat; messages without a send time take `now`. */
@@ -42,15 +36,12 @@ export function toChatCopy(chat: WireChat | undefined, now: Date): ChatCopy {
     epoch: chat.epoch,
     visitor: chat.visitor && toVisitor(chat.visitor),
     beginTime: chat.beginTime,
-    messages: chat.messages.map((m) => ({
-      id: m.id,
-      dataOffset: m.dataOffset,
-      content: m.content,
-      type: m.messageType as number as MessageType,
-      sendTime: m.sendTime ?? now,
-      senderId: m.senderId,
-      ...(m.seal ? { seal: m.seal } : {}),
-    })),
+    messages: chat.messages.map((m): Message => {
+      const { id, dataOffset, content, senderId, seal } = m;
+      const type = m.messageType as number as MessageType;
+      const sendTime = m.sendTime ?? now;
+      return seal ? { id, dataOffset, content, type, sendTime, senderId, seal } : { id, dataOffset, content, type, sendTime, senderId };
+    }),
   };
 }
 
@@ -72,7 +63,8 @@ export function readResponse(outcome: ReadOutcome): {
 } {
   return {
     code: resultCode(outcome.rebuildRequired),
-    ...wireOffsets(outcome.offsets),
+    visitorDataOffset: outcome.offsets.visitor,
+    agentDataOffset: outcome.offsets.agent,
     messages: outcome.messages.map(toWireMessage),
     epoch: outcome.epoch,
   };

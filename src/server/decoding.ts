@@ -1,7 +1,8 @@
 import { create, createFileRegistry, type DescMessage, type FileRegistry, fromBinary } from '@bufbuild/protobuf';
 import { BinaryReader, getTextEncoding } from '@bufbuild/protobuf/wire';
 import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
-import { type Server, ServerInterceptingCall, type ServerInterceptor, type ServiceDefinition } from '@grpc/grpc-js';
+import type { Server, ServerMethodDefinition, ServiceDefinition } from '@grpc/grpc-js';
+import type { PartialStatusObject } from './call-taps.js';
 import { servedFiles } from './descriptors.js';
 import { undecodableRequest } from './status.js';
 import { timestampCheck } from './timestamps.js';
@@ -21,7 +22,7 @@ const strictUtf8 = (bytes: Uint8Array) => getTextEncoding().decodeUtf8(bytes, tr
 
 /**
  * Wraps every method's request decoder so that a request that cannot be decoded reaches
- * {@link refuseUndecodable} as a marker instead of failing inside grpc-js, which would answer
+ * {@link undecodableRefusal} as a marker instead of failing inside grpc-js, which would answer
  * INTERNAL. A request cannot be decoded when it is not valid protobuf for its type, carries an
  * int64 beyond 2^53 (which the generated code cannot represent), a string that is not UTF-8,
  * or a google.protobuf.Timestamp outside its range (years 1 to 9999, nanos 0 to 999999999).
@@ -33,11 +34,16 @@ const strictUtf8 = (bytes: Uint8Array) => getTextEncoding().decodeUtf8(bytes, tr
  * more with @bufbuild/protobuf (strict) from the descriptors the server serves: their
  * requests are small.
  */
-export function withDecodeFailures<S extends ServiceDefinition>(service: S, options: { readonly generated?: boolean } = {}, registry: FileRegistry = servedRegistry()): S {
+export function withDecodeFailures<S extends ServiceDefinition>(
+  service: S,
+  options: { readonly generated?: boolean; readonly sized?: readonly string[] } = {},
+  registry: FileRegistry = servedRegistry(),
+): S {
   const wrapped: Record<string, unknown> = {};
   for (const [name, method] of Object.entries(service)) {
     const schema = requestSchema(registry, method.path);
     const checkTimestamps = timestampCheck(schema);
+    const sized = options.sized?.includes(name) ?? false;
     const decode: (bytes: Buffer) => unknown = options.generated
       ? (bytes) => method.requestDeserialize(new BinaryReader(bytes, strictUtf8) as unknown as Buffer) // ts-proto's decode takes a reader too
       : (bytes) => (fromBinary(schema, bytes), method.requestDeserialize(bytes));
@@ -47,7 +53,7 @@ export function withDecodeFailures<S extends ServiceDefinition>(service: S, opti
         try {
           checkTimestamps?.(bytes);
           const request = decode(bytes);
-          if (typeof request === 'object' && request !== null) requestSizes.set(request, bytes.length);
+          if (sized && typeof request === 'object' && request !== null) requestSizes.set(request, bytes.length);
           return request;
         } catch (error) {
           return { [UNDECODABLE]: error instanceof Error ? error.message : String(error) } satisfies Undecodable;
@@ -59,8 +65,9 @@ export function withDecodeFailures<S extends ServiceDefinition>(service: S, opti
 }
 
 /**
- * How many bytes `request` arrived in, as its decoder (from {@link withDecodeFailures}) was
- * handed them; undefined for a request that did not come off the wire.
+ * How many bytes `request` arrived in, as its decoder (from {@link withDecodeFailures}, for the
+ * methods it was told to size) was handed them; undefined for a request that did not come off
+ * the wire, or of another method.
  */
 export function requestBytes(request: object): number | undefined {
   return requestSizes.get(request);
@@ -79,23 +86,14 @@ export function decodingServer(server: Server, registry: FileRegistry = servedRe
 }
 
 /**
- * A server interceptor that answers a request replaced by the marker with INVALID_ARGUMENT
- * (the decoder's reason), before any handler sees it: one place for every service, unary and
- * streaming alike.
+ * The status a request that could not be decoded (the marker {@link withDecodeFailures} put in
+ * its place) is refused with, INVALID_ARGUMENT; undefined for a request that was decoded. A hook
+ * of the server's interceptor (src/server/call-taps.ts), so no handler ever sees the marker.
  */
-export const refuseUndecodable: ServerInterceptor = (method, call) => {
-  const intercepting: ServerInterceptingCall = new ServerInterceptingCall(call, {
-    start: (next) =>
-      next({
-        onReceiveMessage: (message, pass) => {
-          const failure = decodeFailure(message);
-          if (failure === undefined) return pass(message);
-          intercepting.sendStatus(undecodableRequest(method.path, failure));
-        },
-      }),
-  });
-  return intercepting;
-};
+export function undecodableRefusal(method: Pick<ServerMethodDefinition<unknown, unknown>, 'path'>, request: unknown): PartialStatusObject | undefined {
+  const failure = decodeFailure(request);
+  return failure === undefined ? undefined : undecodableRequest(method.path, failure);
+}
 
 /** The decoder's reason when `request` is the marker for an undecodable request. */
 export function decodeFailure(request: unknown): string | undefined {

@@ -1,4 +1,4 @@
-import { type Metadata, ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
+import type { Metadata, ServerMethodDefinition } from '@grpc/grpc-js';
 
 /** The response metadata an insecure server puts on every chat call and health answer. */
 export const INSECURE_HEADER = 'x-chat-insecure';
@@ -10,13 +10,9 @@ const MARKED_SERVICES = ['/chat.v1.ChatService/', '/grpc.health.v1.Health/'];
  * On an insecure server (--insecure), adds `x-chat-insecure: true` to the
  * initial response metadata of every chat.v1.ChatService call and health check, so a client, a
  * balancer's probe or an operator with grpcurl -v can see that nobody's token is checked. (A
- * call refused before any response carries only trailers; the start-up log says it too.)
+ * call refused before any response carries only trailers; the start-up log says it too.) A hook
+ * of the server's interceptor (src/server/call-taps.ts).
  */
-export const markInsecure: ServerInterceptor = (method, call) => {
-  return new ServerInterceptingCall(call, {
-    sendMetadata: (metadata: Metadata, next: (metadata: Metadata) => void) => {
-      if (MARKED_SERVICES.some((service) => method.path.startsWith(service))) metadata.set(INSECURE_HEADER, 'true');
-      next(metadata);
-    },
-  });
-};
+export function markInsecure(method: Pick<ServerMethodDefinition<unknown, unknown>, 'path'>, metadata: Metadata): void {
+  if (MARKED_SERVICES.some((service) => method.path.startsWith(service))) metadata.set(INSECURE_HEADER, 'true');
+}

@@ -31,7 +31,7 @@ const EVICTION_CAUSES = Object.keys({ idle: 0, heap: 0 } satisfies Record<Evicti
  */
 export class ServerMetrics {
   readonly registry = new Registry();
-  /** The tap that counts every call (install it through tapCalls). */
+  /** The tap that counts every call (a tap of interceptCalls: src/server/call-taps.ts). */
   readonly calls: CallTap = countCalls(this.registry);
   private readonly rebuilds = this.counter('chat_rebuilds_total', 'Rebuild calls answered, by what they came to: created, merged, epoch_mismatch.', 'reason', REBUILD_REASONS);
   private readonly rebuildsRequired = this.counter(

@@ -14,15 +14,21 @@ export const CHAT_ID_HEADER = 'x-chat-id';
  * What a chat call passes before its handler runs: who the caller is, from its token, and, with
  * `--require-chat-id-header`, that its metadata routes it by the chat its request names.
  */
-export type CallGate = (metadata: Metadata, chatId: string) => Promise<Caller>;
+export type CallGate = (metadata: Metadata, chatId: string) => Caller | Promise<Caller>;
 
 /** The gate of a server: `authenticate`, then the x-chat-id check when `required`. */
 export function callGate(authenticate: Authenticate, required: boolean): CallGate {
-  if (!required) return (metadata) => authenticate(metadata);
-  return async (metadata, chatId) => {
-    const caller = await authenticate(metadata);
-    requireChatIdHeader(metadata, chatId);
-    return caller;
+  if (!required) return authenticate;
+  return (metadata, chatId) => {
+    const caller = authenticate(metadata);
+    if (!(caller instanceof Promise)) {
+      requireChatIdHeader(metadata, chatId);
+      return caller;
+    }
+    return caller.then((known) => {
+      requireChatIdHeader(metadata, chatId);
+      return known;
+    });
   };
 }
 

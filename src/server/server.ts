@@ -6,11 +6,11 @@ import { type Clock, systemClock } from '../domain/limits.js';
 import { ChatStore, rebuildReason } from '../domain/store.js';
 import { authenticator } from './authentication.js';
 import { logCalls } from './call-log.js';
-import { tapCalls } from './call-taps.js';
+import { interceptCalls } from './call-taps.js';
 import { chatHandlers, chatServiceHandlers } from './chat-service.js';
 import { type Config, withDerivedBudgets } from './config.js';
 import { capConnections, type ConnectionCounts, openFilesLimit } from './connection-cap.js';
-import { decodingServer, refuseUndecodable, withDecodeFailures } from './decoding.js';
+import { decodingServer, undecodableRefusal, withDecodeFailures } from './decoding.js';
 import { withEncodedResponses } from './encoded-responses.js';
 import { heapLimitBytes, heapProbe } from './heap-probe.js';
 import { markInsecure } from './insecure-marker.js';
@@ -105,15 +105,19 @@ export async function startServer(
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
   metrics?.gaugeHoldings(() => ({ chats: store.size, messages: store.messageCount, bytes: store.heldBytes, watchers: watches.size }));
-  // tapCalls first: it wraps grpc-js's own call, so the call log and the metrics hear every status, refuseUndecodable's too.
-  // markInsecure adds x-chat-insecure: true to the chat calls' response metadata on an insecure server.
-  const taps = [logCalls(logger, config), ...(metrics ? [metrics.calls] : [])];
-  const interceptors = [tapCalls(taps), refuseUndecodable, ...(config.insecure ? [markInsecure] : [])];
-  const server = new Server({ ...serverOptions(config), interceptors });
+  // One interceptor: the call log and the metrics hear every status, grpc-js's own and the
+  // refusals of undecodable requests too; an insecure server marks its answers x-chat-insecure.
+  const interceptor = interceptCalls({
+    taps: [logCalls(logger, config), ...(metrics ? [metrics.calls] : [])],
+    refusal: undecodableRefusal,
+    ...(config.insecure && { responseMetadata: markInsecure }),
+  });
+  const server = new Server({ ...serverOptions(config), interceptors: [interceptor] });
   // Every service decodes through withDecodeFailures, so an undecodable request is INVALID_ARGUMENT on each.
   const services = decodingServer(server);
   server.addService(
-    withDecodeFailures(withEncodedResponses(ChatServiceService), { generated: true }),
+    // Rebuild's uploads are admitted by their size on the wire (--rebuild-bytes-per-second).
+    withDecodeFailures(withEncodedResponses(ChatServiceService), { generated: true, sized: ['rebuild'] }),
     chatServiceHandlers(chatHandlers(store, clock, logger, limits), watches, {
       logger,
       responses,

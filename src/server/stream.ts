@@ -116,12 +116,15 @@ class FeedStream {
   /** Passes the call through the gate (who the caller is), then opens the feed and sends its first response (possibly empty). */
   start(handler: WatchHandler, gate: CallGate): void {
     this.chatId = this.call.request.chatId;
-    gate(this.call.metadata, this.chatId).then(
-      (caller) => {
-        if (!this.ended) this.open(handler, caller); // ended meanwhile: cancelled, or the server is stopping
-      },
-      (error: unknown) => this.fail(error),
-    );
+    // Always after this turn, as an asynchronous gate would be, and with a thrown refusal a rejection.
+    Promise.resolve(this.chatId)
+      .then((chatId) => gate(this.call.metadata, chatId))
+      .then(
+        (caller) => {
+          if (!this.ended) this.open(handler, caller); // ended meanwhile: cancelled, or the server is stopping
+        },
+        (error: unknown) => this.fail(error),
+      );
   }
 
   private open(handler: WatchHandler, caller: Caller): void {

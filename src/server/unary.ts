@@ -25,7 +25,7 @@ export interface UnaryMethod<Req, Res> {
 }
 
 /**
- * Adapts an async handler to grpc-js's callback style, mapping every error in one place. The
+ * Adapts a handler (synchronous or not) to grpc-js's callback style, mapping every error in one place. The
  * call passes the gate first (a call without a good token, or misrouted, is refused before
  * anything else). A
  * read is refused (RESOURCE_EXHAUSTED) while its connection or the server has too many bytes
@@ -42,33 +42,52 @@ export function unary<Req, Res>(
   const { logger, responses, unaryDeadlineMs, gate } = context;
   return (call, callback) => {
     const peer = call.getPeer();
-    gate(call.metadata, chatId(call.request))
-      .then((caller) => {
+    const fail = (error: unknown) => callback(toServiceError(error, method, logger));
+    const answer = (response: Res) => {
+      let bytes: Buffer;
+      try {
+        bytes = encode(response);
+      } catch (error) {
+        return fail(error);
+      }
+      const stream = http2StreamOf(call);
+      if (stream !== undefined && !stream.closed) {
+        const release = responses.hold(peer, bytes.length);
+        const deadline =
+          unaryDeadlineMs > 0
+            ? setTimeout(() => {
+                logger.warn({ method, peer, bytes: bytes.length, unaryDeadlineMs }, 'unary answer dropped: the client did not take it in time');
+                resetCall(call);
+                release();
+              }, unaryDeadlineMs).unref()
+            : undefined;
+        stream.once('close', () => {
+          clearTimeout(deadline);
+          release();
+        });
+      }
+      callback(null, bytes as unknown as Res); // withEncodedResponses sends a Buffer as it is
+    };
+    const run = (caller: Caller) => {
+      let response: Res | Promise<Res>;
+      try {
         if (read) responses.admit(peer);
-        return handler(call.request, caller);
-      })
-      .then((response) => encode(response))
-      .then(
-        (bytes) => {
-          const stream = http2StreamOf(call);
-          if (stream !== undefined && !stream.closed) {
-            const release = responses.hold(peer, bytes.length);
-            const deadline =
-              unaryDeadlineMs > 0
-                ? setTimeout(() => {
-                    logger.warn({ method, peer, bytes: bytes.length, unaryDeadlineMs }, 'unary answer dropped: the client did not take it in time');
-                    resetCall(call);
-                    release();
-                  }, unaryDeadlineMs).unref()
-                : undefined;
-            stream.once('close', () => {
-              clearTimeout(deadline);
-              release();
-            });
-          }
-          callback(null, bytes as unknown as Res); // withEncodedResponses sends a Buffer as it is
-        },
-        (error: unknown) => callback(toServiceError(error, method, logger)),
-      );
+        response = handler(call.request, caller);
+      } catch (error) {
+        return fail(error);
+      }
+      if (response instanceof Promise) response.then(answer, fail);
+      else answer(response);
+    };
+    // Synchronous when the gate and the handler are (an insecure server, a cached token): a
+    // call then costs no promise, and its answer goes out in the same turn.
+    let gated: Caller | Promise<Caller>;
+    try {
+      gated = gate(call.metadata, chatId(call.request));
+    } catch (error) {
+      return fail(error);
+    }
+    if (gated instanceof Promise) gated.then(run, fail);
+    else run(gated);
   };
 }

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { ChatServiceClient, ChatServiceService, MessageType } from '../../generated/chat/v1/chat.js';
 import { INSECURE } from '../../src/domain/access.js';
 import { logCalls } from '../../src/server/call-log.js';
-import { tapCalls } from '../../src/server/call-taps.js';
+import { interceptCalls } from '../../src/server/call-taps.js';
 import { DEFAULT_CONFIG } from '../../src/server/config.js';
 import { type ChatServer, startServer } from '../../src/server/server.js';
 import { unary } from '../../src/server/unary.js';
@@ -82,7 +82,7 @@ describe('one log line per refused or failed call', () => {
 describe('one log line per internal error', () => {
   it('at error, with its method, chat id, code and duration', async () => {
     const { logger, lines } = memoryLogger('debug');
-    const server = new Server({ interceptors: [tapCalls([logCalls(logger, DEFAULT_CONFIG)])] });
+    const server = new Server({ interceptors: [interceptCalls({ taps: [logCalls(logger, DEFAULT_CONFIG)] })] });
     const context = { logger, responses: new ResponseBudget(DEFAULT_CONFIG), unaryDeadlineMs: 0, gate: async () => INSECURE };
     const broken = unary('GetNewMessage', () => { throw new Error('a bug'); }, { encode: ChatServiceService.getNewMessage.responseSerialize, read: false, chatId: () => 'c' }, context);
     server.addService(ChatServiceService, { getNewMessage: broken } as never);
