@@ -202,8 +202,8 @@ const SERVER_STARTUP_TIMEOUT_MS = 20_000;
 /**
  * Spawns a server process (`node ...args`) on 127.0.0.1, port 0, and resolves with its address
  * once it prints its port: the chat server's "chat server listening" log line, or another
- * server's line `{"port": N}`. Every line of its stdout is read, so the pipe never fills up and
- * blocks it (the chat server logs a line per rebuild). `started` hears of the child at once, so
+ * server's line `{"port": N}`. Its stdout is drained to the end, so the pipe never fills up and
+ * blocks it (the chat server logs a line per rebuild); lines after the port are not parsed. `started` hears of the child at once, so
  * a caller can kill it whatever happens next.
  */
 export async function spawnServerProcess(
@@ -216,12 +216,16 @@ export async function spawnServerProcess(
   started(child);
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start within ${SERVER_STARTUP_TIMEOUT_MS} ms`)), SERVER_STARTUP_TIMEOUT_MS);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
       if (!line.startsWith('{')) return;
       const entry = JSON.parse(line) as { port?: unknown; msg?: unknown };
       if (typeof entry.port !== 'number' || (entry.msg !== undefined && entry.msg !== 'chat server listening')) return;
       clearTimeout(timer);
       resolve(entry.port);
+      // From here on its output is drained unread: parsing a log line per call would take CPU the figures need.
+      lines.close();
+      child.stdout!.resume();
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
