@@ -1,10 +1,10 @@
 /**
  * What `npm run bench` measures and how: the settings and report it passes between processes,
- * a window of latencies, a pacer for open-loop calls at a fixed rate, percentiles, and CPU
- * time from /proc.
+ * a window of latencies, a pacer for open-loop calls at a fixed rate, percentiles, CPU time
+ * from /proc, the C++ load client, server processes, and the targets each part reports.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -165,6 +165,49 @@ export function machineBusyMs(): number | undefined {
   }
 }
 
+
+/** One figure beside its target, as each bench part lists them in its JSON line (`targets`) for the summary `npm run bench` ends with. */
+export interface TargetCheck {
+  /** What was measured, e.g. "AddVisitorMessage, x of its floor". */
+  readonly figure: string;
+  /** The figure as the part printed it. */
+  readonly measured: string;
+  /** The target issue 13 sets, or NO_TARGET where it sets none. */
+  readonly target: string;
+  /** Whether the figure met its target; null where there is none. */
+  readonly met: boolean | null;
+}
+
+export const NO_TARGET = 'no target: figure';
+
+/** A figure with no target, for the summary. */
+export function noTarget(figure: string, measured: string): TargetCheck {
+  return { figure, measured, target: NO_TARGET, met: null };
+}
+
+/** grpc-load (scripts/load/grpc-load.cc), compiled into dist/load when missing or older than its source; its path. */
+export function loadClient(progress: (text: string) => void = (text) => console.error(`  ${text}`)): string {
+  const source = path.join(repoRoot(), 'scripts/load/grpc-load.cc');
+  const binary = path.join(repoRoot(), 'dist/load/grpc-load');
+  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) return binary;
+  let flags: string[];
+  try {
+    flags = execFileSync('pkg-config', ['--cflags', '--libs', 'grpc++'], { encoding: 'utf8' }).trim().split(/\s+/);
+  } catch {
+    throw new Error('the load client needs gRPC C++: apt-get install -y g++ pkg-config libgrpc++-dev');
+  }
+  mkdirSync(path.dirname(binary), { recursive: true });
+  progress('compiling the C++ load client (scripts/load/grpc-load.cc)');
+  // Into a file of its own first: a compile that fails or is stopped leaves no binary that looks current.
+  execFileSync('g++', ['-O2', '-std=c++17', source, '-o', `${binary}.tmp`, ...flags], { stdio: 'inherit' });
+  renameSync(`${binary}.tmp`, binary);
+  return binary;
+}
+
+/** Runs grpc-load with `args` to its end and returns the JSON line it printed. */
+export function runLoadClient<T>(binary: string, args: readonly (string | number)[]): T {
+  return JSON.parse(execFileSync(binary, args.map(String), { encoding: 'utf8', maxBuffer: 1 << 20 })) as T;
+}
 
 /** The folder holding package.json, whether the bench runs compiled (dist/scripts) or not. */
 export function repoRoot(): string {
