@@ -20,7 +20,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ClusterCommand, ClusterLoadSettings, ClusterReport } from './bench-cluster-load.js';
-import { figures, repoRoot, runAndExit, setting, spawnServerProcess } from './bench-measure.js';
+import { figures, noTarget, repoRoot, runAndExit, setting, spawnServerProcess, type TargetCheck } from './bench-measure.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const STARTUP_TIMEOUT_MS = 20_000;
@@ -182,7 +182,11 @@ async function main(): Promise<void> {
   for (const [what, figure] of rows) console.log(`  ${what!.padEnd(26)} ${figure}`);
   const flaps = healthChanges() - flapsBefore;
   console.log(`  ${'health changes'.padEnd(26)} ${flaps} logged by HAProxy after the kill (the dead server going down${flaps > 1 ? ', and others flapping under the load' : ''}); ${steady.rebuilds} rebuilds in the steady probe`);
-  console.log(JSON.stringify({ cluster: { settings, held, openSeconds, steady, direct, proxied, proxyRatio: proxied.perSecond / direct.perSecond, recovery, healthChanges: flaps } }));
+  const targets: TargetCheck[] = [
+    noTarget(`cluster recovery after a kill, ${recovery.of} chats, p50 / all within`, `${ms(recovery.p50Ms)} / ${ms(recovery.maxMs)}`),
+    noTarget('cluster GetNewMessage via HAProxy, x of direct', `${(proxied.perSecond / direct.perSecond).toFixed(2)}x`),
+  ];
+  console.log(JSON.stringify({ cluster: { settings, held, openSeconds, steady, direct, proxied, proxyRatio: proxied.perSecond / direct.perSecond, recovery, healthChanges: flaps }, targets }));
   if (recovery.delivered < recovery.of) throw new Error(`${recovery.of - recovery.delivered} chats did not deliver within ${PROBE_TIMEOUT_MS} ms of the kill`);
 }
 

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { ChatStore } from '../src/domain/store.js';
 import { DEFAULT_CONFIG } from '../src/server/config.js';
-import { runAndExit, setting } from './bench-measure.js';
+import { runAndExit, setting, type TargetCheck } from './bench-measure.js';
 
 const EMPTY_CHATS = setting('BENCH_MEMORY_CHATS', 10_000, 100, 1_000_000);
 const MESSAGES = setting('BENCH_MEMORY_MESSAGES', 200_000, 1_000, 5_000_000);
@@ -59,7 +59,11 @@ async function main(): Promise<void> {
   console.log(`\nMemory (V8 heap after full GC; the domain's ChatStore filled through its send path)`);
   console.log(`  per empty chat             ${chatBytes.toFixed(0)} bytes beyond its id  (target <= 400)`);
   console.log(`  per stored message         ${messageBytes.toFixed(0)} bytes beyond its content and id  (target <= 120; ${MESSAGES} messages of ${CONTENT_BYTES} bytes with 36-character ids)`);
-  console.log(JSON.stringify({ memory: { emptyChats: EMPTY_CHATS, messages: MESSAGES, bytesPerEmptyChat: chatBytes, bytesPerMessage: messageBytes, held } }));
+  const targets: TargetCheck[] = [
+    { figure: 'heap per empty chat beyond its id', measured: `${chatBytes.toFixed(0)} bytes`, target: '<= 400 bytes', met: chatBytes <= 400 },
+    { figure: 'heap per stored message beyond content and id', measured: `${messageBytes.toFixed(0)} bytes`, target: '<= 120 bytes', met: messageBytes <= 120 },
+  ];
+  console.log(JSON.stringify({ memory: { emptyChats: EMPTY_CHATS, messages: MESSAGES, bytesPerEmptyChat: chatBytes, bytesPerMessage: messageBytes, held }, targets }));
 }
 
 await runAndExit('memory bench', main, () => undefined);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { credentials, Metadata } from '@grpc/grpc-js';
 import { ChatServiceClient, MessageType, type RebuildRequest, type RebuildResponse } from '../generated/chat/v1/chat.js';
-import { processCpuMs, repoRoot, runAndExit, spawnServerProcess } from './bench-measure.js';
+import { processCpuMs, repoRoot, runAndExit, spawnServerProcess, type TargetCheck } from './bench-measure.js';
 
 const sizes = (process.env.BENCH_REBUILD_SIZES ?? '1000,10000,100000,1000000').split(',').map(Number);
 /** Messages an upload carries: about 200 KiB of 100-byte messages, under the 256 KiB request limit. */
@@ -56,12 +56,20 @@ async function main(): Promise<void> {
 
   console.log(`\nRebuild (whole copies into chats the server lacks, ${PER_UPLOAD} messages an upload; server CPU from /proc, in 10 ms steps)`);
   console.log(`${'messages'.padStart(10)} ${'uploads'.padStart(8)} ${'server CPU ms'.padStart(14)} ${'wall ms'.padStart(9)}  ratio to the size below`);
+  const targets: TargetCheck[] = [];
   figures.forEach((f, i) => {
     const below = figures[i - 1];
-    const ratio = below ? `${(f.cpuMs / below.cpuMs).toFixed(1)}x the CPU for ${(f.size / below.size).toFixed(0)}x the data (target <= ${((12 * f.size) / below.size / 10).toFixed(0)}x)` : '';
+    let ratio = '';
+    if (below) {
+      // 10x the data within 12x the time, scaled to the step between the sizes.
+      const cpu = f.cpuMs / below.cpuMs;
+      const bound = (12 * f.size) / below.size / 10;
+      ratio = `${cpu.toFixed(1)}x the CPU for ${(f.size / below.size).toFixed(0)}x the data (target <= ${bound.toFixed(0)}x)`;
+      targets.push({ figure: `Rebuild server CPU, ${f.size} vs ${below.size} messages`, measured: `${cpu.toFixed(1)}x`, target: `<= ${bound.toFixed(0)}x`, met: cpu <= bound });
+    }
     console.log(`${String(f.size).padStart(10)} ${String(f.uploads).padStart(8)} ${f.cpuMs.toFixed(0).padStart(14)} ${f.wallMs.toFixed(0).padStart(9)}  ${ratio}`);
   });
-  console.log(JSON.stringify({ rebuild: { perUpload: PER_UPLOAD, figures } }));
+  console.log(JSON.stringify({ rebuild: { perUpload: PER_UPLOAD, figures }, targets }));
 }
 
 await runAndExit('rebuild bench', main, () => {

@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { DRAIN_MS, type LoadMessage, type LoadReport, type LoadSettings, repoRoot, runAndExit, setting } from './bench-measure.js';
+import { DRAIN_MS, type LoadMessage, type LoadReport, type LoadSettings, noTarget, repoRoot, runAndExit, setting, type TargetCheck } from './bench-measure.js';
 import { formatReport } from './bench-report.js';
 
 const STARTUP_TIMEOUT_MS = 20_000;
@@ -140,7 +140,13 @@ async function main(): Promise<void> {
     const settings: LoadSettings = { ...partial, address: server.address, serverPid: server.child.pid! };
     const { report, pid } = await Promise.race([runLoad(settings), aborted]);
     console.log(formatReport(settings, report, { server: server.child.pid!, load: pid }));
-    console.log(JSON.stringify({ settings, report }));
+    const targets: TargetCheck[] = report.phases.map((p) =>
+      noTarget(
+        `${p.pollIntervalMs === undefined ? 'push (WatchChat)' : `polling every ${p.pollIntervalMs} ms`}, ${settings.chats} chats, p50 / p99`,
+        `${p.delivery.p50Ms.toFixed(2)} / ${p.delivery.p99Ms.toFixed(2)} ms`,
+      ),
+    );
+    console.log(JSON.stringify({ settings, report, targets }));
   } finally {
     clearTimeout(watchdog);
   }
