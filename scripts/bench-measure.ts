@@ -225,8 +225,17 @@ export function setting(name: string, fallback: number, min: number, max: number
   return value;
 }
 
-/** Runs a bench's `main` and exits: 0 once it finished, 1 (saying why) when it failed; `cleanUp` stops what it started, either way. */
+/**
+ * Runs a bench's `main` and exits: 0 once it finished, 1 (saying why) when it failed or was
+ * stopped by SIGINT or SIGTERM; `cleanUp` stops what it started, in every case.
+ */
 export async function runAndExit(name: string, main: () => Promise<void>, cleanUp: () => unknown): Promise<never> {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`${name} stopped by ${signal}`);
+      void Promise.resolve(cleanUp()).finally(() => process.exit(1));
+    });
+  }
   let exitCode = 1;
   try {
     await main();
