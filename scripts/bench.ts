@@ -5,8 +5,8 @@
  * starts the real server binary and the load generator (scripts/bench-load.ts) as two child
  * processes on 127.0.0.1, prints a table, and ends with the figures as one JSON line.
  *
- * Settings (environment): BENCH_CHATS (1000), BENCH_SECONDS measured per mode (15),
- * BENCH_WARMUP_SECONDS per mode (3), BENCH_SEND_EVERY_MS per chat (2000), BENCH_POLL_MS, a
+ * Settings (environment): BENCH_CHATS (1000), BENCH_SECONDS measured per mode (8),
+ * BENCH_WARMUP_SECONDS per mode (2), BENCH_SEND_EVERY_MS per chat (2000), BENCH_POLL_MS, a
  * comma-separated list with one polling mode per interval (DEFAULT_POLL_MS), BENCH_CHANNELS (4),
  * BENCH_BASELINE_PER_S (100).
  */
@@ -60,8 +60,8 @@ function settingList(name: string, fallback: readonly number[], min: number, max
 function readSettings(): Omit<LoadSettings, 'address' | 'serverPid'> {
   return {
     chats: setting('BENCH_CHATS', 1_000, 1, MAX_CHATS),
-    measureSeconds: setting('BENCH_SECONDS', 15, 1, MAX_SECONDS),
-    warmupSeconds: setting('BENCH_WARMUP_SECONDS', 3, 0, MAX_SECONDS),
+    measureSeconds: setting('BENCH_SECONDS', 8, 1, MAX_SECONDS),
+    warmupSeconds: setting('BENCH_WARMUP_SECONDS', 2, 0, MAX_SECONDS),
     sendEveryMs: setting('BENCH_SEND_EVERY_MS', 2_000, 10, 600_000),
     pollIntervalsMs: settingList('BENCH_POLL_MS', DEFAULT_POLL_MS, 1, 60_000),
     channels: setting('BENCH_CHANNELS', 4, 2, 64),
