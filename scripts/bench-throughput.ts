@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     return fill.seconds;
   });
   const readHistory = (size: number, secs = seconds) => run(historyServer, 'read', { prefix: `history-${size}-`, chats: 1, offset: size - READ_SIZE, secs });
-  readHistory(histories[0]!, 2);
+  readHistory(histories[0]!, Math.min(2, seconds));
   const byHistory = histories.map((size, i) => ({ size, fillSeconds: fills[i]!, figure: readHistory(size) }));
 
   const ofFloor = (f: Figure, base: Figure) => f.perSecond / base.perSecond;
