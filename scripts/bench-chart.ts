@@ -3,8 +3,8 @@
  * are curves rather than rows, each on log axes with its target drawn in. Left, GetNewMessage's
  * time per call against history size, as a ratio to the smallest history (flat is the aim;
  * issue 13's bound is 1.3x). Right, the server CPU of a whole-copy Rebuild against its size,
- * log-log, with a linear line through the smallest copy and the bound of 12x the time for 10x
- * the data. A small hand-written SVG: no chart library.
+ * log-log, with a linear line and the bound of 12x the time for 10x the data, both from the
+ * smallest copy whose CPU time /proc reads to within a tenth. A small hand-written SVG: no chart library.
  */
 
 export interface ChartData {
@@ -85,7 +85,7 @@ function series(points: readonly (readonly [number, number, string])[]): string[
     ...points.flatMap(([x, y, label], i) => [
       `<circle cx="${round(x)}" cy="${round(y)}" r="4" fill="${COLOURS.figure}"/>`,
       // The last point's label to its left, inside the panel.
-      i === points.length - 1 && points.length > 1 ? text(x - 8, y + 4, label, `text-anchor="end" fill="${COLOURS.figure}"`) : text(x + 6, y - 8, label, `fill="${COLOURS.figure}"`),
+      i === points.length - 1 && points.length > 1 ? text(x - 8, y - 8, label, `text-anchor="end" fill="${COLOURS.figure}"`) : text(x + 6, y - 8, label, `fill="${COLOURS.figure}"`),
     ]),
   ];
 }
@@ -111,21 +111,26 @@ function rebuildPanel(rebuild: NonNullable<ChartData['rebuild']>): string[] {
   const drawn = rebuild.filter((r) => r.cpuMs > 0);
   const skipped = rebuild.length - drawn.length;
   if (drawn.length === 0) return frame('Rebuild: server CPU against copy size', 'every copy took under the 10 ms resolution', linearAxis(1, 1, left, width - right, String), linearAxis(1, 1, height - bottom, top, String), '', '');
-  const first = drawn[0]!;
+  // The lines start from the smallest copy read to within a tenth (10 of the 10 ms steps), or the smallest drawn.
+  const anchor = drawn.find((r) => r.cpuMs >= 100) ?? drawn[0]!;
+  const smallest = drawn[0]!.size;
   const largest = Math.max(...drawn.map((r) => r.size));
-  const linear = (size: number) => first.cpuMs * (size / first.size);
-  const bound = (size: number) => first.cpuMs * (size / first.size) ** Math.log10(12);
+  const linear = (size: number) => anchor.cpuMs * (size / anchor.size);
+  const bound = (size: number) => anchor.cpuMs * (size / anchor.size) ** Math.log10(12);
+  const ends = [anchor.size, largest];
   const ys = [...drawn.map((r) => r.cpuMs), bound(largest)];
-  const x = logAxis(first.size, largest, left, width - right, count);
+  const x = logAxis(smallest, largest, left, width - right, count);
   const y = logAxis(Math.min(...ys), Math.max(...ys), height - bottom, top, (v) => (v >= 1000 ? `${v / 1000} s` : `${v} ms`));
-  const ends = [first.size, largest];
   const note = skipped > 0 ? `; ${skipped} under the 10 ms resolution not drawn` : '';
   return [
-    ...frame('Rebuild: server CPU against copy size', `whole copies into a chat the server lacks, in parts under the request limit${note}`, x, y, 'messages in the copy (log)', 'server CPU (log)'),
+    ...frame('Rebuild: server CPU against copy size', `whole copies into a chat the server lacks; lines from the ${count(anchor.size)} copy${note}`, x, y, 'messages in the copy (log)', 'server CPU (log)'),
     line(ends.map((s) => [x.at(s), y.at(linear(s))]), `stroke="${COLOURS.reference}" stroke-dasharray="2 3"`),
-    text(x.at(largest) - 4, y.at(linear(largest)) + 22, 'linear', `text-anchor="end" fill="${COLOURS.reference}"`),
     line(ends.map((s) => [x.at(s), y.at(bound(s))]), `stroke="${COLOURS.target}" stroke-dasharray="6 4"`),
-    text(x.at(largest) - 4, y.at(bound(largest)) - 6, 'target: at most 12x the time for 10x the data', `text-anchor="end" fill="${COLOURS.target}"`),
+    // The legend, top left, where the curve (rising to the right) is not.
+    line([[left + 8, top + 12], [left + 32, top + 12]], `stroke="${COLOURS.target}" stroke-dasharray="6 4"`),
+    text(left + 38, top + 16, 'target: at most 12x the time for 10x the data', `fill="${COLOURS.target}"`),
+    line([[left + 8, top + 28], [left + 32, top + 28]], `stroke="${COLOURS.reference}" stroke-dasharray="2 3"`),
+    text(left + 38, top + 32, 'linear: 10x the time for 10x the data', `fill="${COLOURS.reference}"`),
     ...series(drawn.map((r) => [x.at(r.size), y.at(r.cpuMs), r.cpuMs >= 1000 ? `${(r.cpuMs / 1000).toFixed(1)} s` : `${r.cpuMs.toFixed(0)} ms`])),
   ];
 }
