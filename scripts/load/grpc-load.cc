@@ -377,8 +377,8 @@ struct Completion {
 
 class Fanout {
  public:
-  Fanout(const std::string& address, int channels, double seconds, double per_second, std::string prefix)
-      : watch_stubs_(Stubs(address, channels)), send_stub_(std::move(Stubs(address, 1)[0])), seconds_(seconds), per_second_(per_second), prefix_(std::move(prefix)) {}
+  Fanout(const std::string& address, int channels, double seconds, double per_second)
+      : watch_stubs_(Stubs(address, channels)), send_stub_(std::move(Stubs(address, 1)[0])), seconds_(seconds), per_second_(per_second) {}
 
   // One phase: `watchers` streams on `chat`, the sends, their receipts; its figures as JSON.
   std::string Phase(const std::string& chat, int watchers, int phase) {
@@ -583,7 +583,6 @@ class Fanout {
   std::unique_ptr<grpc::GenericStub> send_stub_;
   const double seconds_;
   const double per_second_;
-  const std::string prefix_;
   // Every stream opened, kept to the end (a completion may still name one of an earlier phase).
   std::vector<std::unique_ptr<Watcher>> streams_;
   // This phase's.
@@ -620,7 +619,7 @@ int main(int argc, char** argv) {
     const double seconds = std::stod(argv[4]);
     const double per_second = std::stod(argv[5]);
     const std::string prefix = argc > 7 ? argv[7] : "fanout-";
-    Fanout fanout(address, std::stoi(argv[6]), seconds, per_second, prefix);
+    Fanout fanout(address, std::stoi(argv[6]), seconds, per_second);
     const std::string single = fanout.Phase(prefix + "single", 1, 0);
     const std::string many = fanout.Phase(prefix + "fanout", watchers, 1);
     std::printf("{\"kind\":\"fanout\",\"watchers\":%d,\"seconds\":%.3f,\"sendsPerSecond\":%.3f,\"channels\":%s,\"single\":%s,\"fanout\":%s,\"codes\":%s}\n", watchers,
