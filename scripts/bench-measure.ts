@@ -1,10 +1,10 @@
 /**
  * What `npm run bench` measures and how: the settings and report it passes between processes,
- * a window of latencies, a pacer for open-loop calls at a fixed rate, percentiles, and CPU
- * time from /proc.
+ * a window of latencies, a pacer for open-loop calls at a fixed rate, percentiles, CPU time
+ * from /proc, the C++ load client, server processes, and the targets each part reports.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -166,6 +166,49 @@ export function machineBusyMs(): number | undefined {
 }
 
 
+/** One figure beside its target, as each bench part lists them in its JSON line (`targets`) for the summary `npm run bench` ends with. */
+export interface TargetCheck {
+  /** What was measured, e.g. "AddVisitorMessage, x of its floor". */
+  readonly figure: string;
+  /** The figure as the part printed it. */
+  readonly measured: string;
+  /** The target issue 13 sets, or NO_TARGET where it sets none. */
+  readonly target: string;
+  /** Whether the figure met its target; null where there is none. */
+  readonly met: boolean | null;
+}
+
+export const NO_TARGET = 'no target: figure';
+
+/** A figure with no target, for the summary. */
+export function noTarget(figure: string, measured: string): TargetCheck {
+  return { figure, measured, target: NO_TARGET, met: null };
+}
+
+/** grpc-load (scripts/load/grpc-load.cc), compiled into dist/load when missing or older than its source; its path. */
+export function loadClient(progress: (text: string) => void = (text) => console.error(`  ${text}`)): string {
+  const source = path.join(repoRoot(), 'scripts/load/grpc-load.cc');
+  const binary = path.join(repoRoot(), 'dist/load/grpc-load');
+  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) return binary;
+  let flags: string[];
+  try {
+    flags = execFileSync('pkg-config', ['--cflags', '--libs', 'grpc++'], { encoding: 'utf8' }).trim().split(/\s+/);
+  } catch {
+    throw new Error('the load client needs gRPC C++: apt-get install -y g++ pkg-config libgrpc++-dev');
+  }
+  mkdirSync(path.dirname(binary), { recursive: true });
+  progress('compiling the C++ load client (scripts/load/grpc-load.cc)');
+  // Into a file of its own first: a compile that fails or is stopped leaves no binary that looks current.
+  execFileSync('g++', ['-O2', '-std=c++17', source, '-o', `${binary}.tmp`, ...flags], { stdio: 'inherit' });
+  renameSync(`${binary}.tmp`, binary);
+  return binary;
+}
+
+/** Runs grpc-load with `args` to its end and returns the JSON line it printed. */
+export function runLoadClient<T>(binary: string, args: readonly (string | number)[]): T {
+  return JSON.parse(execFileSync(binary, args.map(String), { encoding: 'utf8', maxBuffer: 1 << 20 })) as T;
+}
+
 /** The folder holding package.json, whether the bench runs compiled (dist/scripts) or not. */
 export function repoRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
@@ -182,8 +225,17 @@ export function setting(name: string, fallback: number, min: number, max: number
   return value;
 }
 
-/** Runs a bench's `main` and exits: 0 once it finished, 1 (saying why) when it failed; `cleanUp` stops what it started, either way. */
+/**
+ * Runs a bench's `main` and exits: 0 once it finished, 1 (saying why) when it failed or was
+ * stopped by SIGINT or SIGTERM; `cleanUp` stops what it started, in every case.
+ */
 export async function runAndExit(name: string, main: () => Promise<void>, cleanUp: () => unknown): Promise<never> {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`${name} stopped by ${signal}`);
+      void Promise.resolve(cleanUp()).finally(() => process.exit(1));
+    });
+  }
   let exitCode = 1;
   try {
     await main();
@@ -202,8 +254,8 @@ const SERVER_STARTUP_TIMEOUT_MS = 20_000;
 /**
  * Spawns a server process (`node ...args`) on 127.0.0.1, port 0, and resolves with its address
  * once it prints its port: the chat server's "chat server listening" log line, or another
- * server's line `{"port": N}`. Every line of its stdout is read, so the pipe never fills up and
- * blocks it (the chat server logs a line per rebuild). `started` hears of the child at once, so
+ * server's line `{"port": N}`. Its stdout is drained to the end, so the pipe never fills up and
+ * blocks it (the chat server logs a line per rebuild); lines after the port are not parsed. `started` hears of the child at once, so
  * a caller can kill it whatever happens next.
  */
 export async function spawnServerProcess(
@@ -216,12 +268,16 @@ export async function spawnServerProcess(
   started(child);
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start within ${SERVER_STARTUP_TIMEOUT_MS} ms`)), SERVER_STARTUP_TIMEOUT_MS);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
       if (!line.startsWith('{')) return;
       const entry = JSON.parse(line) as { port?: unknown; msg?: unknown };
       if (typeof entry.port !== 'number' || (entry.msg !== undefined && entry.msg !== 'chat server listening')) return;
       clearTimeout(timer);
       resolve(entry.port);
+      // From here on its output is drained unread: parsing a log line per call would take CPU the figures need.
+      lines.close();
+      child.stdout!.resume();
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);

@@ -11,7 +11,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { Sealer } from '../src/domain/seal.js';
 import { ChatStore } from '../src/domain/store.js';
 import { DEFAULT_CONFIG } from '../src/server/config.js';
-import { runAndExit, setting } from './bench-measure.js';
+import { NO_TARGET, runAndExit, setting, type TargetCheck } from './bench-measure.js';
 
 const EMPTY_CHATS = setting('BENCH_MEMORY_CHATS', 10_000, 100, 1_000_000);
 const MESSAGES = setting('BENCH_MEMORY_MESSAGES', 200_000, 1_000, 5_000_000);
@@ -75,7 +75,12 @@ async function main(): Promise<void> {
   console.log(`  per empty chat             ${chatBytes.toFixed(0)} bytes beyond its id  (target <= 400)`);
   console.log(`  per stored message         ${unsealed.toFixed(0)} bytes beyond its content and id  (target <= 120; ${MESSAGES} messages of ${CONTENT_BYTES} bytes with 36-character ids)`);
   console.log(`  per stored sealed message  ${sealed.toFixed(0)} bytes beyond its content and id  (no target: the same, each with its 46-character seal)`);
-  console.log(JSON.stringify({ memory: { emptyChats: EMPTY_CHATS, messages: MESSAGES, bytesPerEmptyChat: chatBytes, bytesPerMessage: unsealed, bytesPerSealedMessage: sealed, held } }));
+  const targets: TargetCheck[] = [
+    { figure: 'heap per empty chat beyond its id', measured: `${chatBytes.toFixed(0)} bytes`, target: '<= 400 bytes', met: chatBytes <= 400 },
+    { figure: 'heap per stored message beyond content and id', measured: `${unsealed.toFixed(0)} bytes`, target: '<= 120 bytes', met: unsealed <= 120 },
+    { figure: 'heap per stored sealed message beyond content and id', measured: `${sealed.toFixed(0)} bytes`, target: NO_TARGET, met: null },
+  ];
+  console.log(JSON.stringify({ memory: { emptyChats: EMPTY_CHATS, messages: MESSAGES, bytesPerEmptyChat: chatBytes, bytesPerMessage: unsealed, bytesPerSealedMessage: sealed, held }, targets }));
 }
 
 await runAndExit('memory bench', main, () => undefined);

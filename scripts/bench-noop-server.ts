@@ -3,7 +3,9 @@
  * process of its own): the generated chat.v1.ChatService on grpc-js, whose handlers do no chat
  * work. Each decodes its request (the generated deserializer), builds an answer of the same
  * shape and size as the real server's, and encodes it (the generated serializer). So the real
- * server's figure over this one is what the chat work costs. It prints its port on stdout.
+ * server's figure over this one is what the chat work costs. A Rebuild is answered as the real
+ * server answers a whole copy into a chat it lacks: the chat holding the upload's messages (its
+ * offsets the upload's highest per side), a begin time and an epoch. It prints its port on stdout.
  */
 import { randomUUID } from 'node:crypto';
 import { type sendUnaryData, Server, ServerCredentials, type ServerUnaryCall } from '@grpc/grpc-js';
@@ -17,6 +19,8 @@ import {
   type GetNewMessageRequest,
   type GetNewMessageResponse,
   MessageType,
+  type RebuildRequest,
+  type RebuildResponse,
   ResultCode,
 } from '../generated/chat/v1/chat.js';
 
@@ -51,12 +55,27 @@ const getNewMessage: Unary<GetNewMessageRequest, GetNewMessageResponse> = (call,
   callback(null, { code: ResultCode.RESULT_CODE_OK, visitorDataOffset: from + READ_MESSAGES, agentDataOffset: 0, messages, epoch: EPOCH });
 };
 
+const rebuild: Unary<RebuildRequest, RebuildResponse> = (call, callback) => {
+  const messages = call.request.chat?.messages ?? [];
+  const highest = (type: MessageType) => messages.reduce((top, m) => (m.messageType === type ? Math.max(top, m.dataOffset) : top), 0);
+  const chat = {
+    id: call.request.chat?.id ?? '',
+    visitorDataOffset: highest(MessageType.MESSAGE_TYPE_VISITOR),
+    agentDataOffset: highest(MessageType.MESSAGE_TYPE_AGENT),
+    messages,
+    visitor: undefined,
+    beginTime: new Date(),
+    epoch: EPOCH,
+  };
+  callback(null, { code: ResultCode.RESULT_CODE_OK, chat, truncated: false });
+};
+
 const server = new Server();
 server.addService(ChatServiceService, {
   addVisitorMessage,
   addAgentMessage,
   getNewMessage,
-  rebuild: (_call: unknown, callback: sendUnaryData<never>) => callback({ code: 12, details: 'not in the floor' }),
+  rebuild,
   watchChat: (call: { end(): void }) => call.end(),
 });
 server.bindAsync('127.0.0.1:0', ServerCredentials.createInsecure(), (error, port) => {

@@ -2,52 +2,50 @@
  * The throughput figures of `npm run bench`: calls/s and p50/p99 of the chat RPCs on the real
  * server, each beside a baseline measured in the same run, with a load client that is not the
  * bottleneck (scripts/load/grpc-load.cc on Google's C++ gRPC core, compiled here; a Node client
- * tops out near 6k calls/s). Server, floor and load run as separate processes:
+ * tops out near 6k calls/s). Servers, floor and load run as separate processes:
  * - the health check on the real server (the transport's cost of a call);
  * - the floor: the same generated service with handlers that do no chat work
  *   (scripts/bench-noop-server.ts), for each message shape;
  * - AddVisitorMessage and AddAgentMessage into 1,000 chats, GetNewMessage of 10 new messages;
- * - GetNewMessage of 10 new messages against history size.
+ * - Rebuild of a whole copy of 20 messages into a chat the server lacks: each call a fresh chat
+ *   id, from REBUILD_CHATS ids (50,000, more than a run makes at these rates), so the server
+ *   creates a chat and merges 20 new messages every call, as after a failover; should a run
+ *   outgrow them, an id that comes round again merges a copy its chat already holds, and the
+ *   output says how many calls did. The real server runs without its upload budget
+ *   (--rebuild-bytes-per-second 0): at 4 MiB/s it would pace these uploads, not measure them;
+ * - GetNewMessage of 10 new messages against history size, on a server of its own holding
+ *   one chat of each size (it needs a bigger heap and chat budget than `npm start` gives),
+ *   all filled before the first read; the histories are visitor messages uploaded by
+ *   whole-copy Rebuilds in parts, as the SDK uploads them (each later part with the first
+ *   answer's epoch), of 25,000 messages under that server's 4 MiB request limit, so a
+ *   history of 10^6 takes seconds, not the 80 s sends would.
  * It prints a table with each figure beside its target and ends with the figures as one JSON
  * line. Needs g++, pkg-config and libgrpc++-dev (apt-get install -y g++ pkg-config libgrpc++-dev).
  * Settings (environment): BENCH_THROUGHPUT_SECONDS per figure (5), BENCH_CONCURRENCY (64),
- * BENCH_HISTORIES (comma-separated history sizes, 100,10000,100000).
+ * BENCH_HISTORIES (comma-separated history sizes, 100,10000,100000,1000000).
  */
-import { type ChildProcess, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { repoRoot, runAndExit, setting, spawnServerProcess } from './bench-measure.js';
+import { loadClient, repoRoot, runAndExit, runLoadClient, setting, spawnServerProcess, type TargetCheck } from './bench-measure.js';
 
 const CHATS = 1_000;
 const CHANNELS = 4;
 const READ_SIZE = 10;
+/** Chat ids the Rebuild figure uploads into, one per call until they run out. */
+const REBUILD_CHATS = 50_000;
+/** The history server's request limit, and the messages of 100 bytes a fill upload carries under it. */
+const HISTORY_REQUEST_BYTES = 4 * 1024 * 1024;
+const FILL_PER_UPLOAD = 25_000;
 const seconds = setting('BENCH_THROUGHPUT_SECONDS', 5, 1, 60);
 const concurrency = setting('BENCH_CONCURRENCY', 64, 1, 1_000);
-const histories = (process.env.BENCH_HISTORIES ?? '100,10000,100000').split(',').map(Number);
+const histories = (process.env.BENCH_HISTORIES ?? '100,10000,100000,1000000').split(',').map(Number);
 
 const children = new Set<ChildProcess>();
 const progress = (text: string) => console.error(`  ${text}`);
 
-/** grpc-load, compiled into dist/load when missing or older than its source. */
-function loadClient(): string {
-  const source = path.join(repoRoot(), 'scripts/load/grpc-load.cc');
-  const binary = path.join(repoRoot(), 'dist/load/grpc-load');
-  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(source).mtimeMs) return binary;
-  let flags: string[];
-  try {
-    flags = execFileSync('pkg-config', ['--cflags', '--libs', 'grpc++'], { encoding: 'utf8' }).trim().split(/\s+/);
-  } catch {
-    throw new Error('the load client needs gRPC C++: apt-get install -y g++ pkg-config libgrpc++-dev');
-  }
-  mkdirSync(path.dirname(binary), { recursive: true });
-  progress('compiling the C++ load client (scripts/load/grpc-load.cc)');
-  execFileSync('g++', ['-O2', '-std=c++17', source, '-o', binary, ...flags], { stdio: 'inherit' });
-  return binary;
-}
-
 /** A server process on 127.0.0.1 (bench-measure.ts, spawnServerProcess), killed at the end; its address. */
-async function start(args: readonly string[], env: Record<string, string> = {}): Promise<string> {
-  return (await spawnServerProcess(path.basename(args[0]!), args, env, (child) => children.add(child))).address;
+async function start(name: string, args: readonly string[], env: Record<string, string> = {}): Promise<string> {
+  return (await spawnServerProcess(name, args, env, (child) => children.add(child))).address;
 }
 
 interface Figure {
@@ -56,26 +54,34 @@ interface Figure {
   readonly p99Ms: number;
   readonly calls: number;
   readonly codes: Record<string, number>;
+  /** rebuild: the messages of each copy. */
+  readonly copyMessages?: number;
 }
 
 async function main(): Promise<void> {
-  const load = loadClient();
+  const load = loadClient(progress);
   const run = (address: string, kind: string, { chats = CHATS, offset = 0, count = 0, prefix = 'bench-', secs = seconds } = {}): Figure => {
-    const out = execFileSync(load, [address, kind, String(concurrency), String(secs), String(chats), String(CHANNELS), String(offset), String(count), prefix], { encoding: 'utf8', maxBuffer: 1 << 20 });
-    const figure = JSON.parse(out) as Figure;
+    const figure = runLoadClient<Figure>(load, [address, kind, concurrency, secs, chats, CHANNELS, offset, count, prefix]);
     const failed = Object.entries(figure.codes).filter(([code]) => code !== '0');
     if (failed.length > 0) throw new Error(`${kind} on ${address}: calls failed with status ${JSON.stringify(Object.fromEntries(failed))}`);
     return figure;
   };
   const main = path.join(repoRoot(), 'dist/src/server/main.js');
-  // The real server as `npm start` runs it (the floor checks no tokens either), with room for
-  // the histories below.
-  const real = await start([main, '--insecure'], { MAX_CHAT_BYTES: String(1024 ** 3), MAX_MESSAGES_PER_CHAT: String(2_000_000) });
-  const floor = await start([path.join(repoRoot(), 'dist/scripts/bench-noop-server.js')], { NOOP_READ_MESSAGES: String(READ_SIZE) });
+  // The real server as `npm start` runs it (the floor checks no tokens either), without the upload budget.
+  const real = await start('the server', [main, '--insecure'], { REBUILD_BYTES_PER_SECOND: '0' });
+  const floor = await start('the floor', [path.join(repoRoot(), 'dist/scripts/bench-noop-server.js')], { NOOP_READ_MESSAGES: String(READ_SIZE) });
+  const largest = Math.max(...histories);
+  const historyServer = await start('the history server', ['--max-old-space-size=8192', main, '--insecure'], {
+    REBUILD_BYTES_PER_SECOND: '0',
+    MAX_REQUEST_BYTES: String(HISTORY_REQUEST_BYTES),
+    MAX_MESSAGES_PER_CHAT: String(Math.max(2 * largest, 1_000_000)),
+    MAX_CHAT_BYTES: String(2 * 1024 ** 3),
+    MAX_HELD_BYTES: String(8 * 1024 ** 3),
+  });
 
   progress(`each figure: ${seconds} s, ${concurrency} calls in flight over ${CHANNELS} connections`);
   const health = run(real, 'health');
-  const floors = { visitor: run(floor, 'visitor'), agent: run(floor, 'agent'), read: run(floor, 'read') };
+  const floors = { visitor: run(floor, 'visitor'), agent: run(floor, 'agent'), read: run(floor, 'read'), rebuild: run(floor, 'rebuild', { chats: REBUILD_CHATS, prefix: 'rebuild-' }) };
   run(real, 'prepare');
   const visitor = run(real, 'visitor');
   const agent = run(real, 'agent');
@@ -83,37 +89,62 @@ async function main(): Promise<void> {
   run(real, 'prepare', { prefix: 'read-' });
   run(real, 'visitor', { prefix: 'read-', count: CHATS * READ_SIZE });
   const read = run(real, 'read', { prefix: 'read-' });
+  // Last on this server: the chats it creates weigh on no other figure.
+  const rebuild = run(real, 'rebuild', { chats: REBUILD_CHATS, prefix: 'rebuild-' });
+  const rebuildRepeats = Math.max(0, rebuild.calls - REBUILD_CHATS);
 
-  const byHistory: { size: number; figure: Figure }[] = [];
-  for (const size of histories) {
-    const prefix = `history-${size}-`;
-    progress(`a chat of ${size} messages`);
-    run(real, 'prepare', { prefix, chats: 1 });
-    run(real, 'visitor', { prefix, chats: 1, count: size });
-    byHistory.push({ size, figure: run(real, 'read', { prefix, chats: 1, offset: size - READ_SIZE }) });
-  }
+  // Every history is filled before any is read, so each read runs against the same server (its
+  // heap as large), and a read of the first one, not counted, warms that server's read path.
+  const fills = histories.map((size) => {
+    const fill = runLoadClient<{ seconds: number; uploads: number }>(load, [historyServer, 'fill', size, FILL_PER_UPLOAD, 1, CHANNELS, `history-${size}-`]);
+    progress(`a chat of ${size} messages, filled in ${fill.uploads} uploads, ${fill.seconds.toFixed(1)} s`);
+    return fill.seconds;
+  });
+  const readHistory = (size: number, secs = seconds) => run(historyServer, 'read', { prefix: `history-${size}-`, chats: 1, offset: size - READ_SIZE, secs });
+  readHistory(histories[0]!, Math.min(2, seconds));
+  const byHistory = histories.map((size, i) => ({ size, fillSeconds: fills[i]!, figure: readHistory(size) }));
 
+  const ofFloor = (f: Figure, base: Figure) => f.perSecond / base.perSecond;
+  const base = byHistory[0]!;
+  const targets: TargetCheck[] = [
+    ...([
+      ['AddVisitorMessage', visitor, floors.visitor],
+      ['AddAgentMessage', agent, floors.agent],
+      ['GetNewMessage (10 new)', read, floors.read],
+      ['Rebuild (copy of 20, new chat)', rebuild, floors.rebuild],
+    ] as const).map(([what, f, of]) => ({ figure: `${what}, x of its floor`, measured: `${ofFloor(f, of).toFixed(2)}x`, target: '>= 0.85x', met: ofFloor(f, of) >= 0.85 })),
+    ...byHistory.slice(1).map(({ size, figure }) => {
+      const ratio = base.figure.perSecond / figure.perSecond;
+      return { figure: `GetNewMessage time, history ${size} vs ${base.size}`, measured: `${ratio.toFixed(2)}x`, target: '<= 1.3x', met: ratio <= 1.3 };
+    }),
+  ];
   const rows: [string, Figure, string, string][] = [
     ['health check (baseline)', health, '1.00x of itself', ''],
-    ['floor: AddVisitorMessage', floors.visitor, `${(floors.visitor.perSecond / health.perSecond).toFixed(2)}x of the health check`, ''],
-    ['floor: AddAgentMessage', floors.agent, `${(floors.agent.perSecond / health.perSecond).toFixed(2)}x of the health check`, ''],
-    ['floor: GetNewMessage (10)', floors.read, `${(floors.read.perSecond / health.perSecond).toFixed(2)}x of the health check`, ''],
-    ['AddVisitorMessage', visitor, `${(visitor.perSecond / floors.visitor.perSecond).toFixed(2)}x of its floor`, 'target >= 0.85x'],
-    ['AddAgentMessage', agent, `${(agent.perSecond / floors.agent.perSecond).toFixed(2)}x of its floor`, 'target >= 0.85x'],
-    ['GetNewMessage (10 new)', read, `${(read.perSecond / floors.read.perSecond).toFixed(2)}x of its floor`, 'target >= 0.85x'],
+    ['floor: AddVisitorMessage', floors.visitor, `${ofFloor(floors.visitor, health).toFixed(2)}x of the health check`, ''],
+    ['floor: AddAgentMessage', floors.agent, `${ofFloor(floors.agent, health).toFixed(2)}x of the health check`, ''],
+    ['floor: GetNewMessage (10)', floors.read, `${ofFloor(floors.read, health).toFixed(2)}x of the health check`, ''],
+    ['floor: Rebuild (copy of 20)', floors.rebuild, `${ofFloor(floors.rebuild, health).toFixed(2)}x of the health check`, ''],
+    ['AddVisitorMessage', visitor, `${ofFloor(visitor, floors.visitor).toFixed(2)}x of its floor`, 'target >= 0.85x'],
+    ['AddAgentMessage', agent, `${ofFloor(agent, floors.agent).toFixed(2)}x of its floor`, 'target >= 0.85x'],
+    ['GetNewMessage (10 new)', read, `${ofFloor(read, floors.read).toFixed(2)}x of its floor`, 'target >= 0.85x'],
+    ['Rebuild (copy of 20, new chat)', rebuild, `${ofFloor(rebuild, floors.rebuild).toFixed(2)}x of its floor`, 'target >= 0.85x'],
     ...byHistory.map(({ size, figure }): [string, Figure, string, string] => [
       `GetNewMessage, history ${size}`,
       figure,
-      `${(byHistory[0]!.figure.perSecond / figure.perSecond).toFixed(2)}x the time of history ${byHistory[0]!.size}`,
-      'target <= 1.3x',
+      `${(base.figure.perSecond / figure.perSecond).toFixed(2)}x the time of history ${base.size}`,
+      size === base.size ? '' : 'target <= 1.3x',
     ]),
   ];
   console.log(`\nThroughput (C++ load client, ${concurrency} in flight, ${seconds} s each)`);
-  console.log(`${'figure'.padEnd(30)} ${'calls/s'.padStart(9)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)}  ratio`);
+  console.log(`${'figure'.padEnd(32)} ${'calls/s'.padStart(9)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)}  ratio`);
   for (const [what, f, ratio, target] of rows) {
-    console.log(`${what.padEnd(30)} ${f.perSecond.toFixed(0).padStart(9)} ${f.p50Ms.toFixed(2).padStart(8)} ${f.p99Ms.toFixed(2).padStart(8)}  ${ratio}${target ? `  (${target})` : ''}`);
+    console.log(`${what.padEnd(32)} ${f.perSecond.toFixed(0).padStart(9)} ${f.p50Ms.toFixed(2).padStart(8)} ${f.p99Ms.toFixed(2).padStart(8)}  ${ratio}${target ? `  (${target})` : ''}`);
   }
-  console.log(JSON.stringify({ throughput: { seconds, concurrency, health, floors, visitor, agent, read, byHistory } }));
+  const copy = rebuild.copyMessages ?? 0;
+  const repeats = rebuildRepeats > 0 ? `; ${rebuildRepeats} calls came back to an id and merged a copy its chat held already` : ', every one into a chat the server lacked';
+  console.log(`Rebuild: a whole copy of ${copy} messages (${copy / 2} visitor, ${copy / 2} agent) a call, each into a fresh chat id of ${REBUILD_CHATS}: ${rebuild.calls} calls${repeats}; the server's upload budget off`);
+  console.log(`Histories: one chat each on a server of its own, filled by whole-copy Rebuilds of ${FILL_PER_UPLOAD} messages (${byHistory.map((h) => `${h.size}: ${h.fillSeconds.toFixed(1)} s`).join(', ')}); reads of the last 10`);
+  console.log(JSON.stringify({ throughput: { seconds, concurrency, health, floors, visitor, agent, read, rebuild, rebuildChats: REBUILD_CHATS, rebuildRepeats, byHistory }, targets }));
 }
 
 process.once('exit', () => {

@@ -5,8 +5,8 @@
  * starts the real server binary and the load generator (scripts/bench-load.ts) as two child
  * processes on 127.0.0.1, prints a table, and ends with the figures as one JSON line.
  *
- * Settings (environment): BENCH_CHATS (1000), BENCH_SECONDS measured per mode (15),
- * BENCH_WARMUP_SECONDS per mode (3), BENCH_SEND_EVERY_MS per chat (2000), BENCH_POLL_MS, a
+ * Settings (environment): BENCH_CHATS (1000), BENCH_SECONDS measured per mode (8),
+ * BENCH_WARMUP_SECONDS per mode (2), BENCH_SEND_EVERY_MS per chat (2000), BENCH_POLL_MS, a
  * comma-separated list with one polling mode per interval (DEFAULT_POLL_MS), BENCH_CHANNELS (4),
  * BENCH_BASELINE_PER_S (100).
  */
@@ -16,7 +16,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { DRAIN_MS, type LoadMessage, type LoadReport, type LoadSettings, repoRoot, runAndExit, setting } from './bench-measure.js';
+import { DRAIN_MS, type LoadMessage, type LoadReport, type LoadSettings, noTarget, repoRoot, runAndExit, setting, type TargetCheck } from './bench-measure.js';
 import { formatReport } from './bench-report.js';
 
 const STARTUP_TIMEOUT_MS = 20_000;
@@ -60,8 +60,8 @@ function settingList(name: string, fallback: readonly number[], min: number, max
 function readSettings(): Omit<LoadSettings, 'address' | 'serverPid'> {
   return {
     chats: setting('BENCH_CHATS', 1_000, 1, MAX_CHATS),
-    measureSeconds: setting('BENCH_SECONDS', 15, 1, MAX_SECONDS),
-    warmupSeconds: setting('BENCH_WARMUP_SECONDS', 3, 0, MAX_SECONDS),
+    measureSeconds: setting('BENCH_SECONDS', 8, 1, MAX_SECONDS),
+    warmupSeconds: setting('BENCH_WARMUP_SECONDS', 2, 0, MAX_SECONDS),
     sendEveryMs: setting('BENCH_SEND_EVERY_MS', 2_000, 10, 600_000),
     pollIntervalsMs: settingList('BENCH_POLL_MS', DEFAULT_POLL_MS, 1, 60_000),
     channels: setting('BENCH_CHANNELS', 4, 2, 64),
@@ -140,7 +140,13 @@ async function main(): Promise<void> {
     const settings: LoadSettings = { ...partial, address: server.address, serverPid: server.child.pid! };
     const { report, pid } = await Promise.race([runLoad(settings), aborted]);
     console.log(formatReport(settings, report, { server: server.child.pid!, load: pid }));
-    console.log(JSON.stringify({ settings, report }));
+    const targets: TargetCheck[] = report.phases.map((p) =>
+      noTarget(
+        `${p.pollIntervalMs === undefined ? 'push (WatchChat)' : `polling every ${p.pollIntervalMs} ms`}, ${settings.chats} chats, p50 / p99`,
+        `${p.delivery.p50Ms.toFixed(2)} / ${p.delivery.p99Ms.toFixed(2)} ms`,
+      ),
+    );
+    console.log(JSON.stringify({ settings, report, targets }));
   } finally {
     clearTimeout(watchdog);
   }

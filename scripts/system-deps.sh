@@ -3,7 +3,8 @@
 # Ubuntu); otherwise it stops at once with the one command that installs them.
 #   system-deps.sh test   before `npm test`: a Python gRPC client (python3-grpcio,
 #                         python3-grpc-tools) for the cross-language tests, haproxy for the
-#                         load-balancer and cluster tests;
+#                         load-balancer and cluster tests, and g++, pkg-config and
+#                         libgrpc++-dev for the bench's smoke tests of its C++ load client;
 #   system-deps.sh bench  before `npm run bench`: haproxy for the cluster figure, and g++,
 #                         pkg-config and libgrpc++-dev for the C++ load client.
 set -euo pipefail
@@ -19,7 +20,7 @@ has_haproxy() { command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]]; }
 has_grpc_cpp() { command -v g++ >/dev/null && command -v pkg-config >/dev/null && pkg-config --exists grpc++; }
 
 case "${1:-}" in
-  test) PACKAGES=(python3-grpcio python3-grpc-tools haproxy); COMMAND='npm test' ;;
+  test) PACKAGES=(python3-grpcio python3-grpc-tools haproxy g++ pkg-config libgrpc++-dev); COMMAND='npm test' ;;
   bench) PACKAGES=(haproxy g++ pkg-config libgrpc++-dev); COMMAND='npm run bench' ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
@@ -28,7 +29,7 @@ INSTALL="apt-get install -y ${PACKAGES[*]}"
 missing() {
   if [[ "$1" == test ]]; then has_python_grpc || echo -n 'python3-grpcio python3-grpc-tools '; fi
   has_haproxy || echo -n 'haproxy '
-  if [[ "$1" == bench ]]; then has_grpc_cpp || echo -n 'g++ pkg-config libgrpc++-dev'; fi
+  has_grpc_cpp || echo -n 'g++ pkg-config libgrpc++-dev'
 }
 
 [[ -z "$(missing "$1")" ]] && exit 0

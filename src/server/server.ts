@@ -195,6 +195,9 @@ export function serverOptions(config: Config): ServerOptions {
     'grpc.http2.min_ping_interval_without_data_ms': config.keepaliveMinPingIntervalMs,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.max_receive_message_length': config.maxRequestBytes,
+    // No channelz service is served, so its per-call and per-connection accounting would be
+    // counted for nobody (a few percent of a call's CPU).
+    'grpc.enable_channelz': 0,
     ...(config.maxConcurrentStreamsPerConnection > 0 && { 'grpc.max_concurrent_streams': config.maxConcurrentStreamsPerConnection }),
     ...(config.maxConnectionIdleMs > 0 && { 'grpc.max_connection_idle_ms': config.maxConnectionIdleMs }),
     ...(config.maxConnectionAgeMs > 0 && {
