@@ -22,7 +22,10 @@ export function freshMessages(copy: ChatCopy, chat: Chat | undefined, limits: Up
   const { maxIdBytes, maxContentBytes, maxMessagesPerChat, maxClockSkewMs } = limits;
   const future = {
     ms: now.getTime() + maxClockSkewMs,
-    why: `in the future: more than ${maxClockSkewMs} ms (--max-clock-skew-ms) ahead of the server's clock (${now.toISOString()})`,
+    // Written only for a refusal: an upload checks every message against it.
+    get why() {
+      return `in the future: more than ${maxClockSkewMs} ms (--max-clock-skew-ms) ahead of the server's clock (${now.toISOString()})`;
+    },
   };
   if (copy.beginTime) requireTime('chat.begin_time', copy.beginTime);
   if (copy.visitor) {

@@ -1,6 +1,6 @@
 import {
   type Deadline,
-  Metadata,
+  type Metadata,
   type ServerInterceptingCall,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
@@ -47,8 +47,11 @@ export interface CallHooks {
    * not be decoded: src/server/decoding.ts), or undefined to pass it on.
    */
   readonly refusal?: (method: Method, request: unknown) => PartialStatusObject | undefined;
-  /** Adds to a call's response metadata (the insecure mark: src/server/insecure-marker.ts). */
-  readonly responseMetadata?: (method: Method, metadata: Metadata) => void;
+  /**
+   * Metadata every answer of a method carries, or undefined for none (the insecure mark:
+   * src/server/insecure-marker.ts). It is merged in, never changed: one object serves every call.
+   */
+  readonly responseMetadata?: (method: Method) => Metadata | undefined;
 }
 
 /**
@@ -77,6 +80,8 @@ class HookedCall implements ServerInterceptingCallInterface {
   /** A request was refused: nothing more of the call reaches the handler. */
   private refused = false;
   private sentMetadata = false;
+  /** What {@link CallHooks.responseMetadata} adds to this call's answer. */
+  private readonly extraMetadata: Metadata | undefined;
 
   /** @param nextCall grpc-js's own call (the name src/server/reset-stream.ts walks to find its stream) */
   constructor(
@@ -86,6 +91,7 @@ class HookedCall implements ServerInterceptingCallInterface {
     private readonly now: () => number,
   ) {
     this.started = now();
+    this.extraMetadata = hooks.responseMetadata?.(method);
     this.listeners = hooks.taps.map((tap) => tap(method, nextCall));
     const send = nextCall.sendStatus.bind(nextCall);
     nextCall.sendStatus = (outcome) => {
@@ -123,13 +129,16 @@ class HookedCall implements ServerInterceptingCallInterface {
 
   sendMetadata(metadata: Metadata): void {
     this.sentMetadata = true;
-    this.hooks.responseMetadata?.(this.method, metadata);
+    if (this.extraMetadata) metadata.merge(this.extraMetadata);
     this.nextCall.sendMetadata(metadata);
   }
 
   sendMessage(message: unknown, callback: () => void): void {
     // The first message carries the response metadata: ours, when no handler sent any.
-    if (!this.sentMetadata && this.hooks.responseMetadata) this.sendMetadata(new Metadata());
+    if (!this.sentMetadata && this.extraMetadata) {
+      this.sentMetadata = true;
+      this.nextCall.sendMetadata(this.extraMetadata.clone());
+    }
     for (const tap of this.listeners) tap.sent?.();
     this.nextCall.sendMessage(message, callback);
   }

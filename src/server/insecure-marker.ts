@@ -1,4 +1,4 @@
-import type { Metadata, ServerMethodDefinition } from '@grpc/grpc-js';
+import { Metadata, type ServerMethodDefinition } from '@grpc/grpc-js';
 
 /** The response metadata an insecure server puts on every chat call and health answer. */
 export const INSECURE_HEADER = 'x-chat-insecure';
@@ -13,6 +13,10 @@ const MARKED_SERVICES = ['/chat.v1.ChatService/', '/grpc.health.v1.Health/'];
  * call refused before any response carries only trailers; the start-up log says it too.) A hook
  * of the server's interceptor (src/server/call-taps.ts).
  */
-export function markInsecure(method: Pick<ServerMethodDefinition<unknown, unknown>, 'path'>, metadata: Metadata): void {
-  if (MARKED_SERVICES.some((service) => method.path.startsWith(service))) metadata.set(INSECURE_HEADER, 'true');
+export function markInsecure(method: Pick<ServerMethodDefinition<unknown, unknown>, 'path'>): Metadata | undefined {
+  return MARKED_SERVICES.some((service) => method.path.startsWith(service)) ? INSECURE_MARK : undefined;
 }
+
+/** Built once: the interceptor merges it into each marked answer's metadata, or sends a copy. */
+const INSECURE_MARK = new Metadata();
+INSECURE_MARK.set(INSECURE_HEADER, 'true');
