@@ -100,7 +100,7 @@ function summary(targets: readonly (TargetCheck & { part: string })[]): string {
   const missed = targets.filter((t) => t.met === false).length;
   const none = targets.length - met - missed;
   const rows = targets.map((t) => [t.part, t.figure, t.measured, t.target, t.met === null ? '-' : t.met ? 'yes' : 'NO']);
-  return [`Summary: ${met} of ${met + missed} targets met, ${missed} not; ${none} figures without a target (issue 13 sets none)`, table(['part', 'figure', 'measured', 'target', 'met'], rows)].join('\n');
+  return [`Summary: ${met} of ${met + missed} targets met, ${missed} not; ${none} figure${none === 1 ? '' : 's'} without a target (issue 13 sets none)`, table(['part', 'figure', 'measured', 'target', 'met'], rows)].join('\n');
 }
 
 async function main(): Promise<number> {
