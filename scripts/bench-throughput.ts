@@ -19,10 +19,14 @@
  *   whole-copy Rebuilds in parts, as the SDK uploads them (each later part with the first
  *   answer's epoch), of 25,000 messages under that server's 4 MiB request limit, so a
  *   history of 10^6 takes seconds, not the 80 s sends would.
+ * Each figure is measured in BENCH_ROUNDS rounds that take turns with the figures it is compared
+ * with (the health check, a floor and its figure; the histories), and is the median round: on a
+ * shared or virtual machine one run of a few seconds can be a quarter off, and turns spread what
+ * the machine does meanwhile over both sides of a ratio.
  * It prints a table with each figure beside its target and ends with the figures as one JSON
  * line. Needs g++, pkg-config and libgrpc++-dev (apt-get install -y g++ pkg-config libgrpc++-dev).
- * Settings (environment): BENCH_THROUGHPUT_SECONDS per figure (5), BENCH_CONCURRENCY (64),
- * BENCH_HISTORIES (comma-separated history sizes, 100,10000,100000,1000000).
+ * Settings (environment): BENCH_THROUGHPUT_SECONDS per round of a figure (2), BENCH_ROUNDS (3),
+ * BENCH_CONCURRENCY (64), BENCH_HISTORIES (comma-separated history sizes, 100,10000,100000,1000000).
  */
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -36,7 +40,8 @@ const REBUILD_CHATS = 50_000;
 /** The history server's request limit, and the messages of 100 bytes a fill upload carries under it. */
 const HISTORY_REQUEST_BYTES = 4 * 1024 * 1024;
 const FILL_PER_UPLOAD = 25_000;
-const seconds = setting('BENCH_THROUGHPUT_SECONDS', 5, 1, 60);
+const seconds = setting('BENCH_THROUGHPUT_SECONDS', 2, 1, 60);
+const rounds = setting('BENCH_ROUNDS', 3, 1, 20);
 const concurrency = setting('BENCH_CONCURRENCY', 64, 1, 1_000);
 const histories = (process.env.BENCH_HISTORIES ?? '100,10000,100000,1000000').split(',').map(Number);
 
@@ -56,6 +61,33 @@ interface Figure {
   readonly codes: Record<string, number>;
   /** rebuild: the messages of each copy. */
   readonly copyMessages?: number;
+}
+
+/**
+ * A figure from its rounds: the median round's calls/s, and the medians of their p50 and p99
+ * (not the percentiles of all calls together); calls and status codes summed.
+ */
+function median(figures: readonly Figure[]): Figure {
+  const middle = (values: number[]) => values.sort((a, b) => a - b)[(values.length - 1) >> 1]!;
+  const codes: Record<string, number> = {};
+  for (const figure of figures) for (const [code, count] of Object.entries(figure.codes)) codes[code] = (codes[code] ?? 0) + count;
+  return {
+    ...figures[0]!,
+    perSecond: middle(figures.map((f) => f.perSecond)),
+    p50Ms: middle(figures.map((f) => f.p50Ms)),
+    p99Ms: middle(figures.map((f) => f.p99Ms)),
+    calls: figures.reduce((sum, f) => sum + f.calls, 0),
+    codes,
+  };
+}
+
+/** Runs each measurement once a round, in turn, for `rounds` rounds; each one's median figure. */
+function inTurns<K extends string>(measure: Record<K, (round: number) => Figure>): Record<K, Figure> {
+  const runs = Object.fromEntries(Object.keys(measure).map((key) => [key, [] as Figure[]])) as Record<K, Figure[]>;
+  for (let round = 0; round < rounds; round += 1) {
+    for (const key of Object.keys(measure) as K[]) runs[key].push(measure[key](round));
+  }
+  return Object.fromEntries(Object.entries<Figure[]>(runs).map(([key, figures]) => [key, median(figures)])) as Record<K, Figure>;
 }
 
 async function main(): Promise<void> {
@@ -79,19 +111,34 @@ async function main(): Promise<void> {
     MAX_HELD_BYTES: String(8 * 1024 ** 3),
   });
 
-  progress(`each figure: ${seconds} s, ${concurrency} calls in flight over ${CHANNELS} connections`);
-  const health = run(real, 'health');
-  const floors = { visitor: run(floor, 'visitor'), agent: run(floor, 'agent'), read: run(floor, 'read'), rebuild: run(floor, 'rebuild', { chats: REBUILD_CHATS, prefix: 'rebuild-' }) };
+  progress(`each figure: the median of ${rounds} rounds of ${seconds} s, ${concurrency} calls in flight over ${CHANNELS} connections`);
   run(real, 'prepare');
-  const visitor = run(real, 'visitor');
-  const agent = run(real, 'agent');
   // Chats of exactly READ_SIZE messages, read whole: 10 new messages a read.
   run(real, 'prepare', { prefix: 'read-' });
   run(real, 'visitor', { prefix: 'read-', count: CHATS * READ_SIZE });
-  const read = run(real, 'read', { prefix: 'read-' });
-  // Last on this server: the chats it creates weigh on no other figure.
-  const rebuild = run(real, 'rebuild', { chats: REBUILD_CHATS, prefix: 'rebuild-' });
-  const rebuildRepeats = Math.max(0, rebuild.calls - REBUILD_CHATS);
+  const measured = inTurns({
+    health: () => run(real, 'health'),
+    floorVisitor: () => run(floor, 'visitor'),
+    visitor: () => run(real, 'visitor'),
+    floorAgent: () => run(floor, 'agent'),
+    agent: () => run(real, 'agent'),
+    floorRead: () => run(floor, 'read'),
+    read: () => run(real, 'read', { prefix: 'read-' }),
+  });
+  // Last on this server: the chats it creates weigh on no other figure. Each round uploads into
+  // chat ids of its own, so every call of every round creates a chat.
+  let rebuildRepeats = 0; // calls, over all rounds, that came back to a chat id of their round
+  const rebuilds = inTurns({
+    floorRebuild: (round) => run(floor, 'rebuild', { chats: REBUILD_CHATS, prefix: `rebuild-${round}-` }),
+    rebuild: (round) => {
+      const figure = run(real, 'rebuild', { chats: REBUILD_CHATS, prefix: `rebuild-${round}-` });
+      rebuildRepeats += Math.max(0, figure.calls - REBUILD_CHATS);
+      return figure;
+    },
+  });
+  const { health, visitor, agent, read } = measured;
+  const { rebuild } = rebuilds;
+  const floors = { visitor: measured.floorVisitor, agent: measured.floorAgent, read: measured.floorRead, rebuild: rebuilds.floorRebuild };
 
   // Every history is filled before any is read, so each read runs against the same server (its
   // heap as large), and a read of the first one, not counted, warms that server's read path.
@@ -102,7 +149,8 @@ async function main(): Promise<void> {
   });
   const readHistory = (size: number, secs = seconds) => run(historyServer, 'read', { prefix: `history-${size}-`, chats: 1, offset: size - READ_SIZE, secs });
   readHistory(histories[0]!, Math.min(2, seconds));
-  const byHistory = histories.map((size, i) => ({ size, fillSeconds: fills[i]!, figure: readHistory(size) }));
+  const reads = inTurns(Object.fromEntries(histories.map((size) => [String(size), () => readHistory(size)])));
+  const byHistory = histories.map((size, i) => ({ size, fillSeconds: fills[i]!, figure: reads[String(size)]! }));
 
   const ofFloor = (f: Figure, base: Figure) => f.perSecond / base.perSecond;
   const base = byHistory[0]!;
@@ -135,7 +183,7 @@ async function main(): Promise<void> {
       size === base.size ? '' : 'target <= 1.3x',
     ]),
   ];
-  console.log(`\nThroughput (C++ load client, ${concurrency} in flight, ${seconds} s each)`);
+  console.log(`\nThroughput (C++ load client, ${concurrency} in flight; each figure the median of ${rounds} rounds of ${seconds} s, in turn with its baselines)`);
   console.log(`${'figure'.padEnd(32)} ${'calls/s'.padStart(9)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)}  ratio`);
   for (const [what, f, ratio, target] of rows) {
     console.log(`${what.padEnd(32)} ${f.perSecond.toFixed(0).padStart(9)} ${f.p50Ms.toFixed(2).padStart(8)} ${f.p99Ms.toFixed(2).padStart(8)}  ${ratio}${target ? `  (${target})` : ''}`);
