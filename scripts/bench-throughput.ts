@@ -26,11 +26,11 @@
  * It prints a table with each figure beside its target and ends with the figures as one JSON
  * line. Needs g++, pkg-config and libgrpc++-dev (apt-get install -y g++ pkg-config libgrpc++-dev).
  * Settings (environment): BENCH_THROUGHPUT_SECONDS per round of a figure (2), BENCH_ROUNDS (3),
- * BENCH_CONCURRENCY (64), BENCH_HISTORIES (comma-separated history sizes, 100,10000,100000,1000000).
+ * BENCH_HISTORY_ROUNDS (5), BENCH_CONCURRENCY (64), BENCH_HISTORIES (comma-separated history sizes, 100,10000,100000,1000000).
  */
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { loadClient, repoRoot, runAndExit, runLoadClient, setting, spawnServerProcess, type TargetCheck } from './bench-measure.js';
+import { loadClient, NO_TARGET, repoRoot, runAndExit, runLoadClient, setting, spawnServerProcess, type TargetCheck } from './bench-measure.js';
 
 const CHATS = 1_000;
 const CHANNELS = 4;
@@ -42,6 +42,11 @@ const HISTORY_REQUEST_BYTES = 4 * 1024 * 1024;
 const FILL_PER_UPLOAD = 25_000;
 const seconds = setting('BENCH_THROUGHPUT_SECONDS', 2, 1, 60);
 const rounds = setting('BENCH_ROUNDS', 3, 1, 20);
+/**
+ * The histories take more rounds: they share a server holding over a million messages, whose
+ * full collections (a pause of tens of ms) land in whichever round is running.
+ */
+const historyRounds = setting('BENCH_HISTORY_ROUNDS', 5, 1, 20);
 const concurrency = setting('BENCH_CONCURRENCY', 64, 1, 1_000);
 const histories = (process.env.BENCH_HISTORIES ?? '100,10000,100000,1000000').split(',').map(Number);
 
@@ -81,10 +86,10 @@ function median(figures: readonly Figure[]): Figure {
   };
 }
 
-/** Runs each measurement once a round, in turn, for `rounds` rounds; each one's median figure. */
-function inTurns<K extends string>(measure: Record<K, (round: number) => Figure>): Record<K, Figure> {
+/** Runs each measurement once a round, in turn, for `times` rounds; each one's median figure. */
+function inTurns<K extends string>(measure: Record<K, (round: number) => Figure>, times = rounds): Record<K, Figure> {
   const runs = Object.fromEntries(Object.keys(measure).map((key) => [key, [] as Figure[]])) as Record<K, Figure[]>;
-  for (let round = 0; round < rounds; round += 1) {
+  for (let round = 0; round < times; round += 1) {
     for (const key of Object.keys(measure) as K[]) runs[key].push(measure[key](round));
   }
   return Object.fromEntries(Object.entries<Figure[]>(runs).map(([key, figures]) => [key, median(figures)])) as Record<K, Figure>;
@@ -149,7 +154,7 @@ async function main(): Promise<void> {
   });
   const readHistory = (size: number, secs = seconds) => run(historyServer, 'read', { prefix: `history-${size}-`, chats: 1, offset: size - READ_SIZE, secs });
   readHistory(histories[0]!, Math.min(2, seconds));
-  const reads = inTurns(Object.fromEntries(histories.map((size) => [String(size), () => readHistory(size)])));
+  const reads = inTurns(Object.fromEntries(histories.map((size) => [String(size), () => readHistory(size)])), historyRounds);
   const byHistory = histories.map((size, i) => ({ size, fillSeconds: fills[i]!, figure: reads[String(size)]! }));
 
   const ofFloor = (f: Figure, base: Figure) => f.perSecond / base.perSecond;
@@ -159,8 +164,9 @@ async function main(): Promise<void> {
       ['AddVisitorMessage', visitor, floors.visitor],
       ['AddAgentMessage', agent, floors.agent],
       ['GetNewMessage (10 new)', read, floors.read],
-      ['Rebuild (copy of 20, new chat)', rebuild, floors.rebuild],
     ] as const).map(([what, f, of]) => ({ figure: `${what}, x of its floor`, measured: `${ofFloor(f, of).toFixed(2)}x`, target: '>= 0.85x', met: ofFloor(f, of) >= 0.85 })),
+    // Issue 13 sets its 0.85x for sends and reads; a Rebuild also stores what it carries.
+    { figure: 'Rebuild (copy of 20, new chat), x of its floor', measured: `${ofFloor(rebuild, floors.rebuild).toFixed(2)}x`, target: NO_TARGET, met: null },
     ...byHistory.slice(1).map(({ size, figure }) => {
       const ratio = base.figure.perSecond / figure.perSecond;
       return { figure: `GetNewMessage time, history ${size} vs ${base.size}`, measured: `${ratio.toFixed(2)}x`, target: '<= 1.3x', met: ratio <= 1.3 };
@@ -175,7 +181,7 @@ async function main(): Promise<void> {
     ['AddVisitorMessage', visitor, `${ofFloor(visitor, floors.visitor).toFixed(2)}x of its floor`, 'target >= 0.85x'],
     ['AddAgentMessage', agent, `${ofFloor(agent, floors.agent).toFixed(2)}x of its floor`, 'target >= 0.85x'],
     ['GetNewMessage (10 new)', read, `${ofFloor(read, floors.read).toFixed(2)}x of its floor`, 'target >= 0.85x'],
-    ['Rebuild (copy of 20, new chat)', rebuild, `${ofFloor(rebuild, floors.rebuild).toFixed(2)}x of its floor`, 'target >= 0.85x'],
+    ['Rebuild (copy of 20, new chat)', rebuild, `${ofFloor(rebuild, floors.rebuild).toFixed(2)}x of its floor`, NO_TARGET],
     ...byHistory.map(({ size, figure }): [string, Figure, string, string] => [
       `GetNewMessage, history ${size}`,
       figure,
@@ -191,7 +197,7 @@ async function main(): Promise<void> {
   const copy = rebuild.copyMessages ?? 0;
   const repeats = rebuildRepeats > 0 ? `; ${rebuildRepeats} calls came back to an id and merged a copy its chat held already` : ', every one into a chat the server lacked';
   console.log(`Rebuild: a whole copy of ${copy} messages (${copy / 2} visitor, ${copy / 2} agent) a call, each into a fresh chat id of ${REBUILD_CHATS}: ${rebuild.calls} calls${repeats}; the server's upload budget off`);
-  console.log(`Histories: one chat each on a server of its own, filled by whole-copy Rebuilds of ${FILL_PER_UPLOAD} messages (${byHistory.map((h) => `${h.size}: ${h.fillSeconds.toFixed(1)} s`).join(', ')}); reads of the last 10`);
+  console.log(`Histories: one chat each on a server of its own, filled by whole-copy Rebuilds of ${FILL_PER_UPLOAD} messages (${byHistory.map((h) => `${h.size}: ${h.fillSeconds.toFixed(1)} s`).join(', ')}); reads of the last 10, the median of ${historyRounds} rounds`);
   console.log(JSON.stringify({ throughput: { seconds, concurrency, health, floors, visitor, agent, read, rebuild, rebuildChats: REBUILD_CHATS, rebuildRepeats, byHistory }, targets }));
 }
 

@@ -120,12 +120,12 @@ describe('npm run bench (a small run)', function () {
     });
 
     it('the throughput figures: exits 0 with Rebuild beside its floor and GetNewMessage against each history, every call answered OK', async () => {
-      const env = { BENCH_THROUGHPUT_SECONDS: '1', BENCH_ROUNDS: '2', BENCH_CONCURRENCY: '8', BENCH_HISTORIES: '100,3000' };
+      const env = { BENCH_THROUGHPUT_SECONDS: '1', BENCH_ROUNDS: '2', BENCH_HISTORY_ROUNDS: '2', BENCH_CONCURRENCY: '8', BENCH_HISTORIES: '100,3000' };
       const { code, stdout, stderr } = await runBench(path.join(REPO, 'dist/scripts/bench-throughput.js'), env, [], THROUGHPUT_TIMEOUT_MS);
 
       expect(code, `${stdout}\n${stderr}`).to.equal(0);
       expect(stdout).to.match(/^floor: Rebuild \(copy of 20\) +\d+ +[\d.]+ +[\d.]+ {2}[\d.]+x of the health check$/m);
-      expect(stdout).to.match(/^Rebuild \(copy of 20, new chat\) +\d+ +[\d.]+ +[\d.]+ {2}[\d.]+x of its floor {2}\(target >= 0\.85x\)$/m);
+      expect(stdout).to.match(/^Rebuild \(copy of 20, new chat\) +\d+ +[\d.]+ +[\d.]+ {2}[\d.]+x of its floor {2}\(no target: figure\)$/m);
       expect(stdout).to.match(/^GetNewMessage, history 3000 +\d+ +[\d.]+ +[\d.]+ {2}[\d.]+x the time of history 100 {2}\(target <= 1\.3x\)$/m);
       expect(stdout).to.match(/^Rebuild: a whole copy of 20 messages \(10 visitor, 10 agent\) a call, each into a fresh chat id of 50000: \d+ calls, every one into a chat the server lacked/m);
       const { throughput, targets } = lastJson<{
@@ -141,10 +141,10 @@ describe('npm run bench (a small run)', function () {
         ['AddVisitorMessage, x of its floor', '>= 0.85x'],
         ['AddAgentMessage, x of its floor', '>= 0.85x'],
         ['GetNewMessage (10 new), x of its floor', '>= 0.85x'],
-        ['Rebuild (copy of 20, new chat), x of its floor', '>= 0.85x'],
+        ['Rebuild (copy of 20, new chat), x of its floor', 'no target: figure'],
         ['GetNewMessage time, history 3000 vs 100', '<= 1.3x'],
       ]);
-      for (const t of targets) expect(t.met, t.figure).to.be.a('boolean');
+      for (const t of targets) expect(t.met, t.figure).to.be.a(t.target === 'no target: figure' ? 'null' : 'boolean');
     });
 
     it('the fan-out figure: exits 0 with every watcher receiving every message, beside the single watcher', async () => {
