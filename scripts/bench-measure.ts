@@ -204,9 +204,9 @@ export function loadClient(progress: (text: string) => void = (text) => console.
   return binary;
 }
 
-/** Runs grpc-load with `args` to its end and returns the JSON line it printed. */
-export function runLoadClient<T>(binary: string, args: readonly (string | number)[]): T {
-  return JSON.parse(execFileSync(binary, args.map(String), { encoding: 'utf8', maxBuffer: 1 << 20 })) as T;
+/** Runs grpc-load with `args` (and `env` beside this process's) to its end and returns the JSON line it printed. */
+export function runLoadClient<T>(binary: string, args: readonly (string | number)[], env: Record<string, string> = {}): T {
+  return JSON.parse(execFileSync(binary, args.map(String), { encoding: 'utf8', maxBuffer: 1 << 20, env: { ...process.env, ...env } })) as T;
 }
 
 /** The folder holding package.json, whether the bench runs compiled (dist/scripts) or not. */

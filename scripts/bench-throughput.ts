@@ -13,6 +13,11 @@
  *   outgrow them, an id that comes round again merges a copy its chat already holds, and the
  *   output says how many calls did. The real server runs without its upload budget
  *   (--rebuild-bytes-per-second 0): at 4 MiB/s it would pace these uploads, not measure them;
+ * - as deployed: AddAgentMessage and GetNewMessage of 10 new messages on a server that checks
+ *   tokens (an HS256 secret and seal keys written for the run; one agent token, minted here,
+ *   on every call), beside the same floors: the price of authentication with the verified-token
+ *   cache, and no insecure mark. (AddVisitorMessage would need a token per chat, Rebuild sealed
+ *   copies; the load client sends neither.)
  * - GetNewMessage of 10 new messages against history size, on a server of its own holding
  *   one chat of each size (it needs a bigger heap and chat budget than `npm start` gives),
  *   all filled before the first read; the histories are visitor messages uploaded by
@@ -29,7 +34,11 @@
  * BENCH_HISTORY_ROUNDS (5), BENCH_CONCURRENCY (64), BENCH_HISTORIES (comma-separated history sizes, 100,10000,100000,1000000).
  */
 import type { ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { SignJWT } from 'jose';
 import { loadClient, NO_TARGET, repoRoot, runAndExit, runLoadClient, setting, spawnServerProcess, type TargetCheck } from './bench-measure.js';
 
 const CHATS = 1_000;
@@ -97,8 +106,8 @@ function inTurns<K extends string>(measure: Record<K, (round: number) => Figure>
 
 async function main(): Promise<void> {
   const load = loadClient(progress);
-  const run = (address: string, kind: string, { chats = CHATS, offset = 0, count = 0, prefix = 'bench-', secs = seconds } = {}): Figure => {
-    const figure = runLoadClient<Figure>(load, [address, kind, concurrency, secs, chats, CHANNELS, offset, count, prefix]);
+  const run = (address: string, kind: string, { chats = CHATS, offset = 0, count = 0, prefix = 'bench-', secs = seconds, env = {} } = {}): Figure => {
+    const figure = runLoadClient<Figure>(load, [address, kind, concurrency, secs, chats, CHANNELS, offset, count, prefix], env);
     const failed = Object.entries(figure.codes).filter(([code]) => code !== '0');
     if (failed.length > 0) throw new Error(`${kind} on ${address}: calls failed with status ${JSON.stringify(Object.fromEntries(failed))}`);
     return figure;
@@ -107,6 +116,17 @@ async function main(): Promise<void> {
   // The real server as `npm start` runs it (the floor checks no tokens either), without the upload budget.
   const real = await start('the server', [main, '--insecure'], { REBUILD_BYTES_PER_SECOND: '0' });
   const floor = await start('the floor', [path.join(repoRoot(), 'dist/scripts/bench-noop-server.js')], { NOOP_READ_MESSAGES: String(READ_SIZE) });
+  const keys = mkdtempSync(path.join(os.tmpdir(), 'bench-keys-'));
+  process.once('exit', () => rmSync(keys, { recursive: true, force: true }));
+  const secret = randomBytes(48).toString('base64');
+  writeFileSync(path.join(keys, 'hs256.secret'), secret);
+  writeFileSync(path.join(keys, 'seal-keys.json'), JSON.stringify({ current: 'k1', keys: { k1: randomBytes(32).toString('base64') } }));
+  const secured = await start('the server with tokens', [main], {
+    AUTH_HS256_SECRET_FILE: path.join(keys, 'hs256.secret'),
+    SEAL_KEYS_FILE: path.join(keys, 'seal-keys.json'),
+  });
+  const agentToken = await new SignJWT({ role: 'agent' }).setProtectedHeader({ alg: 'HS256' }).setSubject('agent-1').setExpirationTime('2h').sign(new TextEncoder().encode(secret));
+  const asAgent = { GRPC_LOAD_AUTHORIZATION: `Bearer ${agentToken}` };
   const largest = Math.max(...histories);
   const historyServer = await start('the history server', ['--max-old-space-size=8192', main, '--insecure'], {
     REBUILD_BYTES_PER_SECOND: '0',
@@ -121,6 +141,10 @@ async function main(): Promise<void> {
   // Chats of exactly READ_SIZE messages, read whole: 10 new messages a read.
   run(real, 'prepare', { prefix: 'read-' });
   run(real, 'visitor', { prefix: 'read-', count: CHATS * READ_SIZE });
+  // On the server with tokens, the agent fills the read chats: 10 new agent messages a read.
+  run(secured, 'prepare', { env: asAgent });
+  run(secured, 'prepare', { prefix: 'read-', env: asAgent });
+  run(secured, 'agent', { prefix: 'read-', count: CHATS * READ_SIZE, env: asAgent });
   const measured = inTurns({
     health: () => run(real, 'health'),
     floorVisitor: () => run(floor, 'visitor'),
@@ -129,6 +153,8 @@ async function main(): Promise<void> {
     agent: () => run(real, 'agent'),
     floorRead: () => run(floor, 'read'),
     read: () => run(real, 'read', { prefix: 'read-' }),
+    securedAgent: () => run(secured, 'agent', { env: asAgent }),
+    securedRead: () => run(secured, 'read', { prefix: 'read-', env: asAgent }),
   });
   // Last on this server: the chats it creates weigh on no other figure. Each round uploads into
   // chat ids of its own, so every call of every round creates a chat.
@@ -141,7 +167,7 @@ async function main(): Promise<void> {
       return figure;
     },
   });
-  const { health, visitor, agent, read } = measured;
+  const { health, visitor, agent, read, securedAgent, securedRead } = measured;
   const { rebuild } = rebuilds;
   const floors = { visitor: measured.floorVisitor, agent: measured.floorAgent, read: measured.floorRead, rebuild: rebuilds.floorRebuild };
 
@@ -165,6 +191,10 @@ async function main(): Promise<void> {
       ['AddAgentMessage', agent, floors.agent],
       ['GetNewMessage (10 new)', read, floors.read],
     ] as const).map(([what, f, of]) => ({ figure: `${what}, x of its floor`, measured: `${ofFloor(f, of).toFixed(2)}x`, target: '>= 0.85x', met: ofFloor(f, of) >= 0.85 })),
+    ...([
+      ['AddAgentMessage with tokens', securedAgent, floors.agent],
+      ['GetNewMessage (10 new) with tokens', securedRead, floors.read],
+    ] as const).map(([what, f, of]) => ({ figure: `${what}, x of its floor`, measured: `${ofFloor(f, of).toFixed(2)}x`, target: NO_TARGET, met: null })),
     // Issue 13 sets its 0.85x for sends and reads; a Rebuild also stores what it carries.
     { figure: 'Rebuild (copy of 20, new chat), x of its floor', measured: `${ofFloor(rebuild, floors.rebuild).toFixed(2)}x`, target: NO_TARGET, met: null },
     ...byHistory.slice(1).map(({ size, figure }) => {
@@ -181,6 +211,8 @@ async function main(): Promise<void> {
     ['AddVisitorMessage', visitor, `${ofFloor(visitor, floors.visitor).toFixed(2)}x of its floor`, 'target >= 0.85x'],
     ['AddAgentMessage', agent, `${ofFloor(agent, floors.agent).toFixed(2)}x of its floor`, 'target >= 0.85x'],
     ['GetNewMessage (10 new)', read, `${ofFloor(read, floors.read).toFixed(2)}x of its floor`, 'target >= 0.85x'],
+    ['AddAgentMessage, tokens', securedAgent, `${ofFloor(securedAgent, floors.agent).toFixed(2)}x of its floor`, NO_TARGET],
+    ['GetNewMessage (10 new), tokens', securedRead, `${ofFloor(securedRead, floors.read).toFixed(2)}x of its floor`, NO_TARGET],
     ['Rebuild (copy of 20, new chat)', rebuild, `${ofFloor(rebuild, floors.rebuild).toFixed(2)}x of its floor`, NO_TARGET],
     ...byHistory.map(({ size, figure }): [string, Figure, string, string] => [
       `GetNewMessage, history ${size}`,
@@ -198,7 +230,8 @@ async function main(): Promise<void> {
   const repeats = rebuildRepeats > 0 ? `; ${rebuildRepeats} calls came back to an id and merged a copy its chat held already` : ', every one into a chat the server lacked';
   console.log(`Rebuild: a whole copy of ${copy} messages (${copy / 2} visitor, ${copy / 2} agent) a call, each into a fresh chat id of ${REBUILD_CHATS}: ${rebuild.calls} calls${repeats}; the server's upload budget off`);
   console.log(`Histories: one chat each on a server of its own, filled by whole-copy Rebuilds of ${FILL_PER_UPLOAD} messages (${byHistory.map((h) => `${h.size}: ${h.fillSeconds.toFixed(1)} s`).join(', ')}); reads of the last 10, the median of ${historyRounds} rounds`);
-  console.log(JSON.stringify({ throughput: { seconds, concurrency, health, floors, visitor, agent, read, rebuild, rebuildChats: REBUILD_CHATS, rebuildRepeats, byHistory }, targets }));
+  console.log('With tokens: a server started with an HS256 secret and seal keys (no --insecure), one agent token on every call');
+  console.log(JSON.stringify({ throughput: { seconds, concurrency, health, floors, visitor, agent, read, securedAgent, securedRead, rebuild, rebuildChats: REBUILD_CHATS, rebuildRepeats, byHistory }, targets }));
 }
 
 process.once('exit', () => {

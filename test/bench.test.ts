@@ -125,6 +125,8 @@ describe('npm run bench (a small run)', function () {
 
       expect(code, `${stdout}\n${stderr}`).to.equal(0);
       expect(stdout).to.match(/^floor: Rebuild \(copy of 20\) +\d+ +[\d.]+ +[\d.]+ {2}[\d.]+x of the health check$/m);
+      expect(stdout).to.match(/^AddAgentMessage, tokens +\d+ +[\d.]+ +[\d.]+ {2}[\d.]+x of its floor {2}\(no target: figure\)$/m);
+      expect(stdout).to.match(/^GetNewMessage \(10 new\), tokens +\d+ +[\d.]+ +[\d.]+ {2}[\d.]+x of its floor {2}\(no target: figure\)$/m);
       expect(stdout).to.match(/^Rebuild \(copy of 20, new chat\) +\d+ +[\d.]+ +[\d.]+ {2}[\d.]+x of its floor {2}\(no target: figure\)$/m);
       expect(stdout).to.match(/^GetNewMessage, history 3000 +\d+ +[\d.]+ +[\d.]+ {2}[\d.]+x the time of history 100 {2}\(target <= 1\.3x\)$/m);
       expect(stdout).to.match(/^Rebuild: a whole copy of 20 messages \(10 visitor, 10 agent\) a call, each into a fresh chat id of 50000: \d+ calls, every one into a chat the server lacked/m);
@@ -141,6 +143,8 @@ describe('npm run bench (a small run)', function () {
         ['AddVisitorMessage, x of its floor', '>= 0.85x'],
         ['AddAgentMessage, x of its floor', '>= 0.85x'],
         ['GetNewMessage (10 new), x of its floor', '>= 0.85x'],
+        ['AddAgentMessage with tokens, x of its floor', 'no target: figure'],
+        ['GetNewMessage (10 new) with tokens, x of its floor', 'no target: figure'],
         ['Rebuild (copy of 20, new chat), x of its floor', 'no target: figure'],
         ['GetNewMessage time, history 3000 vs 100', '<= 1.3x'],
       ]);

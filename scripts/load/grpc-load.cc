@@ -15,7 +15,8 @@
 // of a whole copy of kCopyMessages messages, alternating visitor and agent, offsets 1..N per
 // side, with no epoch: into a chat the server lacks the first time a chat id comes round; the
 // same copy again, which adds nothing, each later time). Calls go round the chats PREFIX0 ..
-// PREFIX(CHATS-1) (PREFIX: bench-), each with x-chat-id metadata. With COUNT, it stops after
+// PREFIX(CHATS-1) (PREFIX: bench-), each with x-chat-id metadata (and, when the environment sets
+// GRPC_LOAD_AUTHORIZATION, that as authorization metadata). With COUNT, it stops after
 // COUNT calls instead of after SECONDS (to seed a history: COUNT visitor calls over CHATS chats
 // give each COUNT/CHATS messages).
 //
@@ -38,6 +39,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -235,9 +237,17 @@ struct Call {
   Clock::time_point started;
 };
 
+// The authorization metadata every unary call carries: GRPC_LOAD_AUTHORIZATION ("Bearer <token>"),
+// for a server that checks tokens; none when it is unset.
+const std::string& Authorization() {
+  static const std::string value = std::getenv("GRPC_LOAD_AUTHORIZATION") ? std::getenv("GRPC_LOAD_AUTHORIZATION") : "";
+  return value;
+}
+
 // Starts a unary call whose completion comes to `queue` with `call` as its tag.
 void StartUnary(grpc::GenericStub& stub, grpc::CompletionQueue& queue, Call* call, const Request& request) {
   if (!request.chat.empty()) call->context.AddMetadata("x-chat-id", request.chat);
+  if (!Authorization().empty()) call->context.AddMetadata("authorization", Authorization());
   call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
   grpc::Slice slice(request.body);
   grpc::ByteBuffer body(&slice, 1);

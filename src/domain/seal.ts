@@ -20,14 +20,17 @@ export interface SealKeys {
  */
 export function sealInput(chatId: string, message: Sealable): Buffer {
   const fields = [chatId, message.id, String(message.type), message.senderId, message.content, String(message.sendTime.getTime())];
-  const parts: Buffer[] = [];
+  let size = 0;
+  for (const field of fields) size += 4 + Buffer.byteLength(field, 'utf8');
+  // One buffer, written in place: every send computes a seal.
+  const input = Buffer.allocUnsafe(size);
+  let at = 0;
   for (const field of fields) {
-    const bytes = Buffer.from(field, 'utf8');
-    const length = Buffer.alloc(4);
-    length.writeUInt32BE(bytes.length);
-    parts.push(length, bytes);
+    const length = input.write(field, at + 4, 'utf8');
+    input.writeUInt32BE(length, at);
+    at += 4 + length;
   }
-  return Buffer.concat(parts);
+  return input;
 }
 
 /**
