@@ -5,6 +5,7 @@ import { type EvictionReport, type EvictionTotals, MemoryGuard, type MemoryProbe
 import type { Sealer } from './seal.js';
 import { freshMessages, unsealed } from './upload-check.js';
 import { randomUUID } from 'node:crypto';
+import { flat } from './flat-string.js';
 import { type Clock, type Limits, systemClock } from './limits.js';
 import {
   MISSING_CHAT_OFFSETS,
@@ -113,12 +114,9 @@ export interface StoreOptions extends MemoryWatch {
   readonly onRebuild?: (outcome: RebuildOutcome) => void;
 }
 
-/**
- * A random UUID as one flat string. Node builds randomUUID()'s answer from 16 pieces, which V8
- * keeps as a tree of about 490 bytes; every chat holds its epoch, so it is copied flat (56).
- */
+/** A random UUID as one flat string (see {@link flat}): every chat holds its epoch. */
 function flatRandomUUID(): string {
-  return Buffer.from(randomUUID(), 'latin1').toString('latin1');
+  return flat(randomUUID());
 }
 
 const AGENT_SIDE_TYPES = new Set([MessageType.Agent, MessageType.Bot, MessageType.System]);
