@@ -8,6 +8,7 @@
  * (200,000 messages, over 200 chats).
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { flat } from '../src/domain/flat-string.js';
 import { Sealer } from '../src/domain/seal.js';
 import { ChatStore } from '../src/domain/store.js';
 import { DEFAULT_CONFIG } from '../src/server/config.js';
@@ -21,7 +22,7 @@ const CONTENT_BYTES = 100;
 const collect = (globalThis as { gc?: () => void }).gc;
 
 /** A copy of `text` as one flat string, as the wire decoder gives each string of a request. */
-const decoded = (text: string) => Buffer.from(text, 'utf8').toString('utf8');
+const decoded = flat;
 
 /** The memory in use after full collections: the V8 heap, and the ArrayBuffers' memory outside it. */
 function heapUsed(): number {

@@ -150,8 +150,7 @@ export function chatServiceHandlers(handlers: ChatHandlers, streams: Pick<WatchS
 function sendResponse(outcome: SendOutcome): AddVisitorMessageResponse & AddAgentMessageResponse {
   return {
     code: resultCode(outcome.rebuildRequired),
-    visitorDataOffset: outcome.offsets.visitor,
-    agentDataOffset: outcome.offsets.agent,
+    ...wireOffsets(outcome.offsets),
     message: outcome.rebuildRequired ? undefined : toWireMessage(outcome.message),
     epoch: outcome.epoch,
   };

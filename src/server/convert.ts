@@ -63,8 +63,7 @@ export function readResponse(outcome: ReadOutcome): {
 } {
   return {
     code: resultCode(outcome.rebuildRequired),
-    visitorDataOffset: outcome.offsets.visitor,
-    agentDataOffset: outcome.offsets.agent,
+    ...wireOffsets(outcome.offsets),
     messages: outcome.messages.map(toWireMessage),
     epoch: outcome.epoch,
   };
