@@ -68,6 +68,7 @@ function copyOf(id: string): ChatMessage[] {
       messageType: visitor ? MessageType.MESSAGE_TYPE_VISITOR : MessageType.MESSAGE_TYPE_AGENT,
       sendTime: new Date(sent.getTime() + i),
       senderId: visitor ? `visitor-${id}` : `agent-${id}`,
+      attachments: [],
     };
   });
 }

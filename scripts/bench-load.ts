@@ -88,7 +88,7 @@ function getNewMessage(client: ChatServiceClient, request: GetNewMessageRequest)
 }
 
 function rebuildEmpty(client: ChatServiceClient, chatId: string): Promise<RebuildResponse> {
-  const chat = { id: chatId, visitorDataOffset: 0, agentDataOffset: 0, messages: [], visitor: undefined, beginTime: undefined, epoch: '' };
+  const chat = { id: chatId, visitorDataOffset: 0, agentDataOffset: 0, messages: [], visitor: undefined, beginTime: undefined, epoch: '', readPositions: [] };
   return new Promise((resolve, reject) =>
     client.rebuild({ chat }, new Metadata(), options(), (error, response) => (error ? reject(error) : resolve(response))),
   );
@@ -142,7 +142,7 @@ function send(chat: Chat): void {
     target.inFlight.set(id, startedAt);
     target.sends += 1;
   }
-  const message = { id, dataOffset: 0, content: `message ${chat.sent}`, messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: undefined, senderId: '' };
+  const message = { id, dataOffset: 0, content: `message ${chat.sent}`, messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: undefined, senderId: '', attachments: [] };
   chat.visitor.addVisitorMessage(
     { chatId: chat.id, visitorOffset: chat.visitorOffset, agentOffset: 0, message, epoch: chat.epoch },
     new Metadata(),

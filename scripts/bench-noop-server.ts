@@ -33,7 +33,7 @@ type Unary<Req, Res> = (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData
 
 /** The stored message a send's answer carries: the request's, stamped as the server would. */
 function stored(message: ChatMessage | undefined, type: MessageType, senderId: string): ChatMessage {
-  return { id: message?.id ?? '', dataOffset: 1, content: message?.content ?? '', messageType: type, sendTime: new Date(), senderId };
+  return { id: message?.id ?? '', dataOffset: 1, content: message?.content ?? '', messageType: type, sendTime: new Date(), senderId, attachments: [] };
 }
 
 const addVisitorMessage: Unary<AddVisitorMessageRequest, AddVisitorMessageResponse> = (call, callback) =>
@@ -51,8 +51,9 @@ const getNewMessage: Unary<GetNewMessageRequest, GetNewMessageResponse> = (call,
     messageType: MessageType.MESSAGE_TYPE_VISITOR,
     sendTime: new Date(),
     senderId: 'visitor-1',
+    attachments: [],
   }));
-  callback(null, { code: ResultCode.RESULT_CODE_OK, visitorDataOffset: from + READ_MESSAGES, agentDataOffset: 0, messages, epoch: EPOCH });
+  callback(null, { code: ResultCode.RESULT_CODE_OK, visitorDataOffset: from + READ_MESSAGES, agentDataOffset: 0, messages, epoch: EPOCH, ended: false, readPositions: [] });
 };
 
 const rebuild: Unary<RebuildRequest, RebuildResponse> = (call, callback) => {
@@ -66,6 +67,7 @@ const rebuild: Unary<RebuildRequest, RebuildResponse> = (call, callback) => {
     visitor: undefined,
     beginTime: new Date(),
     epoch: EPOCH,
+    readPositions: [],
   };
   callback(null, { code: ResultCode.RESULT_CODE_OK, chat, truncated: false });
 };

@@ -51,9 +51,9 @@ async function main(): Promise<void> {
       const messages = Array.from({ length: Math.min(PER_UPLOAD, size - from) }, (_, k) => {
         const i = from + k;
         const visitor = i % 2 === 0;
-        return { id: `${chatId}-${i}`, dataOffset: Math.floor(i / 2) + 1, content: CONTENT, messageType: visitor ? MessageType.MESSAGE_TYPE_VISITOR : MessageType.MESSAGE_TYPE_AGENT, sendTime: new Date(1_700_000_000_000 + i), senderId: visitor ? 'visitor-1' : 'agent-1' };
+        return { id: `${chatId}-${i}`, dataOffset: Math.floor(i / 2) + 1, content: CONTENT, messageType: visitor ? MessageType.MESSAGE_TYPE_VISITOR : MessageType.MESSAGE_TYPE_AGENT, sendTime: new Date(1_700_000_000_000 + i), senderId: visitor ? 'visitor-1' : 'agent-1', attachments: [] };
       });
-      uploads.push({ chat: { id: chatId, visitorDataOffset: 0, agentDataOffset: 0, messages, visitor: undefined, beginTime: undefined, epoch: '' } });
+      uploads.push({ chat: { id: chatId, visitorDataOffset: 0, agentDataOffset: 0, messages, visitor: undefined, beginTime: undefined, epoch: '', readPositions: [] } });
     }
     const cpuBefore = processCpuMs(child.pid!) ?? NaN;
     const started = performance.now();

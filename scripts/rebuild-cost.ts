@@ -29,6 +29,7 @@ function wireMessage(prefix: string, i: number, dataOffset: number, content: str
     messageType: visitor ? MessageType.MESSAGE_TYPE_VISITOR : MessageType.MESSAGE_TYPE_AGENT,
     sendTime: new Date(start + i),
     senderId: '',
+    attachments: [],
   };
 }
 
@@ -47,7 +48,7 @@ function fullUpload(prefix: string, offset: number, maxBytes: number): Uint8Arra
 }
 
 function chat(list: ChatMessage[]) {
-  return { id: 'c', visitorDataOffset: 0, agentDataOffset: 0, messages: list, visitor: undefined, beginTime: undefined, epoch: '' };
+  return { id: 'c', visitorDataOffset: 0, agentDataOffset: 0, messages: list, visitor: undefined, beginTime: undefined, epoch: '', readPositions: [] };
 }
 
 /** A store holding one chat of `size` messages, loaded in uploads of 100,000. */

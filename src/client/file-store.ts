@@ -165,6 +165,7 @@ function encode(state: LocalChatState): string {
       messageType: m.messageType,
       sendTime: encodeDate(m.sendTime, `messages[${i}].sendTime`),
       senderId: m.senderId,
+      attachments: [],
       // The server's seal, kept as received so a rebuild can give it back; `null` as for the
       // epoch below. Files saved before seals existed have no key, and load without one.
       ...('seal' in m && { seal: m.seal ?? null }),
@@ -228,6 +229,7 @@ function decode(file: string, text: string, chatId: string): LocalChatState {
           messageType: m.integer('messageType'),
           sendTime: m.date('sendTime'),
           senderId: m.string('senderId'),
+          attachments: [],
           ...(m.has('seal') && { seal: m.get('seal') === null ? undefined : m.string('seal') }),
         };
       }),

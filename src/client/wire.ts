@@ -98,6 +98,7 @@ export function rebuildRequest(header: UploadHeader, messages: ChatMessage[]): R
     visitor: header.visitor,
     beginTime: header.beginTime,
     epoch: header.base,
+    readPositions: [],
   };
   return { chat };
 }

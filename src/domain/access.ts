@@ -1,6 +1,6 @@
 import type { ChatCopy } from './chat.js';
 import { denied } from './errors.js';
-import { MessageType } from './message.js';
+import { type ChatEvent, EventKind, MessageType } from './message.js';
 import { typeName } from './validate.js';
 
 /** The roles a token can carry. */
@@ -60,14 +60,15 @@ export function visitorSender(caller: Caller, chatId: string, senderId: string):
  *   type, and MESSAGE_TYPE_VISITOR (never an agent-side type), are left to the store, which
  *   refuses them as invalid arguments whoever sends them.
  */
-export function agentSender(caller: Caller, chatId: string, agentId: string, type: number | undefined): string {
+export function agentSender(caller: Caller, chatId: string, agentId: string, type: number | undefined, event?: ChatEvent): string {
   if (caller === INSECURE) return agentId;
   if (caller.role === 'visitor') throw denied('a visitor token cannot post on the agent side; send visitor messages');
   requireChatAccess(caller, chatId);
   const resolved = type ?? MessageType.Agent;
   if (MessageType[resolved] !== undefined && resolved !== MessageType.Visitor) {
     const unset = type === undefined ? ' (what an unset message_type means)' : '';
-    if (caller.role === 'agent' && resolved !== MessageType.Agent) {
+    if (caller.role === 'agent' && resolved === MessageType.System && event) requireOwnEvent(caller, event);
+    else if (caller.role === 'agent' && resolved !== MessageType.Agent) {
       throw denied(`an agent token posts MESSAGE_TYPE_AGENT messages; got ${typeName(resolved)}: bots and notices need a service token`);
     }
     if (caller.role === 'service' && resolved !== MessageType.Bot && resolved !== MessageType.System) {
@@ -78,6 +79,42 @@ export function agentSender(caller: Caller, chatId: string, agentId: string, typ
     throw denied(`agent_id "${agentId}" is not the token's subject "${caller.sub}"; leave it empty or send your own id`);
   }
   return caller.sub;
+}
+
+/**
+ * Refuses an event an agent may not post: an agent speaks for itself only, so it may say that it
+ * joined, left or handed the chat over (participant_id its subject), and end the chat (as itself,
+ * or nobody in particular). A service posts any event. A number that names no kind is left to
+ * the store, which refuses it as an invalid argument.
+ */
+function requireOwnEvent(caller: Principal, event: ChatEvent): void {
+  if (EventKind[event.kind] === undefined) return;
+  const own = event.participantId === caller.sub || (event.kind === EventKind.Ended && event.participantId === '');
+  if (!own) {
+    throw denied(
+      `an agent token posts events about itself only: event.participant_id "${event.participantId}" is not the token's subject "${caller.sub}"; ` +
+        'events about others need a service token',
+    );
+  }
+}
+
+/**
+ * Who a MarkRead or SetTyping speaks for: the token's subject (the request's id must be empty or
+ * that subject), for any role that may touch the chat; on an insecure server, the request's id.
+ */
+export function participantOf(caller: Caller, chatId: string, requested: string, field: string): string {
+  if (caller === INSECURE) return requested;
+  requireChatAccess(caller, chatId);
+  if (requested && requested !== caller.sub) {
+    throw denied(`${field} "${requested}" is not the token's subject "${caller.sub}"; leave it empty`);
+  }
+  return caller.sub;
+}
+
+/** Refuses (PERMISSION_DENIED) any caller but a service: transcripts are for archiving backends. */
+export function requireService(caller: Caller, what: string): void {
+  if (caller === INSECURE || caller.role === 'service') return;
+  throw denied(`${article(caller.role)} token cannot ${what}; it takes a service token`);
 }
 
 /**

@@ -3,6 +3,8 @@ import { type MergePlan, planMerge } from './merge.js';
 import { type Message, type NewMessage, type Offsets, type Side, type Visitor, sideOf } from './message.js';
 import { chatRecordBytes, heldBytes, visitorBytes } from './held-bytes.js';
 import { SideLog } from './side-log.js';
+import { isEnd } from './events.js';
+import { furtherThan, type ReadPosition, readPositionBytes } from './read-positions.js';
 
 /** A client's copy of a chat, or part of it, as uploaded by Rebuild. */
 export interface ChatCopy {
@@ -11,6 +13,8 @@ export interface ChatCopy {
   readonly beginTime: Date | undefined;
   /** Each message with the offset the client holds it at, in any order. */
   readonly messages: readonly Message[];
+  /** The readers' positions the client holds; each names a message the chat holds or the copy carries. */
+  readonly readPositions?: readonly ReadPosition[];
   /**
    * The incarnation this upload extends (an incremental upload, or a later part of a copy sent
    * in several calls): merged only into that one. Empty or absent: a whole copy, merged into any.
@@ -24,6 +28,15 @@ export interface MergeSummary {
   readonly added: number;
   /** Of those, how many could not keep their claimed offset. */
   readonly displaced: number;
+  /** Read positions the upload moved further (or added). */
+  readonly readsMoved: number;
+}
+
+/** A new message's event and attachments, only those it has. */
+function extrasOf(message: NewMessage): Pick<Message, 'event' | 'attachments'> {
+  const { event, attachments } = message;
+  if (event === undefined) return { attachments };
+  return attachments === undefined ? { event } : { event, attachments };
 }
 
 /** The empty side a chat without messages on it reads from. */
@@ -42,6 +55,10 @@ export class Chat {
   /** Each message's place by id: its offset times two, plus one on the agent side. */
   private byId: Map<string, number> | undefined;
   private beginMs: number;
+  /** The send time of the earliest end the chat holds; undefined while it has not ended. */
+  private endMs: number | undefined;
+  /** Each reader's furthest position, made on the first. */
+  private reads: Map<string, ReadPosition> | undefined;
 
   /** When a request last touched the chat (ms since the epoch), for idle eviction. */
   lastActiveMs: number;
@@ -67,6 +84,44 @@ export class Chat {
   /** When the chat began: its creation, or the earliest begin time an upload gave. */
   get beginTime(): Date {
     return new Date(this.beginMs);
+  }
+
+  /** When the chat ended (the earliest end it holds), or undefined while it has not. */
+  get endTime(): Date | undefined {
+    return this.endMs === undefined ? undefined : new Date(this.endMs);
+  }
+
+  /** Whether the chat holds an end: sends are refused from then on. */
+  get ended(): boolean {
+    return this.endMs !== undefined;
+  }
+
+  /** Every reader's position, in the order readers first marked. */
+  get readPositions(): ReadPosition[] {
+    return this.reads ? [...this.reads.values()] : [];
+  }
+
+  /** How many readers have a position. */
+  get readerCount(): number {
+    return this.reads?.size ?? 0;
+  }
+
+  /**
+   * Moves a reader's position to `position` when its message lies further than the one held
+   * (see {@link furtherThan}); the message must be one the chat holds. Returns whether it moved.
+   */
+  markRead(position: ReadPosition): boolean {
+    const message = this.find(position.messageId);
+    if (!message) throw new Error(`read position names message "${position.messageId}", which chat "${this.id}" does not hold`);
+    const held = this.reads?.get(position.readerId);
+    if (held) {
+      const at = this.find(held.messageId)!;
+      if (!furtherThan(message, at)) return false;
+      this.bytes -= readPositionBytes(held, this.overheadBytes);
+    }
+    (this.reads ??= new Map()).set(position.readerId, position);
+    this.bytes += readPositionBytes(position, this.overheadBytes);
+    return true;
   }
 
   /** What the chat holds, in bytes: its record and every message (see src/domain/held-bytes.ts). */
@@ -101,11 +156,13 @@ export class Chat {
   append(message: NewMessage, now: Date): Message {
     const side = sideOf(message.type);
     const { id, content, type, senderId, seal } = message;
-    const stored = this.side(side).append((dataOffset) =>
-      seal === undefined ? { id, dataOffset, content, type, sendTime: now, senderId } : { id, dataOffset, content, type, sendTime: now, senderId, seal },
-    );
+    const stored = this.side(side).append((dataOffset) => {
+      const plain: Message = seal === undefined ? { id, dataOffset, content, type, sendTime: now, senderId } : { id, dataOffset, content, type, sendTime: now, senderId, seal };
+      return message.event === undefined && message.attachments === undefined ? plain : { ...plain, ...extrasOf(message) };
+    });
     this.index(side, stored);
     this.bytes += heldBytes(stored, this.overheadBytes);
+    this.noteEnd(stored);
     return stored;
   }
 
@@ -158,11 +215,22 @@ export class Chat {
       for (const message of merged.placed) {
         this.index(side, message);
         this.bytes += heldBytes(message, this.overheadBytes);
+        this.noteEnd(message);
       }
       added += merged.placed.length;
       displaced += merged.displaced;
     }
-    return { added, displaced };
+    // After the messages: a position may name a message this very upload brought.
+    let readsMoved = 0;
+    for (const position of copy.readPositions ?? []) if (this.markRead(position)) readsMoved += 1;
+    return { added, displaced, readsMoved };
+  }
+
+  /** Keeps the earliest end: two ends (made on two servers apart) leave the chat ended at the first. */
+  private noteEnd(message: Message): void {
+    if (!isEnd(message)) return;
+    const ms = message.sendTime.getTime();
+    if (this.endMs === undefined || ms < this.endMs) this.endMs = ms;
   }
 
   /** A side, made on first use. */

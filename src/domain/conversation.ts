@@ -1,7 +1,19 @@
-import type { Message } from './message.js';
+import { attachmentBytes } from './attachments.js';
+import type { Attachment, Message } from './message.js';
+
+/** An event's strings, as the server's messages and the SDK's copies (the wire's types) both hold them. */
+interface EventStrings {
+  readonly participantId: string;
+  readonly toParticipantId: string;
+  readonly reason: string;
+}
 
 /** What ordering and sizing look at: shared by the server's messages and the SDK's copies. */
-type Sized = Pick<Message, 'id' | 'content' | 'senderId'> & { readonly seal?: string | undefined };
+type Sized = Pick<Message, 'id' | 'content' | 'senderId'> & {
+  readonly seal?: string | undefined;
+  readonly event?: EventStrings | undefined;
+  readonly attachments?: readonly Attachment[] | undefined;
+};
 type Timed = Sized & { readonly sendTime?: Date | undefined };
 
 /**
@@ -15,8 +27,17 @@ export function wireBytes(message: Sized): number {
     Buffer.byteLength(message.content) +
     Buffer.byteLength(message.senderId) +
     48 +
-    (message.seal ? message.seal.length + 2 : 0)
+    (message.seal ? message.seal.length + 2 : 0) +
+    extrasBytes(message)
   );
+}
+
+/** An event's and attachments' share of {@link wireBytes}: 0 for a message with neither. */
+function extrasBytes({ event, attachments }: Sized): number {
+  let bytes = 0;
+  if (event) bytes += Buffer.byteLength(event.participantId) + Buffer.byteLength(event.toParticipantId) + Buffer.byteLength(event.reason) + 16;
+  if (attachments) for (const attachment of attachments) bytes += attachmentBytes(attachment);
+  return bytes;
 }
 
 /** A page of messages in conversation order. */

@@ -2,6 +2,8 @@
 export interface Limits {
   /** Largest message content, in UTF-8 bytes. */
   readonly maxContentBytes: number;
+  /** Largest file an attachment may refer to, in bytes (the bytes stay out of the chat server). */
+  readonly maxAttachmentBytes: number;
   /** Largest chat, message, sender or agent id, in UTF-8 bytes. */
   readonly maxIdBytes: number;
   /** Budget for the messages of one response, in bytes (kept under gRPC's 4 MiB default). */

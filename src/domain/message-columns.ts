@@ -1,4 +1,4 @@
-import type { Message, MessageType } from './message.js';
+import type { Extras, Message, MessageType } from './message.js';
 
 /** Senders one column set names by a linear search; past this many it builds a map. */
 const SCANNED_SENDERS = 8;
@@ -21,6 +21,8 @@ export class MessageColumns {
   private readonly strings: string[] = [];
   /** Absent until a sealed message arrives; then holes (undefined) for the unsealed ones. */
   private seals: (string | undefined)[] | undefined;
+  /** Absent until a message with an event or attachments arrives; then holes for the others. */
+  private extras: (Extras | undefined)[] | undefined;
   /** Message i's send time at 2i, its sender index times 8 plus its type at 2i + 1. */
   private readonly numbers: number[] = [];
   private readonly senders: string[] = [];
@@ -38,6 +40,9 @@ export class MessageColumns {
     this.numbers.push(message.sendTime.getTime(), this.sender(message.senderId) * (TYPE_MASK + 1) + message.type);
     if (message.seal !== undefined) (this.seals ??= [])[index] = message.seal;
     else if (this.seals) this.seals[index] = undefined;
+    const { event, attachments } = message;
+    if (event !== undefined || attachments !== undefined) (this.extras ??= [])[index] = attachments === undefined ? { event } : event === undefined ? { attachments } : { event, attachments };
+    else if (this.extras) this.extras[index] = undefined;
   }
 
   /** The message at `index`, with `dataOffset` as its offset; undefined past the end. */
@@ -51,7 +56,9 @@ export class MessageColumns {
     const sendTime = new Date(this.numbers[2 * index]!);
     const senderId = this.senders[Math.floor(packed / (TYPE_MASK + 1))]!;
     // Two literal shapes rather than a spread: a sealed server reads every message back sealed.
-    return seal === undefined ? { id, dataOffset, content, type, sendTime, senderId } : { id, dataOffset, content, type, sendTime, senderId, seal };
+    const message: Message = seal === undefined ? { id, dataOffset, content, type, sendTime, senderId } : { id, dataOffset, content, type, sendTime, senderId, seal };
+    const extras = this.extras?.[index];
+    return extras === undefined ? message : { ...message, ...extras };
   }
 
   /** The index of `senderId` among the distinct senders, added when new. */

@@ -8,6 +8,38 @@ export enum MessageType {
   Bot = 4,
 }
 
+/** What a lifecycle event says happened. The numbers are the wire's (EventKind). */
+export enum EventKind {
+  Joined = 1,
+  Left = 2,
+  Transferred = 3,
+  Ended = 4,
+}
+
+/**
+ * A lifecycle event, carried by a SYSTEM message on the agent side: in the history, so every
+ * copy holds it and Rebuild brings it back like any message (src/domain/events.ts).
+ */
+export interface ChatEvent {
+  readonly kind: EventKind;
+  /** Who joined, left or handed over; for an end, who ended it ('' for nobody in particular). */
+  readonly participantId: string;
+  /** For a transfer: who takes over; '' otherwise. */
+  readonly toParticipantId: string;
+  /** Why, for people; may be ''. */
+  readonly reason: string;
+}
+
+/** A reference to a file held elsewhere: the bytes never enter the chat server (src/domain/attachments.ts). */
+export interface Attachment {
+  readonly uri: string;
+  readonly mediaType: string;
+  readonly sizeBytes: number;
+  /** 64 lowercase hexadecimal digits. */
+  readonly sha256: string;
+  readonly name: string;
+}
+
 /** The two ordered sequences of a chat. */
 export type Side = 'visitor' | 'agent';
 
@@ -28,6 +60,10 @@ export interface Message {
   readonly senderId: string;
   /** The server's seal (src/domain/seal.ts), as stored by a send or uploaded; absent when nothing sealed it. */
   readonly seal?: string;
+  /** A lifecycle event (SYSTEM messages only); absent for an ordinary message. */
+  readonly event?: ChatEvent;
+  /** Files the message refers to; absent (never empty) when there are none. */
+  readonly attachments?: readonly Attachment[];
 }
 
 /** A message a client asks to add; the server assigns its offset and time. */
@@ -38,7 +74,12 @@ export interface NewMessage {
   readonly senderId: string;
   /** The seal the store computed for it, once its send time and sender are final. */
   readonly seal?: string;
+  readonly event?: ChatEvent;
+  readonly attachments?: readonly Attachment[];
 }
+
+/** What a message carries beside its text: its event and attachments, each absent when none. */
+export type Extras = Pick<Message, 'event' | 'attachments'>;
 
 /** Per-side counts of messages held contiguously from offset 1. */
 export interface Offsets {
@@ -91,6 +132,27 @@ export function rebuildCause(caller: Position, server: Offsets, epoch: string): 
  * that leaves the sender empty matches whatever it was stored with. Nothing held ever changes
  * for a match: the stored message stays as it was.
  */
-export function sameMessage(a: Pick<Message, 'type' | 'content' | 'senderId'>, b: Pick<Message, 'type' | 'content' | 'senderId'>): boolean {
-  return a.type === b.type && a.content === b.content && (a.senderId === b.senderId || a.senderId === '' || b.senderId === '');
+export function sameMessage(a: Pick<Message, 'type' | 'content' | 'senderId'> & Extras, b: Pick<Message, 'type' | 'content' | 'senderId'> & Extras): boolean {
+  return (
+    a.type === b.type &&
+    a.content === b.content &&
+    (a.senderId === b.senderId || a.senderId === '' || b.senderId === '') &&
+    sameEvent(a.event, b.event) &&
+    sameAttachments(a.attachments ?? [], b.attachments ?? [])
+  );
+}
+
+function sameEvent(a: ChatEvent | undefined, b: ChatEvent | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.kind === b.kind && a.participantId === b.participantId && a.toParticipantId === b.toParticipantId && a.reason === b.reason;
+}
+
+function sameAttachments(a: readonly Attachment[], b: readonly Attachment[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((x, i) => {
+      const y = b[i]!;
+      return x.uri === y.uri && x.mediaType === y.mediaType && x.sizeBytes === y.sizeBytes && x.sha256 === y.sha256 && x.name === y.name;
+    })
+  );
 }

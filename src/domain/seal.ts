@@ -3,7 +3,13 @@ import { flat } from './flat-string.js';
 import type { Message } from './message.js';
 
 /** What a seal covers: everything a message says except its offset, which rebuilds renumber. */
-export type Sealable = Pick<Message, 'id' | 'type' | 'senderId' | 'content' | 'sendTime'>;
+export type Sealable = Pick<Message, 'id' | 'type' | 'senderId' | 'content' | 'sendTime' | 'event' | 'attachments'>;
+
+/** A read position's seal covers the chat, the reader and the message it names. */
+export interface SealableRead {
+  readonly readerId: string;
+  readonly messageId: string;
+}
 
 /**
  * The keys a server seals with: `current` seals, every key verifies. Rotation adds a key and
@@ -21,6 +27,27 @@ export interface SealKeys {
  */
 export function sealInput(chatId: string, message: Sealable): Buffer {
   const fields = [chatId, message.id, String(message.type), message.senderId, message.content, String(message.sendTime.getTime())];
+  // An event and attachments follow, each under its own tag, only when present: the seals of
+  // messages without them are what they were before either existed.
+  const { event, attachments } = message;
+  if (event) fields.push('event', String(event.kind), event.participantId, event.toParticipantId, event.reason);
+  if (attachments) {
+    fields.push('attachments', String(attachments.length));
+    for (const a of attachments) fields.push(a.uri, a.mediaType, String(a.sizeBytes), a.sha256, a.name);
+  }
+  return lengthPrefixed(fields);
+}
+
+/**
+ * The bytes a read position's seal is computed over: a tag no message input can start with (a
+ * chat id is never empty, and this one is), then the chat id, reader and message id.
+ */
+export function readSealInput(chatId: string, read: SealableRead): Buffer {
+  return lengthPrefixed(['', 'read', chatId, read.readerId, read.messageId]);
+}
+
+/** Each field as a 4-byte big-endian length and its UTF-8 bytes, so no two field lists give the same bytes. */
+function lengthPrefixed(fields: readonly string[]): Buffer {
   let size = 0;
   for (const field of fields) size += 4 + Buffer.byteLength(field, 'utf8');
   // One buffer, written in place: every send computes a seal.
@@ -59,9 +86,23 @@ export class Sealer {
 
   /** The seal of `message` in chat `chatId`, under the current key. */
   seal(chatId: string, message: Sealable): string {
+    return this.sealBytes(sealInput(chatId, message));
+  }
+
+  /** The seal of a read position in chat `chatId`, under the current key. */
+  sealRead(chatId: string, read: SealableRead): string {
+    return this.sealBytes(readSealInput(chatId, read));
+  }
+
+  /** Why `seal` is not a valid seal of the read position, or undefined when it is (as {@link problem}). */
+  readProblem(chatId: string, read: SealableRead, seal: string | undefined): string | undefined {
+    return this.check(readSealInput(chatId, read), seal, 'its chat, reader or message differs from what was sealed');
+  }
+
+  private sealBytes(input: Buffer): string {
     // Flat (see flat-string.ts): the concatenation would take about 130 bytes where its 46
     // characters take 64, and a chat holds a seal for each message.
-    return flat(`${this.current.id}.${mac(this.current.key, chatId, message).toString('base64url')}`);
+    return flat(`${this.current.id}.${mac(this.current.key, input).toString('base64url')}`);
   }
 
   /**
@@ -69,6 +110,10 @@ export class Sealer {
    * message's name: "has no seal", ...), or undefined when it is.
    */
   problem(chatId: string, message: Sealable, seal: string | undefined): string | undefined {
+    return this.check(sealInput(chatId, message), seal, 'its chat, id, type, sender, content, send time, event or attachments differ from what was sealed');
+  }
+
+  private check(input: Buffer, seal: string | undefined, differs: string): string | undefined {
     if (seal === undefined || seal === '') return 'has no seal';
     const dot = seal.indexOf('.');
     if (dot < 0) return 'has a seal that does not match it: it is not "<key id>.<mac>"';
@@ -78,14 +123,14 @@ export class Sealer {
     // Compared as text, not decoded: base64url decoding skips stray characters, and a seal is
     // taken back only exactly as it was given out.
     const given = Buffer.from(seal.slice(dot + 1));
-    const expected = Buffer.from(mac(key, chatId, message).toString('base64url'));
+    const expected = Buffer.from(mac(key, input).toString('base64url'));
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
-      return 'has a seal that does not match it: its chat, id, type, sender, content or send time differs from what was sealed';
+      return `has a seal that does not match it: ${differs}`;
     }
     return undefined;
   }
 }
 
-function mac(key: Buffer, chatId: string, message: Sealable): Buffer {
-  return createHmac('sha256', key).update(sealInput(chatId, message)).digest();
+function mac(key: Buffer, input: Buffer): Buffer {
+  return createHmac('sha256', key).update(input).digest();
 }

@@ -3,11 +3,18 @@ import { ChatError, invalid } from './errors.js';
 import { chatOverBudget, chatRecordBytes, heldBytes, serverOverBudget, shortOfMemory, visitorBytes } from './held-bytes.js';
 import { type EvictionReport, type EvictionTotals, MemoryGuard, type MemoryProbe, noMemoryPressure } from './memory-guard.js';
 import type { Sealer } from './seal.js';
-import { freshMessages, unsealed } from './upload-check.js';
+import { freshMessages, unsealed, uploadedReads } from './upload-check.js';
+import { requireAttachments } from './attachments.js';
+import { isEnd, requireEvent } from './events.js';
+import { MAX_READERS_PER_CHAT, type ReadPosition, readPositionBytes } from './read-positions.js';
+import { type Transcript, TranscriptDesk, type TranscriptOffer } from './transcripts.js';
+import { TypingBoard, type TypingChange, type TypingNow } from './typing.js';
 import { randomUUID } from 'node:crypto';
 import { flat } from './flat-string.js';
 import { type Clock, type Limits, systemClock } from './limits.js';
 import {
+  type Attachment,
+  type ChatEvent,
   MISSING_CHAT_OFFSETS,
   type Message,
   MessageType,
@@ -19,7 +26,7 @@ import {
   rebuildCause,
   sameMessage,
 } from './message.js';
-import { checkLength, requireContent, requireId, requireKnownType, requireOffsets, typeName } from './validate.js';
+import { checkLength, requireContent, requireId, requireKnownType, requireOffsets, typeName, within } from './validate.js';
 import { type ChatListener, ChatWatchers } from './watchers.js';
 
 /** A message as a sender submits it; `type` undefined means the role's default type. */
@@ -28,6 +35,10 @@ export interface Submission {
   readonly content: string;
   readonly type: number | undefined;
   readonly senderId: string;
+  /** A lifecycle event (SYSTEM messages only). */
+  readonly event?: ChatEvent;
+  /** References to files; absent or empty for none. */
+  readonly attachments?: readonly Attachment[];
 }
 
 /** A send: the caller's position and the message. */
@@ -48,7 +59,35 @@ export interface ReadOutcome {
   readonly offsets: Offsets;
   readonly epoch: string;
   readonly messages: readonly Message[];
+  /** Whether the chat holds an end. */
+  readonly ended: boolean;
+  readonly readPositions: readonly ReadPosition[];
 }
+
+/** A MarkRead: who has read the chat up to which message, and the epoch its copy follows. */
+export interface MarkReadRequest {
+  readonly chatId: string;
+  readonly readerId: string;
+  readonly messageId: string;
+  /** Empty: any incarnation. */
+  readonly epoch: string;
+}
+
+/** The answer to a MarkRead: every reader's position, or (the chat missing or another incarnation) a rebuild. */
+export interface MarkReadOutcome {
+  readonly rebuildRequired: boolean;
+  readonly epoch: string;
+  readonly readPositions: readonly ReadPosition[];
+}
+
+/** How long a typing indication lasts, and how often watchers hear of one that goes on. */
+export interface TypingLimits {
+  readonly ttlMs: number;
+  readonly throttleMs: number;
+}
+
+/** By default: a typing indication lasts 5 s, and one that goes on is told again at most once a second. */
+export const DEFAULT_TYPING: TypingLimits = { ttlMs: 5_000, throttleMs: 1_000 };
 
 /**
  * The answer to a rebuild: the server's chat after the merge; or, when the upload extends
@@ -64,6 +103,8 @@ export interface RebuildOutcome {
   /** The server's messages in conversation order, a prefix when `truncated`. */
   readonly messages: readonly Message[];
   readonly truncated: boolean;
+  /** Every reader's position after the merge. */
+  readonly readPositions: readonly ReadPosition[];
   /** Whether the chat was created by this rebuild. */
   readonly created: boolean;
   readonly added: number;
@@ -112,6 +153,8 @@ export interface StoreOptions extends MemoryWatch {
   readonly onRebuildRequired?: (cause: RebuildCause) => void;
   /** Hears of each Rebuild the store answered (not one it refused), before the answer is returned. */
   readonly onRebuild?: (outcome: RebuildOutcome) => void;
+  /** How typing indications last and are throttled ({@link DEFAULT_TYPING} by default). */
+  readonly typing?: TypingLimits;
 }
 
 /** A random UUID as one flat string (see {@link flat}): every chat holds its epoch. */
@@ -120,6 +163,23 @@ function flatRandomUUID(): string {
 }
 
 const AGENT_SIDE_TYPES = new Set([MessageType.Agent, MessageType.Bot, MessageType.System]);
+
+/** A read answered with a rebuild: nothing read, for a chat the server did not have. */
+const NOTHING_READ: ReadOutcome = Object.freeze({
+  rebuildRequired: true,
+  offsets: MISSING_CHAT_OFFSETS,
+  epoch: '',
+  messages: [],
+  ended: false,
+  readPositions: [],
+});
+
+/** A submission's id, content, event and attachments as a new message has them (no empty list of attachments). */
+function newMessage(message: Submission): Pick<NewMessage, 'id' | 'content' | 'event' | 'attachments'> {
+  const { id, content, event, attachments } = message;
+  const extras = { ...(event && { event }), ...(attachments?.length && { attachments }) };
+  return { id, content, ...extras };
+}
 
 /**
  * The chats of one server, in memory, and the four operations of the protocol
@@ -135,6 +195,8 @@ export class ChatStore {
   private readonly onForgery: (report: ForgeryReport) => void;
   private readonly onRebuildRequired: (cause: RebuildCause) => void;
   private readonly onRebuild: (outcome: RebuildOutcome) => void;
+  private readonly typing: TypingBoard;
+  private readonly transcripts = new TranscriptDesk();
   private held = 0;
   /** The messages of every chat held, kept as they change, so counting them is O(1). */
   private messages = 0;
@@ -159,6 +221,8 @@ export class ChatStore {
     this.onForgery = options.onForgery ?? (() => {});
     this.onRebuildRequired = options.onRebuildRequired ?? (() => {});
     this.onRebuild = options.onRebuild ?? (() => {});
+    const typing = options.typing ?? DEFAULT_TYPING;
+    this.typing = new TypingBoard(typing.ttlMs, typing.throttleMs);
   }
 
   /** How many chats are held. */
@@ -189,11 +253,7 @@ export class ChatStore {
     }
     // An empty sender_id means the chat's visitor, as the chat knows it when the message is
     // first stored; a resend is compared with what was stored then (see sameMessage).
-    return this.send(
-      request,
-      { id: request.message.id, content: request.message.content, type, senderId: request.message.senderId },
-      (chat) => chat.visitor?.id ?? '',
-    );
+    return this.send(request, { ...newMessage(request.message), type, senderId: request.message.senderId }, (chat) => chat.visitor?.id ?? '');
   }
 
   /** Sends an AGENT, BOT or SYSTEM message as `agentId` (an unspecified type means AGENT). */
@@ -207,7 +267,7 @@ export class ChatStore {
     if (senderId && senderId !== request.agentId) {
       throw invalid(`message.sender_id "${senderId}" differs from agent_id "${request.agentId}"; leave it empty`);
     }
-    return this.send(request, { id: request.message.id, content: request.message.content, type, senderId: request.agentId });
+    return this.send(request, { ...newMessage(request.message), type, senderId: request.agentId });
   }
 
   /**
@@ -220,7 +280,7 @@ export class ChatStore {
     const chat = this.chats.get(chatId);
     if (!chat) {
       const created = this.create(chatId);
-      return this.rebuildRequired('missing_chat', { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: created.epoch, messages: [] });
+      return this.rebuildRequired('missing_chat', { ...NOTHING_READ, epoch: created.epoch });
     }
     return this.read(chat, caller);
   }
@@ -231,7 +291,7 @@ export class ChatStore {
    */
   readNew(chatId: string, caller: Position): ReadOutcome {
     const chat = this.chats.get(chatId);
-    if (!chat) return this.rebuildRequired('missing_chat', { rebuildRequired: true, offsets: MISSING_CHAT_OFFSETS, epoch: '', messages: [] });
+    if (!chat) return this.rebuildRequired('missing_chat', NOTHING_READ);
     return this.read(chat, caller);
   }
 
@@ -246,6 +306,106 @@ export class ChatStore {
     return this.watchers.add(chatId, listener);
   }
 
+  /**
+   * Moves a reader's position (MarkRead). A missing chat, or one of another incarnation than the
+   * request's epoch, is answered with a rebuild and nothing stored; a message the chat does not
+   * hold is refused (NOT_FOUND). A position not further than the reader's changes nothing.
+   */
+  markRead(request: MarkReadRequest): MarkReadOutcome {
+    const { chatId, readerId, messageId, epoch } = request;
+    requireId('chat_id', chatId, this.limits.maxIdBytes);
+    requireId('reader_id', readerId, this.limits.maxIdBytes);
+    requireId('message_id', messageId, this.limits.maxIdBytes);
+    const chat = this.chats.get(chatId);
+    if (!chat) return this.rebuildRequired('missing_chat', { rebuildRequired: true, epoch: '', readPositions: [] });
+    this.touch(chat);
+    if (epoch && epoch !== chat.epoch) return this.rebuildRequired('epoch_mismatch', { rebuildRequired: true, epoch: chat.epoch, readPositions: [] });
+    if (!chat.find(messageId)) {
+      throw new ChatError('not-found', `chat "${chatId}" holds no message "${messageId}"; mark read a message you received from it`);
+    }
+    const known = chat.readPositions.some((position) => position.readerId === readerId);
+    if (!known && chat.readerCount >= MAX_READERS_PER_CHAT) {
+      throw new ChatError('resource-exhausted', `chat "${chatId}" keeps read positions for ${chat.readerCount} readers, its limit`);
+    }
+    const seal = this.sealer?.sealRead(chatId, { readerId, messageId });
+    const position: ReadPosition = seal === undefined ? { readerId, messageId } : { readerId, messageId, seal };
+    this.admit(chatId, chat, readPositionBytes(position, this.limits.messageOverheadBytes), 'continue in a new chat');
+    const before = chat.heldBytes;
+    if (chat.markRead(position)) {
+      this.held += chat.heldBytes - before;
+      this.watchers.notify(chatId, 'activity');
+    }
+    return { rebuildRequired: false, epoch: chat.epoch, readPositions: chat.readPositions };
+  }
+
+  /**
+   * Says that `participantId` is typing (or stopped) in a chat this server holds; watchers hear
+   * of it (see {@link TypingBoard}). Refused (NOT_FOUND) for a chat not held, and
+   * (FAILED_PRECONDITION) for an ended one. Nothing of it enters the history.
+   */
+  setTyping(chatId: string, participantId: string, typing: boolean): TypingChange {
+    requireId('chat_id', chatId, this.limits.maxIdBytes);
+    requireId('participant_id', participantId, this.limits.maxIdBytes);
+    const chat = this.chats.get(chatId);
+    if (!chat) throw new ChatError('not-found', `this server holds no chat "${chatId}"; read or send first (typing is never stored, so it is not rebuilt)`);
+    if (chat.ended) throw this.endedRefusal(chat);
+    const change = this.typing.set(chatId, participantId, typing, this.touch(chat).lastActiveMs);
+    if (change.announce) this.watchers.notify(chatId, 'activity');
+    return change;
+  }
+
+  /** Who is typing in a chat now. */
+  typingIn(chatId: string): TypingNow[] {
+    return this.typing.list(chatId, this.clock.now().getTime());
+  }
+
+  /** Drops the typing indications lapsed by now, and tells the watchers of each chat that had one. */
+  lapseTyping(): void {
+    if (!this.typing.active) return;
+    for (const chatId of this.typing.lapse(this.clock.now().getTime())) this.watchers.notify(chatId, 'activity');
+  }
+
+  /** The transcript of an ended chat held here, cut to the response budget; undefined for one not held or not ended. */
+  transcript(chatId: string): Transcript | undefined {
+    const chat = this.chats.get(chatId);
+    const endTime = chat?.endTime;
+    if (!chat || !endTime) return undefined;
+    const page = chat.snapshot(this.limits.maxResponseBytes);
+    return {
+      chatId,
+      epoch: chat.epoch,
+      visitor: chat.visitor,
+      beginTime: chat.beginTime,
+      endTime,
+      messages: page.messages,
+      truncated: page.truncated,
+      messageCount: chat.size,
+      readPositions: chat.readPositions,
+    };
+  }
+
+  /**
+   * Follows the transcripts to offer: every one not acknowledged yet at once, then each ended
+   * chat's end, each message an ended chat takes later, and a last offer before one is evicted.
+   * Returns the unsubscribe.
+   */
+  listenTranscripts(listener: (offer: TranscriptOffer) => void): () => void {
+    return this.transcripts.listen(listener);
+  }
+
+  /** Acknowledges an archived transcript revision (see {@link TranscriptDesk.ack}). */
+  ackTranscript(chatId: string, epoch: string, messageCount: number): void {
+    requireId('chat_id', chatId, this.limits.maxIdBytes);
+    requireId('epoch', epoch, this.limits.maxIdBytes);
+    if (!Number.isSafeInteger(messageCount) || messageCount < 1) throw invalid(`message_count must be the transcript's, 1 or more; got ${messageCount}`);
+    this.transcripts.ack(chatId, epoch, messageCount);
+  }
+
+  /** How many transcripts wait for an acknowledgement. */
+  get pendingTranscripts(): number {
+    return this.transcripts.size;
+  }
+
   /** How many watch subscriptions are open. */
   get watcherCount(): number {
     return this.watchers.size;
@@ -255,6 +415,9 @@ export class ChatStore {
   evict(chatId: string): boolean {
     const chat = this.chats.get(chatId);
     if (!chat) return false;
+    // Offered before it goes: a transcript nobody acknowledged, taken while it can still be read.
+    if (this.transcripts.isPending(chatId)) this.transcripts.last(this.transcript(chatId)!);
+    this.typing.drop(chatId);
     this.chats.delete(chatId);
     this.held -= chat.heldBytes;
     this.messages -= chat.size;
@@ -289,6 +452,7 @@ export class ChatStore {
         offsets: existing?.offsets ?? MISSING_CHAT_OFFSETS,
         messages: [],
         truncated: false,
+        readPositions: [],
         created: false,
         added: 0,
         displaced: 0,
@@ -298,10 +462,13 @@ export class ChatStore {
     const chat = this.touch(existing ?? this.create(copy.id));
     const before = chat.heldBytes;
     // The whole copy: the messages the chat holds are the anchors that keep the uploader's order.
-    const { added, displaced } = chat.merge(copy);
+    const { added, displaced, readsMoved } = chat.merge(copy);
     this.held += chat.heldBytes - before;
     this.messages += added;
     if (added > 0) this.watchers.notify(chat.id, 'messages');
+    else if (readsMoved > 0) this.watchers.notify(chat.id, 'activity');
+    // An end uploaded, or late messages merged into an ended chat: the transcript has a new revision.
+    if (added > 0 && chat.ended) this.transcripts.offer(chat.id, chat.epoch, chat.size);
     const page = chat.snapshot(this.limits.maxResponseBytes);
     return this.rebuilt({
       rebuildRequired: false,
@@ -312,6 +479,7 @@ export class ChatStore {
       offsets: chat.offsets,
       messages: page.messages,
       truncated: page.truncated,
+      readPositions: chat.readPositions,
       created: !existing,
       added,
       displaced,
@@ -332,14 +500,27 @@ export class ChatStore {
 
   /** Validates what every send shares; returns the explicit type, if any. */
   private checkSend(request: SendRequest): MessageType | undefined {
-    const { maxIdBytes, maxContentBytes } = this.limits;
+    const { maxIdBytes, maxContentBytes, maxAttachmentBytes } = this.limits;
     requireId('chat_id', request.chatId, maxIdBytes);
     requireOffsets(request.caller, this.limits.maxMessagesPerChat);
-    requireId('message.id', request.message.id, maxIdBytes);
-    requireContent('message.content', request.message.content, maxContentBytes);
-    checkLength('message.sender_id', request.message.senderId, maxIdBytes);
-    const { type } = request.message;
-    return type === undefined ? undefined : requireKnownType('message.message_type', type);
+    const { id, content, senderId, type, event, attachments } = request.message;
+    requireId('message.id', id, maxIdBytes);
+    // An event or an attachment says something: its text may be empty.
+    if (event || attachments?.length) checkLength('message.content', content, maxContentBytes);
+    else requireContent('message.content', content, maxContentBytes);
+    checkLength('message.sender_id', senderId, maxIdBytes);
+    const known = type === undefined ? undefined : requireKnownType('message.message_type', type);
+    if (attachments) within('message.', () => requireAttachments(attachments, maxAttachmentBytes));
+    if (event) within('message.', () => requireEvent(event, known ?? MessageType.Agent, maxIdBytes));
+    return known;
+  }
+
+  /** The refusal of a send into an ended chat. */
+  private endedRefusal(chat: Chat): ChatError {
+    return new ChatError(
+      'failed-precondition',
+      `chat "${chat.id}" ended at ${chat.endTime!.toISOString()} and takes no more messages; it can still be read, watched and rebuilt`,
+    );
   }
 
   /**
@@ -368,20 +549,24 @@ export class ChatStore {
       }
       return { rebuildRequired: false, offsets, epoch, message: stored };
     }
+    if (chat.ended) throw this.endedRefusal(chat);
     if (chat.size >= this.limits.maxMessagesPerChat) {
       throw new ChatError('resource-exhausted', `chat "${chat.id}" is full: it holds ${chat.size} messages, the limit`);
     }
-    const { id, content, type } = message;
+    const { id, content, type, event, attachments } = message;
     const senderId = message.senderId || defaultSender(chat);
     // Sealed as stored: the server's send time and the final sender.
-    const seal = this.sealer?.seal(chat.id, { id, type, senderId, content, sendTime: now });
-    const fresh: NewMessage = seal === undefined ? { id, content, type, senderId } : { id, content, type, senderId, seal };
+    const seal = this.sealer?.seal(chat.id, { id, type, senderId, content, sendTime: now, event, attachments });
+    const fresh: NewMessage = { ...message, senderId, ...(seal !== undefined && { seal }) };
     this.admit(chat.id, chat, heldBytes(fresh, this.limits.messageOverheadBytes), 'continue in a new chat');
     const before = chat.heldBytes;
     const appended = chat.append(fresh, now);
     this.held += chat.heldBytes - before; // as a merge counts: what the chat itself now holds more
     this.messages += 1;
+    // A participant who sends has stopped typing; the watchers read both changes at once.
+    this.typing.clear(chat.id, senderId);
     this.watchers.notify(chat.id, 'messages');
+    if (isEnd(appended)) this.transcripts.offer(chat.id, epoch, chat.size);
     return { rebuildRequired: false, offsets: chat.offsets, epoch, message: appended };
   }
 
@@ -389,8 +574,9 @@ export class ChatStore {
   private read(chat: Chat, caller: Position): ReadOutcome {
     const { offsets, epoch } = this.touch(chat);
     const cause = rebuildCause(caller, offsets, epoch);
-    if (cause) return this.rebuildRequired(cause, { rebuildRequired: true, offsets, epoch, messages: [] });
-    return { rebuildRequired: false, offsets, epoch, messages: chat.readAfter(caller, this.limits.maxResponseBytes).messages };
+    if (cause) return this.rebuildRequired(cause, { ...NOTHING_READ, offsets, epoch });
+    const messages = chat.readAfter(caller, this.limits.maxResponseBytes).messages;
+    return { rebuildRequired: false, offsets, epoch, messages, ended: chat.ended, readPositions: chat.readPositions };
   }
 
   /**
@@ -399,6 +585,7 @@ export class ChatStore {
    */
   private checkUpload(copy: ChatCopy, chat: Chat | undefined): void {
     const fresh = freshMessages(copy, chat, this.limits, this.clock.now());
+    const reads = uploadedReads(copy, chat, this.limits, this.sealer);
     if (this.sealer) {
       const forged = unsealed(copy, fresh, this.sealer);
       if (forged) {
@@ -418,6 +605,7 @@ export class ChatStore {
     let costBytes = chat ? 0 : chatRecordBytes(copy.id, undefined, overhead);
     if (!chat?.visitor) costBytes += visitorBytes(copy.visitor);
     for (const message of fresh) costBytes += heldBytes(message, overhead);
+    for (const position of reads) costBytes += readPositionBytes(position, overhead);
     if (costBytes > 0) this.admit(copy.id, chat, costBytes, 'this server cannot take the chat whole; try another server');
   }
 

@@ -1,12 +1,15 @@
 import type { Chat, ChatCopy } from './chat.js';
 import { ChatError, denied, invalid } from './errors.js';
 import type { Limits } from './limits.js';
+import { requireAttachments } from './attachments.js';
+import { requireEvent } from './events.js';
+import { MAX_READERS_PER_CHAT, type ReadPosition } from './read-positions.js';
 import { type Message, sameMessage, sideOf } from './message.js';
 import type { Sealer } from './seal.js';
-import { checkLength, requireContent, requireId, requireKnownType, requireTime } from './validate.js';
+import { checkLength, requireContent, requireId, requireKnownType, requireTime, within } from './validate.js';
 
 /** The limits an upload is checked against. */
-export type UploadLimits = Pick<Limits, 'maxIdBytes' | 'maxContentBytes' | 'maxMessagesPerChat' | 'maxClockSkewMs'>;
+export type UploadLimits = Pick<Limits, 'maxIdBytes' | 'maxContentBytes' | 'maxMessagesPerChat' | 'maxClockSkewMs' | 'maxAttachmentBytes'>;
 
 /**
  * Validates the messages of an upload (Rebuild) against the chat it goes into, and returns
@@ -19,7 +22,7 @@ export type UploadLimits = Pick<Limits, 'maxIdBytes' | 'maxContentBytes' | 'maxM
  * gives out stay far below 2^53.
  */
 export function freshMessages(copy: ChatCopy, chat: Chat | undefined, limits: UploadLimits, now: Date): Message[] {
-  const { maxIdBytes, maxContentBytes, maxMessagesPerChat, maxClockSkewMs } = limits;
+  const { maxIdBytes, maxContentBytes, maxMessagesPerChat, maxClockSkewMs, maxAttachmentBytes } = limits;
   const future = {
     ms: now.getTime() + maxClockSkewMs,
     // Written only for a refusal: an upload checks every message against it.
@@ -56,7 +59,10 @@ export function freshMessages(copy: ChatCopy, chat: Chat | undefined, limits: Up
       const side = claimed[sideOf(message.type)];
       if (side.has(message.dataOffset)) throw invalid(`data_offset ${message.dataOffset} is claimed twice on the ${sideOf(message.type)} side`);
       side.add(message.dataOffset);
-      requireContent('content', message.content, maxContentBytes);
+      if (message.event || message.attachments) checkLength('content', message.content, maxContentBytes);
+      else requireContent('content', message.content, maxContentBytes);
+      if (message.attachments) requireAttachments(message.attachments, maxAttachmentBytes);
+      if (message.event) requireEvent(message.event, message.type, maxIdBytes);
       checkLength('sender_id', message.senderId, maxIdBytes);
       requireTime('send_time', message.sendTime, future);
 
@@ -90,4 +96,40 @@ export function unsealed(copy: ChatCopy, fresh: readonly Message[], sealer: Seal
   if (first === undefined) return undefined;
   const more = count > 1 ? ` (and ${count - 1} more)` : '';
   return { refusal: denied(`${first}${more}; this server takes back only messages a server with its seal keys accepted`), count };
+}
+
+/**
+ * Validates the read positions of an upload and returns those that would add a reader (what the
+ * chat must find room for). Each names a reader and a message the chat holds or the upload
+ * carries (INVALID_ARGUMENT otherwise), at most one per reader; with a sealer, each must carry a
+ * valid seal (PERMISSION_DENIED otherwise: a position is taken back only as a server gave it).
+ * The chat may keep at most {@link MAX_READERS_PER_CHAT} readers (RESOURCE_EXHAUSTED).
+ */
+export function uploadedReads(copy: ChatCopy, chat: Chat | undefined, limits: Pick<Limits, 'maxIdBytes'>, sealer: Sealer | undefined): ReadPosition[] {
+  const positions = copy.readPositions ?? [];
+  if (positions.length === 0) return [];
+  const uploaded = new Set(copy.messages.map((m) => m.id));
+  const readers = new Set<string>();
+  const held = new Set((chat?.readPositions ?? []).map((p) => p.readerId));
+  const added: ReadPosition[] = [];
+  positions.forEach((position, i) => {
+    within(`chat.read_positions[${i}].`, () => {
+      requireId('reader_id', position.readerId, limits.maxIdBytes);
+      requireId('message_id', position.messageId, limits.maxIdBytes);
+      if (readers.has(position.readerId)) throw invalid(`reader_id "${position.readerId}" has two positions in the upload`);
+      readers.add(position.readerId);
+      if (!uploaded.has(position.messageId) && !chat?.find(position.messageId)) {
+        throw invalid(`message_id "${position.messageId}" names no message the chat holds or the upload carries`);
+      }
+    });
+    if (sealer) {
+      const problem = sealer.readProblem(copy.id, position, position.seal);
+      if (problem) throw denied(`chat.read_positions[${i}] (reader ${JSON.stringify(position.readerId)}) ${problem}; this server takes back only read positions a server with its seal keys recorded`);
+    }
+    if (!held.has(position.readerId)) added.push(position);
+  });
+  if (held.size + added.length > MAX_READERS_PER_CHAT) {
+    throw new ChatError('resource-exhausted', `chat "${copy.id}" would keep read positions for ${held.size + added.length} readers; the limit is ${MAX_READERS_PER_CHAT}`);
+  }
+  return added;
 }

@@ -1,4 +1,4 @@
-import { invalid } from './errors.js';
+import { ChatError, invalid } from './errors.js';
 import { MessageType, type Offsets } from './message.js';
 
 /** Checks a required id: non-empty and at most `maxBytes` of UTF-8. */
@@ -70,4 +70,13 @@ export function requireKnownType(field: string, type: number): MessageType {
     throw invalid(`${field} must be SYSTEM (1), VISITOR (2), AGENT (3) or BOT (4); got ${type}`);
   }
   return type as MessageType;
+}
+
+/** Runs a check whose refusals name fields relative to `prefix` ("message."), and names them in full. */
+export function within(prefix: string, check: () => void): void {
+  try {
+    check();
+  } catch (error) {
+    throw error instanceof ChatError && error.kind === 'invalid-argument' ? invalid(`${prefix}${error.message}`) : error;
+  }
 }

@@ -1,7 +1,10 @@
 import { ChatError } from './errors.js';
 
-/** What happened to a watched chat: messages were added (a send or a merge), or it was evicted. */
-export type ChatChange = 'messages' | 'evicted';
+/**
+ * What happened to a watched chat: messages were added (a send or a merge), its state beside the
+ * history changed (a read position, typing), or it was evicted.
+ */
+export type ChatChange = 'messages' | 'activity' | 'evicted';
 
 /**
  * Told synchronously, right after the change, on the event loop turn that made it. A listener

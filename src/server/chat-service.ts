@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type {
+  AckTranscriptRequest,
+  AckTranscriptResponse,
   AddAgentMessageRequest,
   AddAgentMessageResponse,
   AddVisitorMessageRequest,
@@ -7,25 +9,33 @@ import type {
   ChatServiceServer,
   GetNewMessageRequest,
   GetNewMessageResponse,
+  MarkReadRequest,
+  MarkReadResponse,
   RebuildResponse,
+  SetTypingRequest,
+  SetTypingResponse,
   WatchChatRequest,
+  WatchChatResponse,
+  WatchTranscriptsRequest,
+  WatchTranscriptsResponse,
 } from '../../generated/chat/v1/chat.js';
 import { ChatServiceService, RebuildRequest } from '../../generated/chat/v1/chat.js';
-import { agentSender, authoriseUpload, type Caller, INSECURE, requireChatAccess, visitorSender } from '../domain/access.js';
+import { agentSender, authoriseUpload, type Caller, INSECURE, participantOf, requireChatAccess, requireService, visitorSender } from '../domain/access.js';
 import type { Clock } from '../domain/limits.js';
 import { type ChatStore, rebuildReason, type SendOutcome } from '../domain/store.js';
-import { readResponse, resultCode, toChatCopy, toSubmission, toWireMessage, wireOffsets } from './convert.js';
+import { readResponse, resultCode, toChatCopy, toSubmission, toWireMessage, toWireReadPosition, wireOffsets } from './convert.js';
 import { requestBytes } from './decoding.js';
 import type { RateLimiter, RateLimits } from './rate-limits.js';
 import type { WatchStreams } from './stream.js';
 import { unary, type UnaryContext } from './unary.js';
+import { openTranscriptFeed } from './transcript-feed.js';
 import { openWatchFeed, type WatchFeed } from './watch-feed.js';
 
 export type { WatchFeed } from './watch-feed.js';
 
 /**
- * The five RPCs as plain functions of a request and its authenticated caller; errors are
- * thrown. The unary ones map a request to a response; WatchChat maps one to a feed of
+ * The RPCs as plain functions of a request and its authenticated caller; errors are thrown. The
+ * unary ones map a request to a response; WatchChat and WatchTranscripts map one to a feed of
  * responses, pulled one at a time.
  */
 export interface ChatHandlers {
@@ -34,6 +44,10 @@ export interface ChatHandlers {
   getNewMessage(request: GetNewMessageRequest, caller: Caller): GetNewMessageResponse;
   rebuild(request: RebuildRequest, caller: Caller): RebuildResponse;
   watchChat(request: WatchChatRequest, caller: Caller): WatchFeed;
+  markRead(request: MarkReadRequest, caller: Caller): MarkReadResponse;
+  setTyping(request: SetTypingRequest, caller: Caller): SetTypingResponse;
+  watchTranscripts(request: WatchTranscriptsRequest, caller: Caller): WatchFeed<WatchTranscriptsResponse>;
+  ackTranscript(request: AckTranscriptRequest, caller: Caller): AckTranscriptResponse;
 }
 
 /**
@@ -66,7 +80,7 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, lim
 
     addAgentMessage: (request, caller) => {
       const message = toSubmission(request.message);
-      const agentId = agentSender(caller, request.chatId, request.agentId, message.type);
+      const agentId = agentSender(caller, request.chatId, request.agentId, message.type, message.event);
       charge(limits?.sends, caller);
       return sendResponse(
         store.addAgentMessage({
@@ -118,6 +132,7 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, lim
           visitor: outcome.visitor,
           beginTime: outcome.beginTime,
           epoch: outcome.epoch,
+          readPositions: outcome.readPositions.map(toWireReadPosition),
         },
         truncated: outcome.truncated,
       };
@@ -126,6 +141,29 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, lim
     watchChat: (request, caller) => {
       requireChatAccess(caller, request.chatId);
       return openWatchFeed(store, request);
+    },
+
+    markRead: (request, caller) => {
+      const readerId = participantOf(caller, request.chatId, request.readerId, 'reader_id');
+      const outcome = store.markRead({ chatId: request.chatId, readerId, messageId: request.messageId, epoch: request.epoch });
+      return { code: resultCode(outcome.rebuildRequired), epoch: outcome.epoch, readPositions: outcome.readPositions.map(toWireReadPosition) };
+    },
+
+    setTyping: (request, caller) => {
+      const participantId = participantOf(caller, request.chatId, request.participantId, 'participant_id');
+      const { expireMs } = store.setTyping(request.chatId, participantId, request.typing);
+      return { expireTime: expireMs === undefined ? undefined : new Date(expireMs) };
+    },
+
+    watchTranscripts: (_request, caller) => {
+      requireService(caller, 'follow transcripts');
+      return openTranscriptFeed(store);
+    },
+
+    ackTranscript: (request, caller) => {
+      requireService(caller, 'acknowledge transcripts');
+      store.ackTranscript(request.chatId, request.epoch, request.messageCount);
+      return {};
     },
   };
 }
@@ -143,7 +181,11 @@ export function chatServiceHandlers(handlers: ChatHandlers, streams: Pick<WatchS
     addAgentMessage: unary('AddAgentMessage', handlers.addAgentMessage, { encode: service.addAgentMessage.responseSerialize, read: false, chatId: (r) => r.chatId }, context),
     getNewMessage: unary('GetNewMessage', handlers.getNewMessage, { encode: service.getNewMessage.responseSerialize, read: true, chatId: (r) => r.chatId }, context),
     rebuild: unary('Rebuild', handlers.rebuild, { encode: service.rebuild.responseSerialize, read: true, chatId: (r) => r.chat?.id ?? '' }, context),
-    watchChat: streams.adapt(handlers.watchChat, context.gate),
+    watchChat: streams.adapt<WatchChatRequest, WatchChatResponse>(handlers.watchChat, context.gate, { method: 'WatchChat', encode: service.watchChat.responseSerialize, chatId: (r) => r.chatId }),
+    markRead: unary('MarkRead', handlers.markRead, { encode: service.markRead.responseSerialize, read: false, chatId: (r) => r.chatId }, context),
+    setTyping: unary('SetTyping', handlers.setTyping, { encode: service.setTyping.responseSerialize, read: false, chatId: (r) => r.chatId }, context),
+    watchTranscripts: streams.adapt(handlers.watchTranscripts, context.gate, { method: 'WatchTranscripts', encode: service.watchTranscripts.responseSerialize, chatId: () => '' }),
+    ackTranscript: unary('AckTranscript', handlers.ackTranscript, { encode: service.ackTranscript.responseSerialize, read: false, chatId: (r) => r.chatId }, context),
   };
 }
 

@@ -2,6 +2,11 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { levels } from 'pino';
 import type { Limits } from '../domain/limits.js';
+import { MAX_ATTACHMENT_NAME_BYTES, MAX_ATTACHMENT_URI_BYTES, MAX_ATTACHMENTS, MAX_MEDIA_TYPE_BYTES } from '../domain/attachments.js';
+import { MAX_EVENT_REASON_BYTES } from '../domain/events.js';
+
+/** The most one attachment takes in a request: its strings at their limits, the digest and the size. */
+const MAX_ATTACHMENT_REFERENCE_BYTES = MAX_ATTACHMENT_URI_BYTES + MAX_MEDIA_TYPE_BYTES + MAX_ATTACHMENT_NAME_BYTES + 64 + 32;
 
 /** Everything the server can be told, with units in the names. */
 export interface Config extends Limits {
@@ -44,6 +49,8 @@ export interface Config extends Limits {
    * limit), so a watcher a proxy pinned to one backend comes back through the balancer.
    */
   readonly watchMaxAgeMs: number;
+  /** A typing indication lapses this long after it was last renewed (SetTyping). */
+  readonly typingTtlMs: number;
   /** How often the server pings a connection to learn whether the peer is still there. */
   readonly keepaliveTimeMs: number;
   /** How long a ping may go unanswered before the connection (and its watches) is dropped. */
@@ -166,6 +173,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   idleChatTtlMs: 30 * 60 * 1000,
   maxContentBytes: 64 * 1024,
   maxIdBytes: 256,
+  maxAttachmentBytes: 100 * 1024 * 1024,
   maxResponseBytes: 1024 * 1024,
   maxRequestBytes: 256 * 1024,
   maxChats: 100_000,
@@ -182,6 +190,7 @@ export const DEFAULT_CONFIG: Config = Object.freeze({
   watchStallMs: 30_000,
   watchCutoffGraceMs: 1_000,
   watchMaxAgeMs: 5 * 60 * 1000,
+  typingTtlMs: 5_000,
   keepaliveTimeMs: 60_000,
   keepaliveTimeoutMs: 20_000,
   keepaliveMinPingIntervalMs: 10_000,
@@ -230,6 +239,7 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   idleChatTtlMs: 'a chat untouched this long is dropped from memory (clients rebuild it); 0: never',
   maxContentBytes: 'largest message content, in UTF-8 bytes',
   maxIdBytes: 'largest chat, message, agent or sender id, in UTF-8 bytes',
+  maxAttachmentBytes: 'largest file an attachment may refer to, in bytes (the bytes never enter the server)',
   maxResponseBytes: 'budget for the messages of one answer (a read, a watch page, a Rebuild snapshot)',
   maxRequestBytes: 'largest request; a larger one is refused (RESOURCE_EXHAUSTED) before it is decoded',
   maxChats: 'most chats one server holds',
@@ -246,6 +256,7 @@ export const MEANINGS: Readonly<Record<keyof Config, string>> = Object.freeze({
   watchStallMs: 'a watch whose client takes no response this long is cut off (RESOURCE_EXHAUSTED); 0: never',
   watchCutoffGraceMs: "after a cut-off, how long the status may wait behind unread responses before a reset",
   watchMaxAgeMs: 'each watch ends (OK) after a random lifetime between half this and this; 0: never',
+  typingTtlMs: 'a typing indication lapses this long after it was last renewed',
   keepaliveTimeMs: 'how often the server pings each connection',
   keepaliveTimeoutMs: 'a connection whose ping goes unanswered this long is dropped, with its watches',
   keepaliveMinPingIntervalMs: 'how often clients may ping, stated to the transport',
@@ -338,7 +349,7 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv): Con
   if ((config.maxRequestBytes as number) < smallestRequest) {
     throw new ConfigError(
       `max-request-bytes (${config.maxRequestBytes}) must hold a send of the largest message allowed: at least ${smallestRequest} ` +
-        `(max-content-bytes ${config.maxContentBytes} plus four ids of max-id-bytes ${config.maxIdBytes} and 1024)`,
+        `(max-content-bytes ${config.maxContentBytes} plus eight ids of max-id-bytes ${config.maxIdBytes}, ${MAX_ATTACHMENTS} attachments of ${MAX_ATTACHMENT_REFERENCE_BYTES} and 2048)`,
     );
   }
   checkRebuildBurst(config as unknown as Config);
@@ -366,7 +377,9 @@ function checkTls({ tlsCertFile, tlsKeyFile, tlsClientCaFile }: Config): void {
 
 /** The bytes a request needs to carry one message of the largest content and ids allowed. */
 function requestBytesForOneMessage(config: Pick<Config, 'maxContentBytes' | 'maxIdBytes'>): number {
-  return config.maxContentBytes + 4 * config.maxIdBytes + 1024;
+  // The content, the ids (chat, message, sender, agent, an event's two participants, epoch), an
+  // event's reason, the largest attachments, and room for tags and lengths.
+  return config.maxContentBytes + 8 * config.maxIdBytes + MAX_EVENT_REASON_BYTES + MAX_ATTACHMENTS * MAX_ATTACHMENT_REFERENCE_BYTES + 1024;
 }
 
 /**

@@ -85,6 +85,7 @@ export async function startServer(
   const heap = heapProbe(config.heapProbeIntervalMs);
   const metrics = config.metricsPort === undefined ? undefined : new ServerMetrics();
   const store = new ChatStore(config, clock, undefined, {
+    typing: { ttlMs: config.typingTtlMs, throttleMs: Math.min(1_000, config.typingTtlMs / 2) },
     probe: heap.probe,
     onEviction: (report) => {
       const level = report.stillShort ? 'warn' : 'info';
@@ -148,6 +149,8 @@ export async function startServer(
   const connections = capConnections(server, config.maxConnections, logger);
   const onIdleEviction = (evicted: number) => metrics?.evicted('idle', evicted);
   const sweeper = config.idleChatTtlMs > 0 ? sweepIdleChats(store, config.idleChatTtlMs, clock, logger, onIdleEviction) : undefined;
+  // Typing lapses are pushed to watchers within a tenth of the indication's life (at most 250 ms late).
+  const lapser = setInterval(() => store.lapseTyping(), Math.max(10, Math.min(250, Math.floor(config.typingTtlMs / 10)))).unref();
 
   const drain = () => {
     health.setStatus('', 'NOT_SERVING');
@@ -159,6 +162,7 @@ export async function startServer(
   const stop = (graceMs = config.shutdownGraceMs) => {
     stopping ??= new Promise<void>((resolve) => {
       clearInterval(sweeper);
+      clearInterval(lapser);
       heap.close();
       drain();
       watches.endAll();

@@ -1,7 +1,7 @@
 import type { handleServerStreamingCall, ServerErrorResponse, ServerWritableStream, StatusObject } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Caller } from '../domain/access.js';
-import { ChatServiceService, type WatchChatRequest, type WatchChatResponse } from '../../generated/chat/v1/chat.js';
+
 import type { Config } from './config.js';
 import type { CallGate } from './placement.js';
 import { resetCall } from './reset-stream.js';
@@ -9,11 +9,20 @@ import type { ResponseBudget } from './response-budget.js';
 import { serverStopping, toServiceError, watchFellBehind } from './status.js';
 import type { WatchFeed } from './watch-feed.js';
 
-type WatchCall = ServerWritableStream<WatchChatRequest, WatchChatResponse>;
 type Status = Partial<StatusObject> | Partial<ServerErrorResponse>;
 
-/** A WatchChat handler as the service writes it: a request and its authenticated caller in, a feed (or a thrown error) out. */
-export type WatchHandler = (request: WatchChatRequest, caller: Caller) => WatchFeed;
+/**
+ * A server-streaming handler as the service writes it (WatchChat, WatchTranscripts): a request and
+ * its authenticated caller in, a feed of responses (or a thrown error) out.
+ */
+export type WatchHandler<Req, Res> = (request: Req, caller: Caller) => WatchFeed<Res>;
+
+/** How one streaming method is adapted: its name, its responses' encoder, and the chat its request names ('' for none). */
+export interface StreamMethod<Req, Res> {
+  readonly method: string;
+  readonly encode: (response: Res) => Buffer;
+  readonly chatId: (request: Req) => string;
+}
 
 /** The settings a watch stream needs. */
 export type StreamConfig = Pick<Config, 'watchStallMs' | 'watchCutoffGraceMs' | 'watchMaxAgeMs'>;
@@ -32,7 +41,7 @@ export function watchLifetimeMs(maxAgeMs: number, random: () => number): number 
  * ends them (grpc-js's tryShutdown would otherwise wait for streams that never end).
  */
 export class WatchStreams {
-  private readonly open = new Set<FeedStream>();
+  private readonly open = new Set<FeedStream<unknown, unknown>>();
   private stopping = false;
 
   /**
@@ -53,11 +62,11 @@ export class WatchStreams {
   }
 
   /** Adapts a feed handler to grpc-js, authenticating each caller first and mapping every error in one place. */
-  adapt(handler: WatchHandler, gate: CallGate): handleServerStreamingCall<WatchChatRequest, WatchChatResponse> {
+  adapt<Req, Res>(handler: WatchHandler<Req, Res>, gate: CallGate, method: StreamMethod<Req, Res>): handleServerStreamingCall<Req, Res> {
     return (call) => {
       const lifetimeMs = watchLifetimeMs(this.config.watchMaxAgeMs, this.random);
-      const stream = new FeedStream(call, this.config, lifetimeMs, this.logger, this.responses, () => this.open.delete(stream));
-      this.open.add(stream);
+      const stream: FeedStream<Req, Res> = new FeedStream(call, method, this.config, lifetimeMs, this.logger, this.responses, () => this.open.delete(stream as FeedStream<unknown, unknown>));
+      this.open.add(stream as FeedStream<unknown, unknown>);
       if (this.stopping) stream.end(serverStopping(), undefined);
       else stream.start(handler, gate);
     };
@@ -80,9 +89,9 @@ export class WatchStreams {
  * A response the stream does not take within `watchStallMs` cuts it off. At its lifetime it
  * ends with OK, once the response in flight (if any) is taken.
  */
-class FeedStream {
+class FeedStream<Req, Res> {
   private chatId = '';
-  private feed: WatchFeed | undefined;
+  private feed: WatchFeed<Res> | undefined;
   /** A response is in flight (its write callback, or a 'drain', is still due). */
   private writing = false;
   /** A change was heard, or the last response was taken: the feed may have more. */
@@ -100,7 +109,8 @@ class FeedStream {
   private releasePage: () => void = () => {};
 
   constructor(
-    private readonly call: WatchCall,
+    private readonly call: ServerWritableStream<Req, Res>,
+    private readonly method: StreamMethod<Req, Res>,
     private readonly config: StreamConfig,
     private readonly lifetimeMs: number | undefined,
     private readonly logger: Logger,
@@ -114,8 +124,8 @@ class FeedStream {
   }
 
   /** Passes the call through the gate (who the caller is), then opens the feed and sends its first response (possibly empty). */
-  start(handler: WatchHandler, gate: CallGate): void {
-    this.chatId = this.call.request.chatId;
+  start(handler: WatchHandler<Req, Res>, gate: CallGate): void {
+    this.chatId = this.method.chatId(this.call.request);
     // Always after this turn, as an asynchronous gate would be, and with a thrown refusal a rejection.
     Promise.resolve(this.chatId)
       .then((chatId) => gate(this.call.metadata, chatId))
@@ -127,13 +137,12 @@ class FeedStream {
       );
   }
 
-  private open(handler: WatchHandler, caller: Caller): void {
+  private open(handler: WatchHandler<Req, Res>, caller: Caller): void {
     try {
       this.responses.admit(this.peer);
       this.feed = handler(this.call.request, caller);
       this.feed.onChange(() => this.heard());
-      const { visitorOffset, agentOffset, epoch } = this.call.request;
-      this.logger.debug({ chatId: this.chatId, visitorOffset, agentOffset, epoch, peer: this.call.getPeer() }, 'watch started');
+      this.logger.debug({ method: this.method.method, chatId: this.chatId, request: this.call.request, peer: this.peer }, 'watch started');
       if (this.lifetimeMs !== undefined) this.ageTimer = setTimeout(() => this.expire(), this.lifetimeMs);
       this.pull();
     } catch (error) {
@@ -183,7 +192,7 @@ class FeedStream {
     const response = this.feed!.next();
     if (response === undefined) return;
     if (this.feed!.done) {
-      this.logger.debug({ chatId: this.chatId, code: response.code, epoch: response.epoch }, 'watch ends: its last response');
+      this.logger.debug({ method: this.method.method, chatId: this.chatId, response }, 'watch ends: its last response');
       this.call.write(this.encode(response));
       this.end(undefined, this.config.watchStallMs || undefined); // 0: never cut off
       return;
@@ -191,7 +200,7 @@ class FeedStream {
     this.write(response);
   }
 
-  private write(response: WatchChatResponse): void {
+  private write(response: Res): void {
     this.writing = true;
     if (this.config.watchStallMs > 0) this.stallTimer = setTimeout(() => this.cutOff(), this.config.watchStallMs);
     let taken = false;
@@ -223,10 +232,10 @@ class FeedStream {
    * Encodes a page, counting it against the budgets until it is taken or the stream closes.
    * (withEncodedResponses sends the Buffer as it is.)
    */
-  private encode(response: WatchChatResponse): WatchChatResponse {
-    const bytes = ChatServiceService.watchChat.responseSerialize(response);
+  private encode(response: Res): Res {
+    const bytes = this.method.encode(response);
     this.releasePage = this.responses.hold(this.peer, bytes.length);
-    return bytes as unknown as WatchChatResponse;
+    return bytes as unknown as Res;
   }
 
   /**
@@ -242,7 +251,7 @@ class FeedStream {
   }
 
   private fail(error: unknown): void {
-    this.end(toServiceError(error, 'WatchChat', this.logger), this.config.watchCutoffGraceMs);
+    this.end(toServiceError(error, this.method.method, this.logger), this.config.watchCutoffGraceMs);
   }
 
   private cutOff(): void {

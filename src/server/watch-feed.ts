@@ -1,10 +1,11 @@
 import type { WatchChatRequest, WatchChatResponse } from '../../generated/chat/v1/chat.js';
 import { type Position, sideOf } from '../domain/message.js';
 import type { ChatStore, ReadOutcome } from '../domain/store.js';
-import { readResponse } from './convert.js';
+import type { ChatChange } from '../domain/watchers.js';
+import { readResponse, toWireTyping } from './convert.js';
 
-/** One WatchChat stream as the handler gives it: responses pulled one at a time, no gRPC. */
-export interface WatchFeed {
+/** One server stream as the handler gives it (a WatchChat's, a WatchTranscripts'): responses pulled one at a time, no gRPC. */
+export interface WatchFeed<Res = WatchChatResponse> {
   /**
    * The next response, or undefined when there is nothing new right now. The first call always
    * returns a response (possibly without messages: the watch is then established). Each
@@ -13,7 +14,7 @@ export interface WatchFeed {
    * A RESULT_CODE_REBUILD_REQUIRED response is the last one: after it `done` is true and next()
    * returns undefined.
    */
-  next(): WatchChatResponse | undefined;
+  next(): Res | undefined;
   /** True once the last response was returned: the stream then ends with OK. */
   readonly done: boolean;
   /**
@@ -48,6 +49,8 @@ class StoreFeed implements WatchFeed {
   private first: ReadOutcome | undefined;
   /** There may be something to read: a change was heard, or the last page was cut. */
   private dirty = false;
+  /** The state beside the history changed (a read position, typing) since the last response. */
+  private activity = false;
   private listener: () => void = () => {};
   private unsubscribe: () => void;
   private closed = false;
@@ -61,7 +64,7 @@ class StoreFeed implements WatchFeed {
     this.chatId = chatId;
     const caller = { visitor: visitorOffset, agent: agentOffset, epoch };
     // One synchronous step: every change after the first read is heard.
-    this.unsubscribe = store.watch(chatId, () => this.heard());
+    this.unsubscribe = store.watch(chatId, (change) => this.heard(change));
     try {
       this.first = store.getNewMessages(chatId, caller);
     } catch (error) {
@@ -83,8 +86,10 @@ class StoreFeed implements WatchFeed {
       if (!this.dirty) return undefined;
       this.dirty = false;
       read = this.store.readNew(this.chatId, this.position);
-      if (!read.rebuildRequired && read.messages.length === 0) return undefined;
+      // A response without messages moves no offset: sent only when the state beside the history changed.
+      if (!read.rebuildRequired && read.messages.length === 0 && !this.activity) return undefined;
     }
+    this.activity = false;
     return this.advance(read);
   }
 
@@ -97,8 +102,9 @@ class StoreFeed implements WatchFeed {
     this.unsubscribe();
   }
 
-  private heard(): void {
+  private heard(change: ChatChange): void {
     this.dirty = true;
+    if (change === 'activity') this.activity = true;
     this.listener();
   }
 
@@ -107,7 +113,7 @@ class StoreFeed implements WatchFeed {
     if (read.rebuildRequired) {
       this.last = true;
       this.unsubscribe();
-      return readResponse(read);
+      return { ...readResponse(read), typing: [] };
     }
     let { visitor, agent } = this.position;
     for (const message of read.messages) {
@@ -117,6 +123,6 @@ class StoreFeed implements WatchFeed {
     this.position = { ...this.position, visitor, agent };
     // A page cut by the size budget: more to read on the next call.
     if (visitor < read.offsets.visitor || agent < read.offsets.agent) this.dirty = true;
-    return readResponse(read);
+    return { ...readResponse(read), typing: toWireTyping(this.store.typingIn(this.chatId)) };
   }
 }

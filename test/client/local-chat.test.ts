@@ -4,7 +4,7 @@ import { LocalChat } from '../../src/client/local-chat.js';
 import { MemoryStore } from '../../src/client/local-store.js';
 
 const visitorMsg = (id: string, dataOffset: number): ChatMessage => ({
-  id, dataOffset, content: id, messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(Date.UTC(2026, 0, 1) + dataOffset * 1000), senderId: 'v',
+  id, dataOffset, content: id, messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(Date.UTC(2026, 0, 1) + dataOffset * 1000), senderId: 'v', attachments: [],
 });
 
 function localChat(saved?: { messages: ChatMessage[]; epoch?: string }) {

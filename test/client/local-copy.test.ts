@@ -5,7 +5,7 @@ import { LocalCopy } from '../../src/client/local-copy.js';
 import { splitUploads } from '../../src/client/upload.js';
 
 const msg = (id: string, dataOffset: number, type = MessageType.MESSAGE_TYPE_VISITOR, seconds = dataOffset): ChatMessage => ({
-  id, dataOffset, content: `text of ${id}`, messageType: type, sendTime: new Date(seconds * 1000), senderId: '',
+  id, dataOffset, content: `text of ${id}`, messageType: type, sendTime: new Date(seconds * 1000), senderId: '', attachments: [],
 });
 const agentMsg = (id: string, dataOffset: number, seconds = dataOffset) => msg(id, dataOffset, MessageType.MESSAGE_TYPE_AGENT, seconds);
 

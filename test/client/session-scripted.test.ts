@@ -44,7 +44,7 @@ const pushedBack = (pushback: string) => () => {
 const OK = ResultCode.RESULT_CODE_OK;
 const REBUILD = ResultCode.RESULT_CODE_REBUILD_REQUIRED;
 const message = (id: string, dataOffset: number, messageType = MessageType.MESSAGE_TYPE_AGENT): ChatMessage => ({
-  id, dataOffset, content: `text of ${id}`, messageType, sendTime: new Date(Date.UTC(2026, 0, 1) + dataOffset * 1000), senderId: 'a',
+  id, dataOffset, content: `text of ${id}`, messageType, sendTime: new Date(Date.UTC(2026, 0, 1) + dataOffset * 1000), senderId: 'a', attachments: [],
 });
 const upToDate = () => ({ code: OK, visitorDataOffset: 0, agentDataOffset: 0, messages: [], epoch: 'e1' });
 const chat = (messages: ChatMessage[], epoch: string, agent = messages.length) => ({

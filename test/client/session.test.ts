@@ -132,7 +132,7 @@ describe('ChatSession against real servers', () => {
     await api.rebuild({ chat: { ...base, id: 'huge', messages: part(80_001) } });
 
     const store = new MemoryStore();
-    const mine = { id: 'mine', dataOffset: 1, content: 'mine', messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(), senderId: 'visitor' };
+    const mine = { id: 'mine', dataOffset: 1, content: 'mine', messageType: MessageType.MESSAGE_TYPE_VISITOR, sendTime: new Date(), senderId: 'visitor', attachments: [] };
     await store.save({ chatId: 'huge', messages: sealed('huge', [mine]), outbox: [], epoch: 'another' });
     const visitor = await open({ chatId: 'huge', role: { kind: 'visitor' }, servers: [server.address], store, callTimeoutMs: 30_000 });
     const fresh = await visitor.sync();

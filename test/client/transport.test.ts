@@ -9,7 +9,7 @@ import { startTestServer, type TestServer } from '../support/servers.js';
 async function recordingServer(seen: string[]): Promise<{ address: string; stop(): Promise<void> }> {
   const server = new Server();
   const header = (metadata: Metadata) => seen.push(String(metadata.get(CHAT_ID_HEADER)[0] ?? '(none)'));
-  const empty = { code: ResultCode.RESULT_CODE_OK, visitorDataOffset: 0, agentDataOffset: 0, messages: [], epoch: 'e' };
+  const empty = { code: ResultCode.RESULT_CODE_OK, visitorDataOffset: 0, agentDataOffset: 0, messages: [], epoch: 'e', ended: false, readPositions: [], typing: [] };
   const handlers: ChatServiceServer = {
     getNewMessage: (call, callback) => (header(call.metadata), callback(null, empty)),
     watchChat: (call) => {
@@ -20,6 +20,10 @@ async function recordingServer(seen: string[]): Promise<{ address: string; stop(
     addVisitorMessage: (_call, callback) => callback({ code: status.UNIMPLEMENTED }),
     addAgentMessage: (_call, callback) => callback({ code: status.UNIMPLEMENTED }),
     rebuild: (_call, callback) => callback({ code: status.UNIMPLEMENTED }),
+    markRead: (_call, callback) => callback({ code: status.UNIMPLEMENTED }),
+    setTyping: (_call, callback) => callback({ code: status.UNIMPLEMENTED }),
+    watchTranscripts: (call) => call.emit('error', { code: status.UNIMPLEMENTED }),
+    ackTranscript: (_call, callback) => callback({ code: status.UNIMPLEMENTED }),
   };
   server.addService(ChatServiceService, handlers);
   const port = await new Promise<number>((resolve, reject) =>

@@ -85,7 +85,7 @@ describe('merge cost', () => {
       probe.reset();
       const summary = chat.merge({ id: 'c', visitor: undefined, beginTime: undefined, messages: smallUpload(n) });
       touched.push(probe.reads());
-      expect(summary).to.deep.equal({ added: 2, displaced: 0 });
+      expect(summary).to.deep.equal({ added: 2, displaced: 0, readsMoved: 0 });
       expect(chat.offsets).to.deep.equal({ visitor: n + 1, agent: n + 1 });
     }
     // Reading the two held messages the upload names, and little else; the same for 10x the chat.
@@ -102,7 +102,7 @@ describe('merge cost', () => {
       beginTime: undefined,
       messages: [held('x1', 5), held('x2', 6)],
     });
-    expect(summary).to.deep.equal({ added: 2, displaced: 2 });
+    expect(summary).to.deep.equal({ added: 2, displaced: 2, readsMoved: 0 });
     expect(chat.find('x2')?.dataOffset).to.equal(10_002);
     expect(probe.reads()).to.be.at.most(8);
   });

@@ -118,8 +118,8 @@ describe('ChatStore', () => {
   describe('reads', () => {
     it('creates a missing chat empty and asks for a rebuild with -1/-1; then reads 0/0', () => {
       const store = testStore();
-      expect(store.getNewMessages('c', origin)).to.deep.equal({ rebuildRequired: true, offsets: { visitor: -1, agent: -1 }, epoch: 'e1', messages: [] });
-      expect(store.getNewMessages('c', origin)).to.deep.equal({ rebuildRequired: false, offsets: origin, epoch: 'e1', messages: [] });
+      expect(store.getNewMessages('c', origin)).to.deep.equal({ rebuildRequired: true, offsets: { visitor: -1, agent: -1 }, epoch: 'e1', messages: [], ended: false, readPositions: [] });
+      expect(store.getNewMessages('c', origin)).to.deep.equal({ rebuildRequired: false, offsets: origin, epoch: 'e1', messages: [], ended: false, readPositions: [] });
     });
 
     it("returns each side above the caller's own offsets (the seed compared with the server's)", () => {
@@ -143,6 +143,8 @@ describe('ChatStore', () => {
         offsets: { visitor: 1, agent: 0 },
         epoch: 'e1',
         messages: [],
+        ended: false,
+        readPositions: [],
       });
     });
 

@@ -76,6 +76,8 @@ describe('ChatStore.watch', () => {
       offsets: { visitor: -1, agent: -1 },
       epoch: '',
       messages: [],
+      ended: false,
+      readPositions: [],
     });
     expect(store.size).to.equal(0);
   });

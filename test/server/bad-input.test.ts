@@ -6,7 +6,7 @@ import { type ChatApi, chatApi, expectStatus } from '../support/chat-api.js';
 import { startTestServer, testInterceptors, type TestServer } from '../support/servers.js';
 
 const message = (id: string, overrides: Partial<ChatMessage> = {}): ChatMessage => ({
-  id, content: `text of ${id}`, messageType: MessageType.MESSAGE_TYPE_UNSPECIFIED, dataOffset: 0, sendTime: undefined, senderId: '', ...overrides,
+  id, content: `text of ${id}`, messageType: MessageType.MESSAGE_TYPE_UNSPECIFIED, dataOffset: 0, sendTime: undefined, senderId: '', attachments: [], ...overrides,
 });
 const at = (id: string, dataOffset: number, type = MessageType.MESSAGE_TYPE_VISITOR) => message(id, { dataOffset, messageType: type });
 

@@ -93,7 +93,7 @@ describe('protocol scenarios over the wire', () => {
     agent.take(
       // As much as one Rebuild may carry (--max-request-bytes, 256 KiB): about 210 KB.
       Array.from({ length: 500 }, (_, i) => ({
-        id: `a${i + 1}`, dataOffset: i + 1, content: `line ${i + 1} `.repeat(40), messageType: MessageType.MESSAGE_TYPE_AGENT, sendTime: new Date(1_000 + i), senderId: 'agent-1',
+        id: `a${i + 1}`, dataOffset: i + 1, content: `line ${i + 1} `.repeat(40), messageType: MessageType.MESSAGE_TYPE_AGENT, sendTime: new Date(1_000 + i), senderId: 'agent-1', attachments: [],
       })),
     );
     await api.getNewMessage({ chatId: 'busy', visitorOffset: 0, agentOffset: 0 }); // the server now holds it empty

@@ -7,7 +7,7 @@ import { testSeal } from '../support/security.js';
 import { startTestServer, testInterceptors, type TestServer } from '../support/servers.js';
 
 const message = (id: string, overrides: Partial<ChatMessage> = {}): ChatMessage => ({
-  id, content: `text of ${id}`, messageType: MessageType.MESSAGE_TYPE_UNSPECIFIED, dataOffset: 0, sendTime: undefined, senderId: '', ...overrides,
+  id, content: `text of ${id}`, messageType: MessageType.MESSAGE_TYPE_UNSPECIFIED, dataOffset: 0, sendTime: undefined, senderId: '', attachments: [], ...overrides,
 });
 const at = (id: string, dataOffset: number, type = MessageType.MESSAGE_TYPE_VISITOR, sendTime?: Date) =>
   message(id, { dataOffset, messageType: type, sendTime });

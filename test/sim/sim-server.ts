@@ -85,7 +85,7 @@ export class SimServer {
   audit(chatId: string): wire.RebuildResponse {
     this.auditing = true;
     try {
-      return this.handle('rebuild', { chat: { id: chatId, visitorDataOffset: 0, agentDataOffset: 0, messages: [], visitor: undefined, beginTime: undefined, epoch: '' } });
+      return this.handle('rebuild', { chat: { id: chatId, visitorDataOffset: 0, agentDataOffset: 0, messages: [], visitor: undefined, beginTime: undefined, epoch: '', readPositions: [] } });
     } finally {
       this.auditing = false;
     }

@@ -33,7 +33,7 @@ export class Replica {
   /** The copy as Rebuild uploads it. */
   toChat(): Chat {
     const { visitorOffset, agentOffset } = this.offsets;
-    return { id: this.chatId, visitorDataOffset: visitorOffset, agentDataOffset: agentOffset, messages: this.messages(), visitor: undefined, beginTime: undefined, epoch: '' };
+    return { id: this.chatId, visitorDataOffset: visitorOffset, agentDataOffset: agentOffset, messages: this.messages(), visitor: undefined, beginTime: undefined, epoch: '', readPositions: [] };
   }
 
   /** Every message, by side then offset: a stable order to compare copies by. */

@@ -169,15 +169,21 @@ export function sealedUpload(request: RebuildRequest): RebuildRequest {
  * would have given them: for copies a test builds by hand (an upload, a local store). A message
  * without a send time gets one now.
  */
-export function sealed<M extends Pick<ChatMessage, 'id' | 'messageType' | 'senderId' | 'content'> & { sendTime?: Date | undefined; seal?: string | undefined }>(
-  chatId: string,
-  messages: readonly M[],
-): (M & { sendTime: Date; seal: string })[] {
+export function sealed<
+  M extends Pick<ChatMessage, 'id' | 'messageType' | 'senderId' | 'content'> & {
+    sendTime?: Date | undefined;
+    seal?: string | undefined;
+    event?: ChatMessage['event'];
+    attachments?: ChatMessage['attachments'];
+  },
+>(chatId: string, messages: readonly M[]): (M & { sendTime: Date; seal: string; attachments: ChatMessage['attachments'] })[] {
   const now = new Date();
   return messages.map((m) => {
     const sendTime = m.sendTime ?? now;
-    const seal = m.seal ?? sealer.seal(chatId, { id: m.id, type: m.messageType as number, senderId: m.senderId, content: m.content, sendTime });
-    return { ...m, sendTime, seal };
+    const attachments = m.attachments ?? [];
+    const extras = { ...(m.event && { event: { ...m.event, kind: m.event.kind as number } }), ...(attachments.length > 0 && { attachments }) };
+    const seal = m.seal ?? sealer.seal(chatId, { id: m.id, type: m.messageType as number, senderId: m.senderId, content: m.content, sendTime, ...extras });
+    return { ...m, sendTime, seal, attachments };
   });
 }
 

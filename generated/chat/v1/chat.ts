@@ -133,6 +133,66 @@ export function resultCodeToJSON(object: ResultCode): string {
   }
 }
 
+/** EventKind is what a lifecycle event says happened. */
+export enum EventKind {
+  /** EVENT_KIND_UNSPECIFIED - Not allowed: an event must say what happened. */
+  EVENT_KIND_UNSPECIFIED = 0,
+  /** EVENT_KIND_JOINED - participant_id joined the chat (an agent or a bot). */
+  EVENT_KIND_JOINED = 1,
+  /** EVENT_KIND_LEFT - participant_id left the chat. */
+  EVENT_KIND_LEFT = 2,
+  /** EVENT_KIND_TRANSFERRED - participant_id handed the chat over to to_participant_id. */
+  EVENT_KIND_TRANSFERRED = 3,
+  /**
+   * EVENT_KIND_ENDED - The chat ended (participant_id: who ended it, if anyone in particular). After it, sends are
+   * refused with FAILED_PRECONDITION; the history can still be read, watched and rebuilt.
+   */
+  EVENT_KIND_ENDED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function eventKindFromJSON(object: any): EventKind {
+  switch (object) {
+    case 0:
+    case "EVENT_KIND_UNSPECIFIED":
+      return EventKind.EVENT_KIND_UNSPECIFIED;
+    case 1:
+    case "EVENT_KIND_JOINED":
+      return EventKind.EVENT_KIND_JOINED;
+    case 2:
+    case "EVENT_KIND_LEFT":
+      return EventKind.EVENT_KIND_LEFT;
+    case 3:
+    case "EVENT_KIND_TRANSFERRED":
+      return EventKind.EVENT_KIND_TRANSFERRED;
+    case 4:
+    case "EVENT_KIND_ENDED":
+      return EventKind.EVENT_KIND_ENDED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return EventKind.UNRECOGNIZED;
+  }
+}
+
+export function eventKindToJSON(object: EventKind): string {
+  switch (object) {
+    case EventKind.EVENT_KIND_UNSPECIFIED:
+      return "EVENT_KIND_UNSPECIFIED";
+    case EventKind.EVENT_KIND_JOINED:
+      return "EVENT_KIND_JOINED";
+    case EventKind.EVENT_KIND_LEFT:
+      return "EVENT_KIND_LEFT";
+    case EventKind.EVENT_KIND_TRANSFERRED:
+      return "EVENT_KIND_TRANSFERRED";
+    case EventKind.EVENT_KIND_ENDED:
+      return "EVENT_KIND_ENDED";
+    case EventKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** ChatMessage is one message of a chat. */
 export interface ChatMessage {
   /** Client-generated id, unique within the chat: the idempotency key of a send. */
@@ -157,7 +217,72 @@ export interface ChatMessage {
    * `optional`, which protoc before 3.12 (Debian's python3-grpc-tools among them) refuses; in
    * JSON it is a plain string.
    */
+  seal?:
+    | string
+    | undefined;
+  /**
+   * A lifecycle event: set on SYSTEM messages only, whose content may then be empty (or a text to
+   * show). Carried by every read, watch and rebuild like any message, and covered by the seal.
+   */
+  event?:
+    | ChatEvent
+    | undefined;
+  /**
+   * Files the message refers to (at most 10). The bytes never enter the chat server: each
+   * attachment is a reference to where they are. A message with attachments may have empty
+   * content. Covered by the seal.
+   */
+  attachments: Attachment[];
+}
+
+/**
+ * ChatEvent is a lifecycle event in the history. The chat's participants are derived from the
+ * events in conversation order: JOINED adds one, LEFT removes one, TRANSFERRED replaces one.
+ */
+export interface ChatEvent {
+  /** What happened. */
+  kind: EventKind;
+  /** Who joined, left or handed over (required for those kinds); for ENDED, who ended it (optional). */
+  participantId: string;
+  /** TRANSFERRED: who takes the chat over (required, and not participant_id). Empty otherwise. */
+  toParticipantId: string;
+  /** Why, for people (at most 1 KiB of UTF-8); optional. */
+  reason: string;
+}
+
+/** Attachment is a reference to a file held elsewhere (an object store, say). */
+export interface Attachment {
+  /** Where the file is: an absolute https URI (at most 2 KiB). */
+  uri: string;
+  /** Its media type, "type/subtype" as in RFC 6838, such as "image/png" (at most 127 bytes). */
+  mediaType: string;
+  /** Its size in bytes: 1 or more, at most --max-attachment-bytes (100 MiB by default). */
+  sizeBytes: number;
+  /** Its SHA-256, as 64 lowercase hexadecimal digits: clients check the bytes they fetch. */
+  sha256: string;
+  /** The file name shown to people (at most 255 bytes, no control characters or slashes). */
+  name: string;
+}
+
+/** ReadPosition says a participant has read the chat up to a message. */
+export interface ReadPosition {
+  /** The participant: a visitor's, agent's or bot's id. */
+  readerId: string;
+  /** The last message it has read (by id: offsets are renumbered by rebuilds). */
+  messageId: string;
+  /**
+   * The server's seal over the chat id, reader and message id, as with messages: clients keep
+   * it as received and upload it back in Rebuild. Absent from a server that seals nothing.
+   */
   seal?: string | undefined;
+}
+
+/** Typing says a participant is typing now. */
+export interface Typing {
+  /** The participant. */
+  participantId: string;
+  /** When the indication lapses unless renewed. */
+  expireTime?: Date | undefined;
 }
 
 /** Visitor is the end user of a chat. */
@@ -204,6 +329,11 @@ export interface Chat {
    * incarnation; empty for a whole copy (or its first part), which merges into any.
    */
   epoch: string;
+  /**
+   * Each participant's read position. In an upload, each must name a message the chat holds or
+   * the upload carries; the merge keeps each reader's furthest position.
+   */
+  readPositions: ReadPosition[];
 }
 
 /** AddVisitorMessageRequest sends one visitor message. */
@@ -317,6 +447,10 @@ export interface GetNewMessageResponse {
   messages: ChatMessage[];
   /** The server chat's epoch; for a chat found missing (-1/-1), that of the chat this call created. */
   epoch: string;
+  /** True once the chat holds an EVENT_KIND_ENDED event: sends are refused from then on. */
+  ended: boolean;
+  /** Every participant's read position. */
+  readPositions: ReadPosition[];
 }
 
 /** WatchChatRequest starts a watch from the caller's position. */
@@ -352,6 +486,12 @@ export interface WatchChatResponse {
    * and this is the new chat's; for a watched chat evicted since, it is empty.
    */
   epoch: string;
+  /** True once the chat holds an EVENT_KIND_ENDED event. */
+  ended: boolean;
+  /** Every participant's read position, as of this response. */
+  readPositions: ReadPosition[];
+  /** Who is typing, as of this response (never stored or rebuilt). */
+  typing: Typing[];
 }
 
 /** RebuildRequest uploads a client's copy of a chat (or a part of it). */
@@ -382,8 +522,94 @@ export interface RebuildResponse {
   truncated: boolean;
 }
 
+/** MarkReadRequest moves a participant's read position. */
+export interface MarkReadRequest {
+  /** The chat. */
+  chatId: string;
+  /**
+   * Who has read: with a token, its subject (leave empty or send the subject); on an insecure
+   * server, required.
+   */
+  readerId: string;
+  /** The last message read. */
+  messageId: string;
+  /** The epoch the caller's copy follows, as in GetNewMessageRequest. Empty: any. */
+  epoch: string;
+}
+
+/** MarkReadResponse answers MarkRead. */
+export interface MarkReadResponse {
+  /** OK, or REBUILD_REQUIRED (nothing stored: the chat is missing or another incarnation). */
+  code: ResultCode;
+  /** The server chat's epoch (empty when the server had no such chat). */
+  epoch: string;
+  /** Every participant's read position after the call. */
+  readPositions: ReadPosition[];
+}
+
+/** SetTypingRequest says whether a participant is typing. */
+export interface SetTypingRequest {
+  /** The chat. */
+  chatId: string;
+  /** Who: with a token, its subject (leave empty or send the subject); on an insecure server, required. */
+  participantId: string;
+  /** True: typing now; false: stopped. */
+  typing: boolean;
+}
+
+/** SetTypingResponse answers SetTyping. */
+export interface SetTypingResponse {
+  /** When the indication lapses unless renewed (absent after typing = false). */
+  expireTime?: Date | undefined;
+}
+
+/** WatchTranscriptsRequest opens a transcript stream. */
+export interface WatchTranscriptsRequest {
+}
+
+/** WatchTranscriptsResponse is one transcript: the history of an ended chat. */
+export interface WatchTranscriptsResponse {
+  /** The chat as the server holds it (id, epoch, visitor, begin time, messages, read positions). */
+  chat?:
+    | Chat
+    | undefined;
+  /**
+   * True when chat.messages is only a prefix (the whole would pass --max-response-bytes): read
+   * the rest with GetNewMessage under chat.epoch.
+   */
+  truncated: boolean;
+  /** How many messages the chat holds: the transcript's revision within its epoch. */
+  messageCount: number;
+  /** When the first EVENT_KIND_ENDED event was sent. */
+  endTime?: Date | undefined;
+}
+
+/** AckTranscriptRequest acknowledges an archived transcript. */
+export interface AckTranscriptRequest {
+  /** The chat. */
+  chatId: string;
+  /** The transcript's epoch. */
+  epoch: string;
+  /** Its message_count: a later revision (more messages) is offered again. */
+  messageCount: number;
+}
+
+/** AckTranscriptResponse answers AckTranscript. */
+export interface AckTranscriptResponse {
+}
+
 function createBaseChatMessage(): ChatMessage {
-  return { id: "", dataOffset: 0, content: "", messageType: 0, sendTime: undefined, senderId: "", seal: undefined };
+  return {
+    id: "",
+    dataOffset: 0,
+    content: "",
+    messageType: 0,
+    sendTime: undefined,
+    senderId: "",
+    seal: undefined,
+    event: undefined,
+    attachments: [],
+  };
 }
 
 export const ChatMessage: MessageFns<ChatMessage> = {
@@ -408,6 +634,12 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     }
     if (message.seal !== undefined) {
       StringValue.encode({ value: message.seal! }, writer.uint32(58).fork()).join();
+    }
+    if (message.event !== undefined) {
+      ChatEvent.encode(message.event, writer.uint32(66).fork()).join();
+    }
+    for (const v of message.attachments) {
+      Attachment.encode(v!, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -481,6 +713,22 @@ export const ChatMessage: MessageFns<ChatMessage> = {
             message.seal = StringValue.decode(reader, reader.uint32()).value;
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.event = ChatEvent.decode(reader, reader.uint32());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.attachments.push(Attachment.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -518,6 +766,10 @@ export const ChatMessage: MessageFns<ChatMessage> = {
         ? globalThis.String(object.sender_id)
         : "",
       seal: isSet(object.seal) ? String(object.seal) : undefined,
+      event: isSet(object.event) ? ChatEvent.fromJSON(object.event) : undefined,
+      attachments: globalThis.Array.isArray(object?.attachments)
+        ? object.attachments.map((e: any) => Attachment.fromJSON(e))
+        : [],
     };
   },
 
@@ -544,6 +796,12 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     if (message.seal !== undefined) {
       obj.seal = message.seal;
     }
+    if (message.event !== undefined) {
+      obj.event = ChatEvent.toJSON(message.event);
+    }
+    if (message.attachments?.length) {
+      obj.attachments = message.attachments.map((e) => Attachment.toJSON(e));
+    }
     return obj;
   },
 
@@ -559,6 +817,478 @@ export const ChatMessage: MessageFns<ChatMessage> = {
     message.sendTime = object.sendTime ?? undefined;
     message.senderId = object.senderId ?? "";
     message.seal = object.seal ?? undefined;
+    message.event = (object.event !== undefined && object.event !== null)
+      ? ChatEvent.fromPartial(object.event)
+      : undefined;
+    message.attachments = object.attachments?.map((e) => Attachment.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseChatEvent(): ChatEvent {
+  return { kind: 0, participantId: "", toParticipantId: "", reason: "" };
+}
+
+export const ChatEvent: MessageFns<ChatEvent> = {
+  encode(message: ChatEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.participantId !== "") {
+      writer.uint32(18).string(message.participantId);
+    }
+    if (message.toParticipantId !== "") {
+      writer.uint32(26).string(message.toParticipantId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChatEvent {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChatEvent();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.toParticipantId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChatEvent {
+    return {
+      kind: isSet(object.kind) ? eventKindFromJSON(object.kind) : 0,
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      toParticipantId: isSet(object.toParticipantId)
+        ? globalThis.String(object.toParticipantId)
+        : isSet(object.to_participant_id)
+        ? globalThis.String(object.to_participant_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ChatEvent): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = eventKindToJSON(message.kind);
+    }
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.toParticipantId !== "") {
+      obj.toParticipantId = message.toParticipantId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChatEvent>, I>>(base?: I): ChatEvent {
+    return ChatEvent.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChatEvent>, I>>(object: I): ChatEvent {
+    const message = createBaseChatEvent();
+    message.kind = object.kind ?? 0;
+    message.participantId = object.participantId ?? "";
+    message.toParticipantId = object.toParticipantId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseAttachment(): Attachment {
+  return { uri: "", mediaType: "", sizeBytes: 0, sha256: "", name: "" };
+}
+
+export const Attachment: MessageFns<Attachment> = {
+  encode(message: Attachment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.uri !== "") {
+      writer.uint32(10).string(message.uri);
+    }
+    if (message.mediaType !== "") {
+      writer.uint32(18).string(message.mediaType);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(24).int64(message.sizeBytes);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(34).string(message.sha256);
+    }
+    if (message.name !== "") {
+      writer.uint32(42).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Attachment {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAttachment();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.uri = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.mediaType = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Attachment {
+    return {
+      uri: isSet(object.uri) ? globalThis.String(object.uri) : "",
+      mediaType: isSet(object.mediaType)
+        ? globalThis.String(object.mediaType)
+        : isSet(object.media_type)
+        ? globalThis.String(object.media_type)
+        : "",
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: Attachment): unknown {
+    const obj: any = {};
+    if (message.uri !== "") {
+      obj.uri = message.uri;
+    }
+    if (message.mediaType !== "") {
+      obj.mediaType = message.mediaType;
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Attachment>, I>>(base?: I): Attachment {
+    return Attachment.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Attachment>, I>>(object: I): Attachment {
+    const message = createBaseAttachment();
+    message.uri = object.uri ?? "";
+    message.mediaType = object.mediaType ?? "";
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseReadPosition(): ReadPosition {
+  return { readerId: "", messageId: "", seal: undefined };
+}
+
+export const ReadPosition: MessageFns<ReadPosition> = {
+  encode(message: ReadPosition, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.readerId !== "") {
+      writer.uint32(10).string(message.readerId);
+    }
+    if (message.messageId !== "") {
+      writer.uint32(18).string(message.messageId);
+    }
+    if (message.seal !== undefined) {
+      StringValue.encode({ value: message.seal! }, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReadPosition {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReadPosition();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.readerId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.messageId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.seal = StringValue.decode(reader, reader.uint32()).value;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReadPosition {
+    return {
+      readerId: isSet(object.readerId)
+        ? globalThis.String(object.readerId)
+        : isSet(object.reader_id)
+        ? globalThis.String(object.reader_id)
+        : "",
+      messageId: isSet(object.messageId)
+        ? globalThis.String(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.String(object.message_id)
+        : "",
+      seal: isSet(object.seal) ? String(object.seal) : undefined,
+    };
+  },
+
+  toJSON(message: ReadPosition): unknown {
+    const obj: any = {};
+    if (message.readerId !== "") {
+      obj.readerId = message.readerId;
+    }
+    if (message.messageId !== "") {
+      obj.messageId = message.messageId;
+    }
+    if (message.seal !== undefined) {
+      obj.seal = message.seal;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReadPosition>, I>>(base?: I): ReadPosition {
+    return ReadPosition.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReadPosition>, I>>(object: I): ReadPosition {
+    const message = createBaseReadPosition();
+    message.readerId = object.readerId ?? "";
+    message.messageId = object.messageId ?? "";
+    message.seal = object.seal ?? undefined;
+    return message;
+  },
+};
+
+function createBaseTyping(): Typing {
+  return { participantId: "", expireTime: undefined };
+}
+
+export const Typing: MessageFns<Typing> = {
+  encode(message: Typing, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.participantId !== "") {
+      writer.uint32(10).string(message.participantId);
+    }
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Typing {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTyping();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Typing {
+    return {
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Typing): unknown {
+    const obj: any = {};
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Typing>, I>>(base?: I): Typing {
+    return Typing.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Typing>, I>>(object: I): Typing {
+    const message = createBaseTyping();
+    message.participantId = object.participantId ?? "";
+    message.expireTime = object.expireTime ?? undefined;
     return message;
   },
 };
@@ -758,6 +1488,7 @@ function createBaseChat(): Chat {
     visitor: undefined,
     beginTime: undefined,
     epoch: "",
+    readPositions: [],
   };
 }
 
@@ -783,6 +1514,9 @@ export const Chat: MessageFns<Chat> = {
     }
     if (message.epoch !== "") {
       writer.uint32(58).string(message.epoch);
+    }
+    for (const v of message.readPositions) {
+      ReadPosition.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -856,6 +1590,14 @@ export const Chat: MessageFns<Chat> = {
             message.epoch = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.readPositions.push(ReadPosition.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -891,6 +1633,11 @@ export const Chat: MessageFns<Chat> = {
         ? fromJsonTimestamp(object.begin_time)
         : undefined,
       epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
+      readPositions: globalThis.Array.isArray(object?.readPositions)
+        ? object.readPositions.map((e: any) => ReadPosition.fromJSON(e))
+        : globalThis.Array.isArray(object?.read_positions)
+        ? object.read_positions.map((e: any) => ReadPosition.fromJSON(e))
+        : [],
     };
   },
 
@@ -917,6 +1664,9 @@ export const Chat: MessageFns<Chat> = {
     if (message.epoch !== "") {
       obj.epoch = message.epoch;
     }
+    if (message.readPositions?.length) {
+      obj.readPositions = message.readPositions.map((e) => ReadPosition.toJSON(e));
+    }
     return obj;
   },
 
@@ -934,6 +1684,7 @@ export const Chat: MessageFns<Chat> = {
       : undefined;
     message.beginTime = object.beginTime ?? undefined;
     message.epoch = object.epoch ?? "";
+    message.readPositions = object.readPositions?.map((e) => ReadPosition.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1668,7 +2419,15 @@ export const GetNewMessageRequest: MessageFns<GetNewMessageRequest> = {
 };
 
 function createBaseGetNewMessageResponse(): GetNewMessageResponse {
-  return { code: 0, visitorDataOffset: 0, agentDataOffset: 0, messages: [], epoch: "" };
+  return {
+    code: 0,
+    visitorDataOffset: 0,
+    agentDataOffset: 0,
+    messages: [],
+    epoch: "",
+    ended: false,
+    readPositions: [],
+  };
 }
 
 export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
@@ -1687,6 +2446,12 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
     }
     if (message.epoch !== "") {
       writer.uint32(42).string(message.epoch);
+    }
+    if (message.ended !== false) {
+      writer.uint32(48).bool(message.ended);
+    }
+    for (const v of message.readPositions) {
+      ReadPosition.encode(v!, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -1744,6 +2509,22 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
             message.epoch = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.ended = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.readPositions.push(ReadPosition.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1773,6 +2554,12 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
         ? object.messages.map((e: any) => ChatMessage.fromJSON(e))
         : [],
       epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
+      ended: isSet(object.ended) ? globalThis.Boolean(object.ended) : false,
+      readPositions: globalThis.Array.isArray(object?.readPositions)
+        ? object.readPositions.map((e: any) => ReadPosition.fromJSON(e))
+        : globalThis.Array.isArray(object?.read_positions)
+        ? object.read_positions.map((e: any) => ReadPosition.fromJSON(e))
+        : [],
     };
   },
 
@@ -1793,6 +2580,12 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
     if (message.epoch !== "") {
       obj.epoch = message.epoch;
     }
+    if (message.ended !== false) {
+      obj.ended = message.ended;
+    }
+    if (message.readPositions?.length) {
+      obj.readPositions = message.readPositions.map((e) => ReadPosition.toJSON(e));
+    }
     return obj;
   },
 
@@ -1806,6 +2599,8 @@ export const GetNewMessageResponse: MessageFns<GetNewMessageResponse> = {
     message.agentDataOffset = object.agentDataOffset ?? 0;
     message.messages = object.messages?.map((e) => ChatMessage.fromPartial(e)) || [];
     message.epoch = object.epoch ?? "";
+    message.ended = object.ended ?? false;
+    message.readPositions = object.readPositions?.map((e) => ReadPosition.fromPartial(e)) || [];
     return message;
   },
 };
@@ -1940,7 +2735,16 @@ export const WatchChatRequest: MessageFns<WatchChatRequest> = {
 };
 
 function createBaseWatchChatResponse(): WatchChatResponse {
-  return { code: 0, visitorDataOffset: 0, agentDataOffset: 0, messages: [], epoch: "" };
+  return {
+    code: 0,
+    visitorDataOffset: 0,
+    agentDataOffset: 0,
+    messages: [],
+    epoch: "",
+    ended: false,
+    readPositions: [],
+    typing: [],
+  };
 }
 
 export const WatchChatResponse: MessageFns<WatchChatResponse> = {
@@ -1959,6 +2763,15 @@ export const WatchChatResponse: MessageFns<WatchChatResponse> = {
     }
     if (message.epoch !== "") {
       writer.uint32(42).string(message.epoch);
+    }
+    if (message.ended !== false) {
+      writer.uint32(48).bool(message.ended);
+    }
+    for (const v of message.readPositions) {
+      ReadPosition.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.typing) {
+      Typing.encode(v!, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -2016,6 +2829,30 @@ export const WatchChatResponse: MessageFns<WatchChatResponse> = {
             message.epoch = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.ended = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.readPositions.push(ReadPosition.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.typing.push(Typing.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2045,6 +2882,15 @@ export const WatchChatResponse: MessageFns<WatchChatResponse> = {
         ? object.messages.map((e: any) => ChatMessage.fromJSON(e))
         : [],
       epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
+      ended: isSet(object.ended) ? globalThis.Boolean(object.ended) : false,
+      readPositions: globalThis.Array.isArray(object?.readPositions)
+        ? object.readPositions.map((e: any) => ReadPosition.fromJSON(e))
+        : globalThis.Array.isArray(object?.read_positions)
+        ? object.read_positions.map((e: any) => ReadPosition.fromJSON(e))
+        : [],
+      typing: globalThis.Array.isArray(object?.typing)
+        ? object.typing.map((e: any) => Typing.fromJSON(e))
+        : [],
     };
   },
 
@@ -2065,6 +2911,15 @@ export const WatchChatResponse: MessageFns<WatchChatResponse> = {
     if (message.epoch !== "") {
       obj.epoch = message.epoch;
     }
+    if (message.ended !== false) {
+      obj.ended = message.ended;
+    }
+    if (message.readPositions?.length) {
+      obj.readPositions = message.readPositions.map((e) => ReadPosition.toJSON(e));
+    }
+    if (message.typing?.length) {
+      obj.typing = message.typing.map((e) => Typing.toJSON(e));
+    }
     return obj;
   },
 
@@ -2078,6 +2933,9 @@ export const WatchChatResponse: MessageFns<WatchChatResponse> = {
     message.agentDataOffset = object.agentDataOffset ?? 0;
     message.messages = object.messages?.map((e) => ChatMessage.fromPartial(e)) || [];
     message.epoch = object.epoch ?? "";
+    message.ended = object.ended ?? false;
+    message.readPositions = object.readPositions?.map((e) => ReadPosition.fromPartial(e)) || [];
+    message.typing = object.typing?.map((e) => Typing.fromPartial(e)) || [];
     return message;
   },
 };
@@ -2250,6 +3108,760 @@ export const RebuildResponse: MessageFns<RebuildResponse> = {
   },
 };
 
+function createBaseMarkReadRequest(): MarkReadRequest {
+  return { chatId: "", readerId: "", messageId: "", epoch: "" };
+}
+
+export const MarkReadRequest: MessageFns<MarkReadRequest> = {
+  encode(message: MarkReadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chatId !== "") {
+      writer.uint32(10).string(message.chatId);
+    }
+    if (message.readerId !== "") {
+      writer.uint32(18).string(message.readerId);
+    }
+    if (message.messageId !== "") {
+      writer.uint32(26).string(message.messageId);
+    }
+    if (message.epoch !== "") {
+      writer.uint32(34).string(message.epoch);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MarkReadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMarkReadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chatId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.readerId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.messageId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MarkReadRequest {
+    return {
+      chatId: isSet(object.chatId)
+        ? globalThis.String(object.chatId)
+        : isSet(object.chat_id)
+        ? globalThis.String(object.chat_id)
+        : "",
+      readerId: isSet(object.readerId)
+        ? globalThis.String(object.readerId)
+        : isSet(object.reader_id)
+        ? globalThis.String(object.reader_id)
+        : "",
+      messageId: isSet(object.messageId)
+        ? globalThis.String(object.messageId)
+        : isSet(object.message_id)
+        ? globalThis.String(object.message_id)
+        : "",
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
+    };
+  },
+
+  toJSON(message: MarkReadRequest): unknown {
+    const obj: any = {};
+    if (message.chatId !== "") {
+      obj.chatId = message.chatId;
+    }
+    if (message.readerId !== "") {
+      obj.readerId = message.readerId;
+    }
+    if (message.messageId !== "") {
+      obj.messageId = message.messageId;
+    }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MarkReadRequest>, I>>(base?: I): MarkReadRequest {
+    return MarkReadRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MarkReadRequest>, I>>(object: I): MarkReadRequest {
+    const message = createBaseMarkReadRequest();
+    message.chatId = object.chatId ?? "";
+    message.readerId = object.readerId ?? "";
+    message.messageId = object.messageId ?? "";
+    message.epoch = object.epoch ?? "";
+    return message;
+  },
+};
+
+function createBaseMarkReadResponse(): MarkReadResponse {
+  return { code: 0, epoch: "", readPositions: [] };
+}
+
+export const MarkReadResponse: MessageFns<MarkReadResponse> = {
+  encode(message: MarkReadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).int32(message.code);
+    }
+    if (message.epoch !== "") {
+      writer.uint32(18).string(message.epoch);
+    }
+    for (const v of message.readPositions) {
+      ReadPosition.encode(v!, writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MarkReadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMarkReadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.readPositions.push(ReadPosition.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MarkReadResponse {
+    return {
+      code: isSet(object.code) ? resultCodeFromJSON(object.code) : 0,
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
+      readPositions: globalThis.Array.isArray(object?.readPositions)
+        ? object.readPositions.map((e: any) => ReadPosition.fromJSON(e))
+        : globalThis.Array.isArray(object?.read_positions)
+        ? object.read_positions.map((e: any) => ReadPosition.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: MarkReadResponse): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = resultCodeToJSON(message.code);
+    }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
+    if (message.readPositions?.length) {
+      obj.readPositions = message.readPositions.map((e) => ReadPosition.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MarkReadResponse>, I>>(base?: I): MarkReadResponse {
+    return MarkReadResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MarkReadResponse>, I>>(object: I): MarkReadResponse {
+    const message = createBaseMarkReadResponse();
+    message.code = object.code ?? 0;
+    message.epoch = object.epoch ?? "";
+    message.readPositions = object.readPositions?.map((e) => ReadPosition.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseSetTypingRequest(): SetTypingRequest {
+  return { chatId: "", participantId: "", typing: false };
+}
+
+export const SetTypingRequest: MessageFns<SetTypingRequest> = {
+  encode(message: SetTypingRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chatId !== "") {
+      writer.uint32(10).string(message.chatId);
+    }
+    if (message.participantId !== "") {
+      writer.uint32(18).string(message.participantId);
+    }
+    if (message.typing !== false) {
+      writer.uint32(24).bool(message.typing);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetTypingRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetTypingRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chatId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.participantId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.typing = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetTypingRequest {
+    return {
+      chatId: isSet(object.chatId)
+        ? globalThis.String(object.chatId)
+        : isSet(object.chat_id)
+        ? globalThis.String(object.chat_id)
+        : "",
+      participantId: isSet(object.participantId)
+        ? globalThis.String(object.participantId)
+        : isSet(object.participant_id)
+        ? globalThis.String(object.participant_id)
+        : "",
+      typing: isSet(object.typing) ? globalThis.Boolean(object.typing) : false,
+    };
+  },
+
+  toJSON(message: SetTypingRequest): unknown {
+    const obj: any = {};
+    if (message.chatId !== "") {
+      obj.chatId = message.chatId;
+    }
+    if (message.participantId !== "") {
+      obj.participantId = message.participantId;
+    }
+    if (message.typing !== false) {
+      obj.typing = message.typing;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetTypingRequest>, I>>(base?: I): SetTypingRequest {
+    return SetTypingRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetTypingRequest>, I>>(object: I): SetTypingRequest {
+    const message = createBaseSetTypingRequest();
+    message.chatId = object.chatId ?? "";
+    message.participantId = object.participantId ?? "";
+    message.typing = object.typing ?? false;
+    return message;
+  },
+};
+
+function createBaseSetTypingResponse(): SetTypingResponse {
+  return { expireTime: undefined };
+}
+
+export const SetTypingResponse: MessageFns<SetTypingResponse> = {
+  encode(message: SetTypingResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.expireTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.expireTime), writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetTypingResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetTypingResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.expireTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetTypingResponse {
+    return {
+      expireTime: isSet(object.expireTime)
+        ? fromJsonTimestamp(object.expireTime)
+        : isSet(object.expire_time)
+        ? fromJsonTimestamp(object.expire_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: SetTypingResponse): unknown {
+    const obj: any = {};
+    if (message.expireTime !== undefined) {
+      obj.expireTime = message.expireTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetTypingResponse>, I>>(base?: I): SetTypingResponse {
+    return SetTypingResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetTypingResponse>, I>>(object: I): SetTypingResponse {
+    const message = createBaseSetTypingResponse();
+    message.expireTime = object.expireTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseWatchTranscriptsRequest(): WatchTranscriptsRequest {
+  return {};
+}
+
+export const WatchTranscriptsRequest: MessageFns<WatchTranscriptsRequest> = {
+  encode(_: WatchTranscriptsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchTranscriptsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchTranscriptsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): WatchTranscriptsRequest {
+    return {};
+  },
+
+  toJSON(_: WatchTranscriptsRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchTranscriptsRequest>, I>>(base?: I): WatchTranscriptsRequest {
+    return WatchTranscriptsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchTranscriptsRequest>, I>>(_: I): WatchTranscriptsRequest {
+    const message = createBaseWatchTranscriptsRequest();
+    return message;
+  },
+};
+
+function createBaseWatchTranscriptsResponse(): WatchTranscriptsResponse {
+  return { chat: undefined, truncated: false, messageCount: 0, endTime: undefined };
+}
+
+export const WatchTranscriptsResponse: MessageFns<WatchTranscriptsResponse> = {
+  encode(message: WatchTranscriptsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chat !== undefined) {
+      Chat.encode(message.chat, writer.uint32(10).fork()).join();
+    }
+    if (message.truncated !== false) {
+      writer.uint32(16).bool(message.truncated);
+    }
+    if (message.messageCount !== 0) {
+      writer.uint32(24).int64(message.messageCount);
+    }
+    if (message.endTime !== undefined) {
+      Timestamp.encode(toTimestamp(message.endTime), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchTranscriptsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchTranscriptsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chat = Chat.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.truncated = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.messageCount = longToNumber(reader.int64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.endTime = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchTranscriptsResponse {
+    return {
+      chat: isSet(object.chat) ? Chat.fromJSON(object.chat) : undefined,
+      truncated: isSet(object.truncated) ? globalThis.Boolean(object.truncated) : false,
+      messageCount: isSet(object.messageCount)
+        ? globalThis.Number(object.messageCount)
+        : isSet(object.message_count)
+        ? globalThis.Number(object.message_count)
+        : 0,
+      endTime: isSet(object.endTime)
+        ? fromJsonTimestamp(object.endTime)
+        : isSet(object.end_time)
+        ? fromJsonTimestamp(object.end_time)
+        : undefined,
+    };
+  },
+
+  toJSON(message: WatchTranscriptsResponse): unknown {
+    const obj: any = {};
+    if (message.chat !== undefined) {
+      obj.chat = Chat.toJSON(message.chat);
+    }
+    if (message.truncated !== false) {
+      obj.truncated = message.truncated;
+    }
+    if (message.messageCount !== 0) {
+      obj.messageCount = Math.round(message.messageCount);
+    }
+    if (message.endTime !== undefined) {
+      obj.endTime = message.endTime.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchTranscriptsResponse>, I>>(base?: I): WatchTranscriptsResponse {
+    return WatchTranscriptsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchTranscriptsResponse>, I>>(object: I): WatchTranscriptsResponse {
+    const message = createBaseWatchTranscriptsResponse();
+    message.chat = (object.chat !== undefined && object.chat !== null) ? Chat.fromPartial(object.chat) : undefined;
+    message.truncated = object.truncated ?? false;
+    message.messageCount = object.messageCount ?? 0;
+    message.endTime = object.endTime ?? undefined;
+    return message;
+  },
+};
+
+function createBaseAckTranscriptRequest(): AckTranscriptRequest {
+  return { chatId: "", epoch: "", messageCount: 0 };
+}
+
+export const AckTranscriptRequest: MessageFns<AckTranscriptRequest> = {
+  encode(message: AckTranscriptRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.chatId !== "") {
+      writer.uint32(10).string(message.chatId);
+    }
+    if (message.epoch !== "") {
+      writer.uint32(18).string(message.epoch);
+    }
+    if (message.messageCount !== 0) {
+      writer.uint32(24).int64(message.messageCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AckTranscriptRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAckTranscriptRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.chatId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.epoch = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.messageCount = longToNumber(reader.int64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AckTranscriptRequest {
+    return {
+      chatId: isSet(object.chatId)
+        ? globalThis.String(object.chatId)
+        : isSet(object.chat_id)
+        ? globalThis.String(object.chat_id)
+        : "",
+      epoch: isSet(object.epoch) ? globalThis.String(object.epoch) : "",
+      messageCount: isSet(object.messageCount)
+        ? globalThis.Number(object.messageCount)
+        : isSet(object.message_count)
+        ? globalThis.Number(object.message_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: AckTranscriptRequest): unknown {
+    const obj: any = {};
+    if (message.chatId !== "") {
+      obj.chatId = message.chatId;
+    }
+    if (message.epoch !== "") {
+      obj.epoch = message.epoch;
+    }
+    if (message.messageCount !== 0) {
+      obj.messageCount = Math.round(message.messageCount);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AckTranscriptRequest>, I>>(base?: I): AckTranscriptRequest {
+    return AckTranscriptRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AckTranscriptRequest>, I>>(object: I): AckTranscriptRequest {
+    const message = createBaseAckTranscriptRequest();
+    message.chatId = object.chatId ?? "";
+    message.epoch = object.epoch ?? "";
+    message.messageCount = object.messageCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseAckTranscriptResponse(): AckTranscriptResponse {
+  return {};
+}
+
+export const AckTranscriptResponse: MessageFns<AckTranscriptResponse> = {
+  encode(_: AckTranscriptResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AckTranscriptResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAckTranscriptResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): AckTranscriptResponse {
+    return {};
+  },
+
+  toJSON(_: AckTranscriptResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AckTranscriptResponse>, I>>(base?: I): AckTranscriptResponse {
+    return AckTranscriptResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AckTranscriptResponse>, I>>(_: I): AckTranscriptResponse {
+    const message = createBaseAckTranscriptResponse();
+    return message;
+  },
+};
+
 /**
  * ChatService is a live-support chat between one visitor and an agent side (agents, bots and
  * system notices). Offsets are per side and count the messages held contiguously from 1.
@@ -2350,6 +3962,10 @@ export const ChatServiceService = {
    * reset with ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED too.)
    * UNAVAILABLE when the server shuts down: watch again, on another server if need be.
    * INVALID_ARGUMENT for an empty chat_id or a negative offset, as in GetNewMessage.
+   *
+   * Besides messages, every response carries the chat's state beside its history: whether it
+   * has ended, each participant's read position, and who is typing. A change of that state alone
+   * is pushed as a response without messages, which moves no offset.
    */
   watchChat: {
     path: "/chat.v1.ChatService/WatchChat" as const,
@@ -2359,6 +3975,72 @@ export const ChatServiceService = {
     requestDeserialize: (value: Buffer): WatchChatRequest => WatchChatRequest.decode(value),
     responseSerialize: (value: WatchChatResponse): Buffer => Buffer.from(WatchChatResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchChatResponse => WatchChatResponse.decode(value),
+  },
+  /**
+   * MarkRead records that a participant has read the chat up to a message (named by id, since
+   * rebuilds renumber offsets). The server keeps each reader's furthest position, by the message's
+   * send time, and shows it to readers and watchers; an earlier position changes nothing. It
+   * answers RESULT_CODE_REBUILD_REQUIRED, storing nothing, when the chat is missing or the request
+   * carries another epoch than the chat's, and NOT_FOUND when the chat holds no message with that
+   * id. Allowed on an ended chat.
+   */
+  markRead: {
+    path: "/chat.v1.ChatService/MarkRead" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: MarkReadRequest): Buffer => Buffer.from(MarkReadRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): MarkReadRequest => MarkReadRequest.decode(value),
+    responseSerialize: (value: MarkReadResponse): Buffer => Buffer.from(MarkReadResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): MarkReadResponse => MarkReadResponse.decode(value),
+  },
+  /**
+   * SetTyping says that a participant is typing (or has stopped). Watchers of the chat are told
+   * at once, at most about once a second per participant while it keeps typing; the indication
+   * lapses after --typing-ttl-ms (5 s) unless renewed, and when the participant sends a message.
+   * It is never stored in the history, never rebuilt, and moves no offset. NOT_FOUND when the
+   * server holds no such chat; FAILED_PRECONDITION when the chat has ended.
+   */
+  setTyping: {
+    path: "/chat.v1.ChatService/SetTyping" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetTypingRequest): Buffer => Buffer.from(SetTypingRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetTypingRequest => SetTypingRequest.decode(value),
+    responseSerialize: (value: SetTypingResponse): Buffer => Buffer.from(SetTypingResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetTypingResponse => SetTypingResponse.decode(value),
+  },
+  /**
+   * WatchTranscripts (service tokens only) streams the final history of every chat that ends on
+   * this server: once when its end is stored, again whenever an ended chat takes more messages
+   * (a late message merged by a rebuild), and again before an ended chat is evicted if nobody
+   * acknowledged it. A new stream first gets every transcript not yet acknowledged. Delivery is
+   * at least once: store each transcript idempotently by (chat id, epoch), keeping the one with
+   * the most messages (an incarnation only grows), then AckTranscript it.
+   */
+  watchTranscripts: {
+    path: "/chat.v1.ChatService/WatchTranscripts" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchTranscriptsRequest): Buffer =>
+      Buffer.from(WatchTranscriptsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchTranscriptsRequest => WatchTranscriptsRequest.decode(value),
+    responseSerialize: (value: WatchTranscriptsResponse): Buffer =>
+      Buffer.from(WatchTranscriptsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchTranscriptsResponse => WatchTranscriptsResponse.decode(value),
+  },
+  /**
+   * AckTranscript (service tokens only) says a transcript is archived: it is not offered again
+   * unless the chat takes more messages. Acknowledging one the server no longer holds is OK.
+   */
+  ackTranscript: {
+    path: "/chat.v1.ChatService/AckTranscript" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AckTranscriptRequest): Buffer => Buffer.from(AckTranscriptRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AckTranscriptRequest => AckTranscriptRequest.decode(value),
+    responseSerialize: (value: AckTranscriptResponse): Buffer =>
+      Buffer.from(AckTranscriptResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AckTranscriptResponse => AckTranscriptResponse.decode(value),
   },
 } as const;
 
@@ -2415,8 +4097,43 @@ export interface ChatServiceServer extends UntypedServiceImplementation {
    * reset with ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED too.)
    * UNAVAILABLE when the server shuts down: watch again, on another server if need be.
    * INVALID_ARGUMENT for an empty chat_id or a negative offset, as in GetNewMessage.
+   *
+   * Besides messages, every response carries the chat's state beside its history: whether it
+   * has ended, each participant's read position, and who is typing. A change of that state alone
+   * is pushed as a response without messages, which moves no offset.
    */
   watchChat: handleServerStreamingCall<WatchChatRequest, WatchChatResponse>;
+  /**
+   * MarkRead records that a participant has read the chat up to a message (named by id, since
+   * rebuilds renumber offsets). The server keeps each reader's furthest position, by the message's
+   * send time, and shows it to readers and watchers; an earlier position changes nothing. It
+   * answers RESULT_CODE_REBUILD_REQUIRED, storing nothing, when the chat is missing or the request
+   * carries another epoch than the chat's, and NOT_FOUND when the chat holds no message with that
+   * id. Allowed on an ended chat.
+   */
+  markRead: handleUnaryCall<MarkReadRequest, MarkReadResponse>;
+  /**
+   * SetTyping says that a participant is typing (or has stopped). Watchers of the chat are told
+   * at once, at most about once a second per participant while it keeps typing; the indication
+   * lapses after --typing-ttl-ms (5 s) unless renewed, and when the participant sends a message.
+   * It is never stored in the history, never rebuilt, and moves no offset. NOT_FOUND when the
+   * server holds no such chat; FAILED_PRECONDITION when the chat has ended.
+   */
+  setTyping: handleUnaryCall<SetTypingRequest, SetTypingResponse>;
+  /**
+   * WatchTranscripts (service tokens only) streams the final history of every chat that ends on
+   * this server: once when its end is stored, again whenever an ended chat takes more messages
+   * (a late message merged by a rebuild), and again before an ended chat is evicted if nobody
+   * acknowledged it. A new stream first gets every transcript not yet acknowledged. Delivery is
+   * at least once: store each transcript idempotently by (chat id, epoch), keeping the one with
+   * the most messages (an incarnation only grows), then AckTranscript it.
+   */
+  watchTranscripts: handleServerStreamingCall<WatchTranscriptsRequest, WatchTranscriptsResponse>;
+  /**
+   * AckTranscript (service tokens only) says a transcript is archived: it is not offered again
+   * unless the chat takes more messages. Acknowledging one the server no longer holds is OK.
+   */
+  ackTranscript: handleUnaryCall<AckTranscriptRequest, AckTranscriptResponse>;
 }
 
 export interface ChatServiceClient extends Client {
@@ -2528,6 +4245,10 @@ export interface ChatServiceClient extends Client {
    * reset with ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED too.)
    * UNAVAILABLE when the server shuts down: watch again, on another server if need be.
    * INVALID_ARGUMENT for an empty chat_id or a negative offset, as in GetNewMessage.
+   *
+   * Besides messages, every response carries the chat's state beside its history: whether it
+   * has ended, each participant's read position, and who is typing. A change of that state alone
+   * is pushed as a response without messages, which moves no offset.
    */
   watchChat(request: WatchChatRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchChatResponse>;
   watchChat(
@@ -2535,6 +4256,87 @@ export interface ChatServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchChatResponse>;
+  /**
+   * MarkRead records that a participant has read the chat up to a message (named by id, since
+   * rebuilds renumber offsets). The server keeps each reader's furthest position, by the message's
+   * send time, and shows it to readers and watchers; an earlier position changes nothing. It
+   * answers RESULT_CODE_REBUILD_REQUIRED, storing nothing, when the chat is missing or the request
+   * carries another epoch than the chat's, and NOT_FOUND when the chat holds no message with that
+   * id. Allowed on an ended chat.
+   */
+  markRead(
+    request: MarkReadRequest,
+    callback: (error: ServiceError | null, response: MarkReadResponse) => void,
+  ): ClientUnaryCall;
+  markRead(
+    request: MarkReadRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: MarkReadResponse) => void,
+  ): ClientUnaryCall;
+  markRead(
+    request: MarkReadRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: MarkReadResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SetTyping says that a participant is typing (or has stopped). Watchers of the chat are told
+   * at once, at most about once a second per participant while it keeps typing; the indication
+   * lapses after --typing-ttl-ms (5 s) unless renewed, and when the participant sends a message.
+   * It is never stored in the history, never rebuilt, and moves no offset. NOT_FOUND when the
+   * server holds no such chat; FAILED_PRECONDITION when the chat has ended.
+   */
+  setTyping(
+    request: SetTypingRequest,
+    callback: (error: ServiceError | null, response: SetTypingResponse) => void,
+  ): ClientUnaryCall;
+  setTyping(
+    request: SetTypingRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetTypingResponse) => void,
+  ): ClientUnaryCall;
+  setTyping(
+    request: SetTypingRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetTypingResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * WatchTranscripts (service tokens only) streams the final history of every chat that ends on
+   * this server: once when its end is stored, again whenever an ended chat takes more messages
+   * (a late message merged by a rebuild), and again before an ended chat is evicted if nobody
+   * acknowledged it. A new stream first gets every transcript not yet acknowledged. Delivery is
+   * at least once: store each transcript idempotently by (chat id, epoch), keeping the one with
+   * the most messages (an incarnation only grows), then AckTranscript it.
+   */
+  watchTranscripts(
+    request: WatchTranscriptsRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchTranscriptsResponse>;
+  watchTranscripts(
+    request: WatchTranscriptsRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchTranscriptsResponse>;
+  /**
+   * AckTranscript (service tokens only) says a transcript is archived: it is not offered again
+   * unless the chat takes more messages. Acknowledging one the server no longer holds is OK.
+   */
+  ackTranscript(
+    request: AckTranscriptRequest,
+    callback: (error: ServiceError | null, response: AckTranscriptResponse) => void,
+  ): ClientUnaryCall;
+  ackTranscript(
+    request: AckTranscriptRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AckTranscriptResponse) => void,
+  ): ClientUnaryCall;
+  ackTranscript(
+    request: AckTranscriptRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AckTranscriptResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ChatServiceClient = makeGenericClientConstructor(ChatServiceService, "chat.v1.ChatService") as unknown as {
