@@ -73,7 +73,7 @@ export function chatHandlers(store: ChatStore, clock: Clock, logger: Logger, lim
         store.addVisitorMessage({
           chatId: request.chatId,
           caller: { visitor: request.visitorOffset, agent: request.agentOffset, epoch: request.epoch },
-          message: { id: message.id, content: message.content, type: message.type, senderId },
+          message: { ...message, senderId },
         }),
       );
     },

@@ -84,9 +84,10 @@ describe('configuration', () => {
 
   it('takes the request limit (256 KiB by default), and refuses one that cannot hold a send of the largest message', () => {
     expect(loadConfig([], {})).to.include({ maxRequestBytes: 262_144, maxResponseBytes: 1_048_576 });
-    expect(loadConfig(['--max-request-bytes=70000'], {}).maxRequestBytes).to.equal(70_000);
-    expect(() => loadConfig(['--max-request-bytes=60000'], {})).to.throw(ConfigError, 'max-request-bytes (60000) must hold a send of the largest message allowed: at least 67584');
-    expect(loadConfig(['--max-request-bytes=5000', '--max-content-bytes=1000'], {}).maxRequestBytes).to.equal(5_000);
+    expect(loadConfig(['--max-request-bytes=100000'], {}).maxRequestBytes).to.equal(100_000);
+    // The largest content, eight ids, an event's reason and ten attachments at their limits.
+    expect(() => loadConfig(['--max-request-bytes=90000'], {})).to.throw(ConfigError, 'max-request-bytes (90000) must hold a send of the largest message allowed: at least 94892');
+    expect(loadConfig(['--max-request-bytes=31000', '--max-content-bytes=1000'], {}).maxRequestBytes).to.equal(31_000);
   });
 
   it('takes the Rebuild upload budget (4 MiB/s by default, bursts of one second), and refuses a burst below the largest request', () => {

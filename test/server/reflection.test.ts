@@ -56,7 +56,7 @@ describe('server reflection, seen by a client without compiled types', () => {
 
     const registry = strictRegistry(files);
     const service = registry.getService(CHAT_SERVICE);
-    expect(service?.methods.map((m) => m.name)).to.have.members(['AddVisitorMessage', 'AddAgentMessage', 'GetNewMessage', 'Rebuild', 'WatchChat']);
+    expect(service?.methods.map((m) => m.name)).to.have.members(['AddVisitorMessage', 'AddAgentMessage', 'GetNewMessage', 'Rebuild', 'WatchChat', 'MarkRead', 'SetTyping', 'WatchTranscripts', 'AckTranscript']);
     expect(service?.methods.find((m) => m.name === 'WatchChat')?.methodKind).to.equal('server_streaming');
     for (const method of service!.methods) {
       expect(registry.getMessage(method.input.typeName), `${method.name} input`).to.equal(method.input);

@@ -37,7 +37,7 @@ describe('the WatchChat handler (a feed, no gRPC)', () => {
     visitorSays(store, 'v1');
     const feed = watch({ chatId: 'c', visitorOffset: 1, agentOffset: 0 });
 
-    expect(feed.next()).to.deep.equal({ code: ResultCode.RESULT_CODE_OK, visitorDataOffset: 1, agentDataOffset: 0, messages: [], epoch: 'e1' });
+    expect(feed.next()).to.deep.equal({ code: ResultCode.RESULT_CODE_OK, visitorDataOffset: 1, agentDataOffset: 0, messages: [], epoch: 'e1', ended: false, readPositions: [], typing: [] });
     expect(feed.next()).to.equal(undefined);
     expect(feed.done).to.equal(false);
     expect(store.watcherCount).to.equal(1);
@@ -106,6 +106,9 @@ describe('the WatchChat handler (a feed, no gRPC)', () => {
         agentDataOffset: 0,
         messages: [],
         epoch: 'e1',
+        ended: false,
+        readPositions: [],
+        typing: [],
       });
       expect(feed.done).to.equal(true);
       expect(feed.next()).to.equal(undefined);
@@ -121,7 +124,7 @@ describe('the WatchChat handler (a feed, no gRPC)', () => {
 
     store.evict('c');
     expect(heard.count).to.equal(1);
-    expect(feed.next()).to.deep.equal({ code: ResultCode.RESULT_CODE_REBUILD_REQUIRED, visitorDataOffset: -1, agentDataOffset: -1, messages: [], epoch: '' });
+    expect(feed.next()).to.deep.equal({ code: ResultCode.RESULT_CODE_REBUILD_REQUIRED, visitorDataOffset: -1, agentDataOffset: -1, messages: [], epoch: '', ended: false, readPositions: [], typing: [] });
     expect(feed.done).to.equal(true);
     expect(feed.next()).to.equal(undefined);
     expect(store.size).to.equal(0);

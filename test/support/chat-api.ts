@@ -9,8 +9,14 @@ import {
   type ChatServiceClient,
   GetNewMessageRequest,
   type GetNewMessageResponse,
+  AckTranscriptRequest,
+  type AckTranscriptResponse,
+  MarkReadRequest,
+  type MarkReadResponse,
   RebuildRequest,
   type RebuildResponse,
+  SetTypingRequest,
+  type SetTypingResponse,
 } from '../../generated/chat/v1/chat.js';
 
 type Callback<Res> = (error: ServiceError | null, response: Res) => void;
@@ -25,13 +31,16 @@ function promised<Req, Res>(type: { fromPartial(object: Loose<Req>): Req }, meth
     );
 }
 
-/** The generated client's four RPCs as promises, taking requests with defaults left out, each sent with `metadata` (none by default). */
+/** The generated client's unary RPCs as promises, taking requests with defaults left out, each sent with `metadata` (none by default). */
 export function chatApi(client: ChatServiceClient, metadata: Metadata = new Metadata()) {
   return {
     addVisitorMessage: promised<AddVisitorMessageRequest, AddVisitorMessageResponse>(AddVisitorMessageRequest as never, (r, cb) => client.addVisitorMessage(r, metadata, cb)),
     addAgentMessage: promised<AddAgentMessageRequest, AddAgentMessageResponse>(AddAgentMessageRequest as never, (r, cb) => client.addAgentMessage(r, metadata, cb)),
     getNewMessage: promised<GetNewMessageRequest, GetNewMessageResponse>(GetNewMessageRequest as never, (r, cb) => client.getNewMessage(r, metadata, cb)),
     rebuild: promised<RebuildRequest, RebuildResponse>(RebuildRequest as never, (r, cb) => client.rebuild(r, metadata, cb)),
+    markRead: promised<MarkReadRequest, MarkReadResponse>(MarkReadRequest as never, (r, cb) => client.markRead(r, metadata, cb)),
+    setTyping: promised<SetTypingRequest, SetTypingResponse>(SetTypingRequest as never, (r, cb) => client.setTyping(r, metadata, cb)),
+    ackTranscript: promised<AckTranscriptRequest, AckTranscriptResponse>(AckTranscriptRequest as never, (r, cb) => client.ackTranscript(r, metadata, cb)),
   };
 }
 

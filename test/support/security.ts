@@ -116,6 +116,8 @@ interface AnyRequest {
   readonly agentId?: string;
   readonly message?: Partial<ChatMessage>;
   readonly chat?: RebuildRequest['chat'];
+  readonly readerId?: string;
+  readonly participantId?: string;
 }
 
 /**
@@ -130,6 +132,9 @@ export function requestPrincipal(method: string, request: AnyRequest): Principal
     const service = type === MessageType.MESSAGE_TYPE_BOT || type === MessageType.MESSAGE_TYPE_SYSTEM;
     return { sub: claim(request.agentId, service ? 'service' : 'agent'), role: service ? 'service' : 'agent' };
   }
+  // A reader or typist named by the request speaks as an agent of that name; unnamed, as a service.
+  if (method.endsWith('/MarkRead') && request.readerId) return { sub: claim(request.readerId, 'service'), role: 'agent' };
+  if (method.endsWith('/SetTyping') && request.participantId) return { sub: claim(request.participantId, 'service'), role: 'agent' };
   return { sub: 'service', role: 'service' };
 }
 
