@@ -12,6 +12,8 @@ export interface Holdings {
   readonly bytes: number;
   /** Open WatchChat streams. */
   readonly watchers: number;
+  /** Transcripts of ended chats offered and not yet acknowledged (WatchTranscripts). */
+  readonly transcriptsPending: number;
 }
 
 /** Why chats were evicted: untouched for --idle-chat-ttl-ms, or the heap above its high-water mark. */
@@ -76,6 +78,7 @@ export class ServerMetrics {
     gauge('chat_messages', 'Messages held, over all chats.', (h) => h.messages);
     gauge('chat_bytes', 'Bytes held over all chats, as the byte budgets count them (--max-held-bytes).', (h) => h.bytes);
     gauge('chat_watchers', 'Open WatchChat streams.', (h) => h.watchers);
+    gauge('chat_transcripts_pending', 'Transcripts of ended chats not yet acknowledged by an archiver.', (h) => h.transcriptsPending);
   }
 
   /** A counter with one label, every value of it exported at 0 from the start. */

@@ -105,7 +105,7 @@ export async function startServer(
   const limits = rateLimits(config, () => clock.now().getTime(), noteRefusedUpload);
   const responses = new ResponseBudget(config);
   const watches = new WatchStreams(config, logger, responses, random);
-  metrics?.gaugeHoldings(() => ({ chats: store.size, messages: store.messageCount, bytes: store.heldBytes, watchers: watches.size }));
+  metrics?.gaugeHoldings(() => ({ chats: store.size, messages: store.messageCount, bytes: store.heldBytes, watchers: watches.size, transcriptsPending: store.pendingTranscripts }));
   // One interceptor: the call log and the metrics hear every status, grpc-js's own and the
   // refusals of undecodable requests too; an insecure server marks its answers x-chat-insecure.
   const interceptor = interceptCalls({

@@ -103,6 +103,7 @@ describe('Prometheus metrics', () => {
       expect(value('chat_messages'), 'v1-v3 in m, w1 in n').to.equal(4);
       expect(value('chat_bytes')).to.equal(server.server.store.heldBytes).and.to.be.above(0);
       expect(value('chat_watchers')).to.equal(1);
+      expect(value('chat_transcripts_pending'), 'no chat ended').to.equal(0);
       expect(value('chat_rebuilds_total', { reason: 'created' })).to.equal(1);
       expect(value('chat_rebuilds_total', { reason: 'merged' })).to.equal(1);
       expect(value('chat_rebuilds_total', { reason: 'epoch_mismatch' })).to.equal(1);
