@@ -157,7 +157,7 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
     // Small limits, so the copies go up in several Rebuilds (halved after B refuses the first),
     // answers are truncated (the copies then read the whole chat) and reads come in pages; and
     // a short watch lifetime, so the visitor re-watches from its offsets.
-    const env = { MAX_CONTENT_BYTES: '2048', MAX_REQUEST_BYTES: '8192', MAX_RESPONSE_BYTES: '4096', WATCH_MAX_AGE_MS: '2000' };
+    const env = { MAX_CONTENT_BYTES: '2048', MAX_REQUEST_BYTES: '32768', MAX_RESPONSE_BYTES: '4096', WATCH_MAX_AGE_MS: '2000' };
     const [a, b] = await Promise.all([spawnServer(env), spawnServer(env)]);
     servers.push(a, b);
     const list = [a.address, b.address];
@@ -185,7 +185,7 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
       (sent[sender] ??= []).push(id);
       acknowledged.add(id);
     };
-    const text = (id: string) => `${id}: ${'lorem ipsum dolor sit amet '.repeat(22).trimEnd()}`; // about 600 bytes
+    const text = (id: string) => `${id}: ${'lorem ipsum dolor sit amet '.repeat(70).trimEnd()}`; // about 1900 bytes
     const say = async (p: PythonProcess, sender: string, id: string) => {
       const answer = await p.ask(`send ${id} ${text(id)}`, `the acknowledgement of ${id}`, (e) => e.event === 'sent' && (e.message as PyMessage).id === id, 90_000);
       expect((answer.message as PyMessage).content).to.equal(text(id));
