@@ -68,6 +68,7 @@ class Participant:
         self.lock = threading.RLock()
         self.ended = False  # the chat holds an EVENT_KIND_ENDED event: sends are refused
         self.read_positions = {}  # reader id -> the id of the last message it has read
+        self._positions = {}  # reader id -> its pb.ReadPosition as received (sealed): a Rebuild uploads them
         self.typing = []  # who is typing, as the last watch response said
         self._stream = None  # the watch stream open now, cancelled when it follows the wrong server
         self._rewatching = False
@@ -183,9 +184,11 @@ class Participant:
         """Rebuilds in parts under the upload size: the first extends `base`, each later part the
         incarnation that took the first. Returns (chat, complete, parts), or None when refused."""
         parts = split_uploads(going, self.upload_bytes) or [[]]
-        for messages in parts:
+        for number, messages in enumerate(parts, 1):
             v, a = self.offsets()
             chat = pb.Chat(id=self.chat_id, visitor_data_offset=v, agent_data_offset=a, messages=messages, epoch=base)
+            if number == len(parts):  # read positions go last: each must name a message held or uploaded
+                chat.read_positions.extend(p for p in self._positions.values() if self.copy.holds(p.message_id))
             if self.visitor is not None:
                 chat.visitor.CopyFrom(self.visitor)
             if self.begin_time is not None:
@@ -238,6 +241,7 @@ class Participant:
         """Keeps what a read or a watch response says besides messages: whether the chat has
         ended, everyone's read position, and (watch responses only; never stored) who is typing.
         A watch pushes a message-less response when only these change."""
+        self._keep_positions(answer.read_positions)
         state = {"ended": answer.ended,
                  "read_positions": {p.reader_id: p.message_id for p in answer.read_positions}}
         if typing:
@@ -259,10 +263,15 @@ class Participant:
                 answer = self.connection.call("MarkRead", pb.MarkReadRequest(
                     chat_id=self.chat_id, reader_id=self.sender_id, message_id=message_id, epoch=self.epoch))
                 if answer.code == OK:
+                    self._keep_positions(answer.read_positions)
                     self.read_positions = {p.reader_id: p.message_id for p in answer.read_positions}
                     return self.read_positions
                 self._pause(refusals)
                 self.catch_up()
+
+    def _keep_positions(self, positions):
+        """Keeps the read positions as received, seal and all, for the next Rebuild."""
+        self._positions = {p.reader_id: p for p in positions}
 
     def set_typing(self, typing=True):
         """Tells the chat's watchers this participant is typing (or stopped). The indication

@@ -468,7 +468,10 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
       await agent.ask('sync', 'synced', (e) => e.event === 'synced', 30_000); // the agent's copy holds v-1
       await agent.ask('join j-1', 'j-1 sent', sentWith('j-1'), 30_000);
       await agent.ask('send a-1 it ships today', 'a-1 sent', sentWith('a-1'), 30_000);
+      await visitor.ask('sync', 'synced', (e) => e.event === 'synced', 30_000);
+      await visitor.ask('read a-1', 'marked read', (e) => e.event === 'read', 30_000);
       await agent.ask('end e-1 resolved', 'e-1 sent', sentWith('e-1'), 30_000);
+      await agent.ask('sync', 'synced', (e) => e.event === 'synced', 30_000); // the agent's copy holds the visitor's read position
       const before = await serverView(a.address, chatId, bearer(env.AGENT_TOKEN));
       // A dies before any archiver took the transcript: the server's memory was its only copy.
       await a.kill();
@@ -481,6 +484,15 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
       const after = await serverView(b.address, chatId, bearer(env.AGENT_TOKEN));
       expect(acked.epoch).to.equal(after.epoch);
       expect(after.messages.map((m) => m.id).sort()).to.deep.equal(before.messages.map((m) => m.id).sort());
+      // The agent's upload carried the read positions it was told of, as received (sealed).
+      const client = testClient(b.address);
+      try {
+        const page = await chatApi(client, bearer(env.AGENT_TOKEN)).getNewMessage({ chatId, visitorOffset: 0, agentOffset: 0 });
+        expect(page.ended, 'B: ended').to.equal(true);
+        expect(page.readPositions.map((p) => `${p.readerId} ${p.messageId}`), "B: the visitor's read position").to.deep.equal(['visitor-py a-1']);
+      } finally {
+        client.close();
+      }
       const refused = await agent.ask('send a-2 on B', 'a refusal', () => false, 30_000).then(
         () => expect.fail('a send into the rebuilt, ended chat was taken'),
         (e: unknown) => String(e),
