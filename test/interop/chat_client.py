@@ -740,9 +740,14 @@ class Flows:
         expect_equal(other.code, REBUILD_REQUIRED, "MarkRead with another epoch: code")
         missing = self.call(stub, "MarkRead", pb.MarkReadRequest(chat_id=chat_id + "-none", reader_id="agent-1", message_id="sv-1"))
         expect_equal(missing.code, REBUILD_REQUIRED, "MarkRead on a missing chat: code")
+        marked = self.call(stub, "MarkRead", request("MarkRead", reader_id="agent-1", message_id="se-1", epoch=epoch))
+        expect_equal([(p.reader_id, p.message_id) for p in marked.read_positions], [("agent-1", "se-1")], "MarkRead further")
+        marked = self.call(stub, "MarkRead", request("MarkRead", reader_id="agent-1", message_id="sv-1", epoch=epoch))
+        expect_equal([(p.reader_id, p.message_id) for p in marked.read_positions], [("agent-1", "se-1")],
+                     "MarkRead of an earlier message: the position does not move back")
         read = self.call(stub, "GetNewMessage", request("GetNewMessage", epoch=epoch))
         expect_equal(([(p.reader_id, p.message_id) for p in read.read_positions], read.ended),
-                     ([("agent-1", "sv-1")], False), "GetNewMessage: read positions, not ended")
+                     ([("agent-1", "se-1")], False), "GetNewMessage: read positions, not ended")
 
         # A transfer, the end, and its transcript.
         transcripts = stub.WatchTranscripts(pb.WatchTranscriptsRequest(), timeout=15,
