@@ -5,8 +5,11 @@
   python3 examples/python/chat_cli.py bot --chat order-4711 --servers localhost:50051
 
 Commands: `send ID TEXT` (`-` as ID makes one), `sync`, `dump` (the copy: participants only),
-`quit`. Every line out is a JSON object with an "event": ready, sent, message, rebuild,
-waiting, reposted, watch-ended, failure, synced, copy, error, bye. test/interop/python-guide.test.ts
+`quit`; and for participants: `join ID`, `transfer ID TO REASON`, `end ID REASON` (lifecycle
+events about the sender), `attach ID URI MEDIA_TYPE SIZE SHA256 NAME TEXT` (a message with
+one attachment), `typing on|off`, `read MESSAGE_ID`. Every line out is a JSON object with an
+"event": ready, sent, message, state, rebuild, waiting, reposted, watch-ended, failure, synced,
+copy, typing, read, error, bye. test/interop/python-guide.test.ts
 drives three of these through a failover.
 """
 
@@ -33,9 +36,17 @@ def emit(kind, **fields):
 
 def encode(value):
     if isinstance(value, pb.ChatMessage):
-        return {"id": value.id, "side": side_of(value), "offset": value.data_offset,
-                "type": pb.MessageType.Name(value.message_type), "content": value.content,
-                "sender": value.sender_id, "time": [value.send_time.seconds, value.send_time.nanos]}
+        encoded = {"id": value.id, "side": side_of(value), "offset": value.data_offset,
+                   "type": pb.MessageType.Name(value.message_type), "content": value.content,
+                   "sender": value.sender_id, "time": [value.send_time.seconds, value.send_time.nanos]}
+        if value.HasField("event"):
+            encoded["chat_event"] = {"kind": pb.EventKind.Name(value.event.kind),
+                                     "participant": value.event.participant_id,
+                                     "to": value.event.to_participant_id, "reason": value.event.reason}
+        if value.attachments:
+            encoded["attachments"] = [{"uri": a.uri, "media_type": a.media_type, "size_bytes": a.size_bytes,
+                                       "sha256": a.sha256, "name": a.name} for a in value.attachments]
+        return encoded
     return value
 
 
@@ -82,11 +93,28 @@ def main():
                 else:
                     stored = client.send(text, message_id)
                 emit("sent", message=stored, address=connection.address)
+            elif command in ("join", "transfer", "end") and args.role != "bot":
+                message_id, _, rest = rest.partition(" ")
+                to, reason = rest.partition(" ")[::2] if command == "transfer" else ("", rest)
+                kind = {"join": pb.EVENT_KIND_JOINED, "transfer": pb.EVENT_KIND_TRANSFERRED,
+                        "end": pb.EVENT_KIND_ENDED}[command]
+                event = pb.ChatEvent(kind=kind, participant_id=sender, to_participant_id=to, reason=reason)
+                emit("sent", message=client.send("", message_id, event=event), address=connection.address)
+            elif command == "attach" and args.role != "bot":
+                message_id, uri, media_type, size, sha256, name, text = rest.split(" ", 6)
+                attachment = pb.Attachment(uri=uri, media_type=media_type, size_bytes=int(size), sha256=sha256, name=name)
+                emit("sent", message=client.send(text, message_id, attachments=[attachment]), address=connection.address)
+            elif command == "typing" and args.role != "bot":
+                expires = client.set_typing(rest == "on")
+                emit("typing", typing=rest == "on", expires=expires.ToJsonString() if expires else None)
+            elif command == "read" and args.role != "bot":
+                emit("read", read_positions=client.mark_read(rest))
             elif command == "sync" and args.role != "bot":
                 emit("synced", fresh=len(client.catch_up()))
             elif command == "dump" and args.role != "bot":
                 with client.lock:
-                    emit("copy", epoch=client.epoch, offsets=list(client.offsets()),
+                    emit("copy", epoch=client.epoch, offsets=list(client.offsets()), ended=client.ended,
+                         read_positions=client.read_positions,
                          messages=[encode(m) for m in client.copy.conversation()], strays=len(client.copy.strays))
             elif command == "quit":
                 break

@@ -66,6 +66,10 @@ class Participant:
         self.upload_bytes = max_upload_bytes
         self.events = events or (lambda kind, **fields: None)
         self.lock = threading.RLock()
+        self.ended = False  # the chat holds an EVENT_KIND_ENDED event: sends are refused
+        self.read_positions = {}  # reader id -> the id of the last message it has read
+        self._positions = {}  # reader id -> its pb.ReadPosition as received (sealed): a Rebuild uploads them
+        self.typing = []  # who is typing, as the last watch response said
         self._stream = None  # the watch stream open now, cancelled when it follows the wrong server
         self._rewatching = False
         connection.on_move(lambda address: self._rewatch("moved to " + address))
@@ -75,14 +79,22 @@ class Participant:
 
     # -- sending -----------------------------------------------------------------------------
 
-    def send(self, content, message_id=None):
+    def send(self, content, message_id=None, event=None, attachments=()):
         """Sends one message and returns it as stored. The id is made once and kept on every
-        retry, so a resend after a lost answer returns the stored message instead of a second one."""
+        retry, so a resend after a lost answer returns the stored message instead of a second one.
+
+        With `event` (a pb.ChatEvent) it is a lifecycle event: a MESSAGE_TYPE_SYSTEM message whose
+        content may be empty. `attachments` are pb.Attachment references (at most 10). Into an
+        ended chat the send raises grpc.RpcError FAILED_PRECONDITION: do not retry it."""
         message_id = message_id or "%s-%s" % (self.sender_id, uuid.uuid4())
+        message_type = pb.MESSAGE_TYPE_SYSTEM if event is not None else ROLES[self.role]
         with self.lock:
             for refusals in itertools.count():
-                answer = self._send_once(pb.ChatMessage(id=message_id, content=content,
-                                                        message_type=ROLES[self.role]))
+                message = pb.ChatMessage(id=message_id, content=content, message_type=message_type,
+                                         attachments=list(attachments))
+                if event is not None:
+                    message.event.CopyFrom(event)
+                answer = self._send_once(message)
                 fresh = self._take([answer.message], answer.epoch) if answer.code == OK else None
                 if fresh is not None:
                     self._announce(fresh)
@@ -121,6 +133,7 @@ class Participant:
                     refusals += 1
                     continue
                 fresh += taken
+                self._note_state(read)
                 v, a = self.offsets()
                 if read.messages and (v < read.visitor_data_offset or a < read.agent_data_offset):
                     continue  # more pages
@@ -171,9 +184,11 @@ class Participant:
         """Rebuilds in parts under the upload size: the first extends `base`, each later part the
         incarnation that took the first. Returns (chat, complete, parts), or None when refused."""
         parts = split_uploads(going, self.upload_bytes) or [[]]
-        for messages in parts:
+        for number, messages in enumerate(parts, 1):
             v, a = self.offsets()
             chat = pb.Chat(id=self.chat_id, visitor_data_offset=v, agent_data_offset=a, messages=messages, epoch=base)
+            if number == len(parts):  # read positions go last: each must name a message held or uploaded
+                chat.read_positions.extend(p for p in self._positions.values() if self.copy.holds(p.message_id))
             if self.visitor is not None:
                 chat.visitor.CopyFrom(self.visitor)
             if self.begin_time is not None:
@@ -221,6 +236,50 @@ class Participant:
         """Backs off after repeated refusals (servers flapping), never before the first."""
         if refusals > 0:
             time.sleep(backoff_s(refusals - 1))
+
+    def _note_state(self, answer, typing=False):
+        """Keeps what a read or a watch response says besides messages: whether the chat has
+        ended, everyone's read position, and (watch responses only; never stored) who is typing.
+        A watch pushes a message-less response when only these change."""
+        self._keep_positions(answer.read_positions)
+        state = {"ended": answer.ended,
+                 "read_positions": {p.reader_id: p.message_id for p in answer.read_positions}}
+        if typing:
+            state["typing"] = sorted(t.participant_id for t in answer.typing)
+        changed = {k: v for k, v in state.items() if getattr(self, k, None) != v}
+        for key, value in changed.items():
+            setattr(self, key, value)
+        if changed:
+            self.events("state", **changed)
+
+    # -- read positions and typing -------------------------------------------------------------
+
+    def mark_read(self, message_id):
+        """Says this participant has read the chat up to `message_id` (one its copy holds).
+        Returns everyone's read positions; a position only moves forward. REBUILD_REQUIRED (the
+        chat is missing or another incarnation) is answered as elsewhere: catch up, then again."""
+        with self.lock:
+            for refusals in itertools.count():
+                answer = self.connection.call("MarkRead", pb.MarkReadRequest(
+                    chat_id=self.chat_id, reader_id=self.sender_id, message_id=message_id, epoch=self.epoch))
+                if answer.code == OK:
+                    self._keep_positions(answer.read_positions)
+                    self.read_positions = {p.reader_id: p.message_id for p in answer.read_positions}
+                    return self.read_positions
+                self._pause(refusals)
+                self.catch_up()
+
+    def _keep_positions(self, positions):
+        """Keeps the read positions as received, seal and all, for the next Rebuild."""
+        self._positions = {p.reader_id: p for p in positions}
+
+    def set_typing(self, typing=True):
+        """Tells the chat's watchers this participant is typing (or stopped). The indication
+        lapses after the server's --typing-ttl-ms (5 s) unless renewed, and when it sends; so
+        renew it every few seconds while the user types. Returns when it lapses (or None)."""
+        answer = self.connection.call("SetTyping", pb.SetTypingRequest(
+            chat_id=self.chat_id, participant_id=self.sender_id, typing=typing))
+        return answer.expire_time if answer.HasField("expire_time") else None
 
     def _announce(self, fresh):
         for message in fresh:
@@ -275,6 +334,7 @@ class Participant:
                     if fresh is None:
                         return "rehome"  # pushed by another incarnation than the copy's
                     self._announce(fresh)
+                    self._note_state(response, typing=True)
             self.events("watch-ended", address=address, status="OK")
             return "answered" if answered else "silent"
         except grpc.RpcError as error:

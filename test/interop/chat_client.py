@@ -10,7 +10,11 @@ docs/reference.md sections 2 and 3:
 
   phase A (ADDR_A): bad input, sends to a missing chat, new chat, rebuild, visitor and agent
   sends, resends, reads from the caller's offsets, callers ahead of the server, rebuild of a
-  chat from client copies (incremental too);
+  chat from client copies (incremental too); then, on a chat of its own, the support
+  conversation: attachments (and each field's refusal), lifecycle events, typing and read
+  positions pushed to a watch without messages, MarkRead's NOT_FOUND and REBUILD_REQUIRED,
+  the end (sends and SetTyping refused with FAILED_PRECONDITION) and its transcript,
+  offered by WatchTranscripts and not again once acknowledged;
 
   failover: prints READY_FOR_FAILOVER, waits for one line on stdin (the controller kills A);
 
@@ -275,6 +279,10 @@ class TestKeys:
         if method == "AddAgentMessage":
             service = request.message.message_type in (pb.MESSAGE_TYPE_BOT, pb.MESSAGE_TYPE_SYSTEM)
             return {"sub": request.agent_id or ("service" if service else "agent"), "role": "service" if service else "agent"}
+        if method == "MarkRead":
+            return {"sub": request.reader_id or "agent", "role": "agent"}
+        if method == "SetTyping":
+            return {"sub": request.participant_id or "agent", "role": "agent"}
         return {"sub": "service", "role": "service"}
 
     def seal(self, chat_id, message):
@@ -636,6 +644,146 @@ class Flows:
         expect_equal(set(ids), set(self.sent), "B holds every acknowledged message and nothing else")
         trace("  B's view, the visitor's copy and the agent's copy: %d/%d, %s" % (offsets + (show(server),)))
 
+    def support(self, stub):
+        """The support conversation on a chat of its own: events, attachments, read positions,
+        typing, the end and its transcript (proto/chat/v1/chat.proto, src/domain/store.ts)."""
+        pb, codes = self.pb, self.grpc.StatusCode
+        chat_id = self.chat_id + "-support"
+        trace("A. the support conversation, chat %s" % chat_id)
+
+        def request(method, **fields):
+            return getattr(pb, method + "Request")(chat_id=chat_id, **fields)
+
+        answer = self.call(stub, "Rebuild", pb.RebuildRequest(chat=pb.Chat(id=chat_id, visitor=self.visitor_info)))
+        expect_equal(answer.code, OK, "Rebuild of a new support chat: code")
+        epoch = answer.chat.epoch
+        # Attachments: references, checked field by field; at most 10.
+        sha = hashlib.sha256(b"receipt").hexdigest()
+        good = pb.Attachment(uri="https://files.example.test/receipt.pdf", media_type="application/pdf",
+                             size_bytes=48213, sha256=sha, name="receipt.pdf")
+        v1 = pb.ChatMessage(id="sv-1", content="my receipt", message_type=pb.MESSAGE_TYPE_VISITOR,
+                            sender_id=self.visitor_info.id, attachments=[good])
+        sent = self.call(stub, "AddVisitorMessage", request("AddVisitorMessage", message=v1, epoch=epoch))
+        expect_equal(sent.code, OK, "a visitor message with an attachment: code")
+        expect_equal(list(sent.message.attachments), [good], "the attachment as stored")
+        bad = {
+            "an http uri": dict(uri="http://files.example.test/x"),
+            "a media type without a subtype": dict(media_type="pdf"),
+            "size 0": dict(size_bytes=0),
+            "size above 100 MiB": dict(size_bytes=100 * 1024 * 1024 + 1),
+            "an uppercase sha256": dict(sha256=sha.upper()),
+            "a short sha256": dict(sha256=sha[:63]),
+            "a name with a slash": dict(name="a/b.pdf"),
+            "a name with a control character": dict(name="a\x01.pdf"),
+        }
+        for what, change in bad.items():
+            attachment = pb.Attachment()
+            attachment.CopyFrom(good)
+            for field, value in change.items():
+                setattr(attachment, field, value)
+            message = pb.ChatMessage(id="bad-att", content="x", message_type=pb.MESSAGE_TYPE_VISITOR,
+                                     sender_id=self.visitor_info.id, attachments=[attachment])
+            self.expect_status(stub, "AddVisitorMessage", request("AddVisitorMessage", message=message, epoch=epoch),
+                               codes.INVALID_ARGUMENT, "an attachment with " + what)
+        eleven = pb.ChatMessage(id="bad-att", content="x", message_type=pb.MESSAGE_TYPE_VISITOR,
+                                sender_id=self.visitor_info.id, attachments=[good] * 11)
+        self.expect_status(stub, "AddVisitorMessage", request("AddVisitorMessage", message=eleven, epoch=epoch),
+                           codes.INVALID_ARGUMENT, "11 attachments")
+
+        def event(message_id, kind, participant, to="", reason=""):
+            message = pb.ChatMessage(id=message_id, content="", message_type=pb.MESSAGE_TYPE_SYSTEM,
+                                     event=pb.ChatEvent(kind=kind, participant_id=participant,
+                                                        to_participant_id=to, reason=reason))
+            return self.invoke(stub, "AddAgentMessage", request("AddAgentMessage", agent_id="support-bot",
+                                                                message=message, epoch=epoch))
+
+        joined = event("se-1", pb.EVENT_KIND_JOINED, "agent-1")
+        expect_equal((joined.code, joined.message.event.kind, joined.message.content), (OK, pb.EVENT_KIND_JOINED, ""),
+                     "a JOINED event with empty content")
+        try:
+            event("se-bad", pb.EVENT_KIND_UNSPECIFIED, "agent-1")
+            raise Failure("an event without a kind was stored")
+        except self.grpc.RpcError as error:
+            expect_equal(error.code(), codes.INVALID_ARGUMENT, "an event without a kind")
+
+        # A watch from the chat's position: the first response at once, then message-less
+        # responses for typing and read positions.
+        read = self.call(stub, "GetNewMessage", request("GetNewMessage", epoch=epoch))
+        watch = stub.WatchChat(request("WatchChat", visitor_offset=read.visitor_data_offset,
+                                       agent_offset=read.agent_data_offset, epoch=epoch),
+                               timeout=15, metadata=self.keys.prepared("WatchChat", pb.WatchChatRequest())[1] if self.keys else None)
+        first = next(watch)
+        expect_equal((first.code, len(first.messages), first.ended), (OK, 0, False), "the watch's first response")
+        typing = self.call(stub, "SetTyping", request("SetTyping", participant_id="agent-1", typing=True))
+        expect(typing.HasField("expire_time") and typing.expire_time.seconds >= int(time.time()),
+               "SetTyping: an expire_time ahead")
+        pushed = next(watch)
+        expect_equal(([m.id for m in pushed.messages], [t.participant_id for t in pushed.typing]), ([], ["agent-1"]),
+                     "the watch pushed the typing, without messages")
+        self.expect_status(stub, "SetTyping", pb.SetTypingRequest(chat_id=chat_id + "-none", participant_id="agent-1", typing=True),
+                           codes.NOT_FOUND, "SetTyping on a chat the server does not hold")
+
+        # Read positions: by message id; the furthest is kept.
+        marked = self.call(stub, "MarkRead", request("MarkRead", reader_id="agent-1", message_id="sv-1", epoch=epoch))
+        expect_equal((marked.code, [(p.reader_id, p.message_id) for p in marked.read_positions]),
+                     (OK, [("agent-1", "sv-1")]), "MarkRead")
+        while True:  # the typing may lapse in between: the read position comes in a response of its own
+            pushed = next(watch)
+            if pushed.read_positions:
+                break
+        expect_equal(([m.id for m in pushed.messages], [(p.reader_id, p.message_id) for p in pushed.read_positions]),
+                     ([], [("agent-1", "sv-1")]), "the watch pushed the read position, without messages")
+        watch.cancel()
+        self.expect_status(stub, "MarkRead", request("MarkRead", reader_id="agent-1", message_id="no-such", epoch=epoch),
+                           codes.NOT_FOUND, "MarkRead of an unknown message id")
+        other = self.call(stub, "MarkRead", request("MarkRead", reader_id="agent-1", message_id="sv-1", epoch="another"))
+        expect_equal(other.code, REBUILD_REQUIRED, "MarkRead with another epoch: code")
+        missing = self.call(stub, "MarkRead", pb.MarkReadRequest(chat_id=chat_id + "-none", reader_id="agent-1", message_id="sv-1"))
+        expect_equal(missing.code, REBUILD_REQUIRED, "MarkRead on a missing chat: code")
+        marked = self.call(stub, "MarkRead", request("MarkRead", reader_id="agent-1", message_id="se-1", epoch=epoch))
+        expect_equal([(p.reader_id, p.message_id) for p in marked.read_positions], [("agent-1", "se-1")], "MarkRead further")
+        marked = self.call(stub, "MarkRead", request("MarkRead", reader_id="agent-1", message_id="sv-1", epoch=epoch))
+        expect_equal([(p.reader_id, p.message_id) for p in marked.read_positions], [("agent-1", "se-1")],
+                     "MarkRead of an earlier message: the position does not move back")
+        read = self.call(stub, "GetNewMessage", request("GetNewMessage", epoch=epoch))
+        expect_equal(([(p.reader_id, p.message_id) for p in read.read_positions], read.ended),
+                     ([("agent-1", "se-1")], False), "GetNewMessage: read positions, not ended")
+
+        # A transfer, the end, and its transcript.
+        transcripts = stub.WatchTranscripts(pb.WatchTranscriptsRequest(), timeout=15,
+                                            metadata=self.keys.prepared("WatchTranscripts", pb.WatchTranscriptsRequest())[1] if self.keys else None)
+        expect_equal(event("se-2", pb.EVENT_KIND_TRANSFERRED, "agent-1", to="agent-2", reason="shift").code, OK, "TRANSFERRED")
+        expect_equal(event("se-3", pb.EVENT_KIND_JOINED, "agent-2").code, OK, "JOINED")
+        ended = event("se-4", pb.EVENT_KIND_ENDED, "agent-2", reason="resolved")
+        expect_equal(ended.code, OK, "ENDED")
+        late = pb.ChatMessage(id="sv-2", content="one more thing", message_type=pb.MESSAGE_TYPE_VISITOR,
+                              sender_id=self.visitor_info.id)
+        self.expect_status(stub, "AddVisitorMessage", request("AddVisitorMessage", message=late, epoch=epoch),
+                           codes.FAILED_PRECONDITION, "a send after the end")
+        again = self.call(stub, "AddVisitorMessage", request("AddVisitorMessage", message=v1, epoch=epoch))
+        expect_equal((again.code, again.message.id), (OK, "sv-1"), "a resend of a held message after the end")
+        self.expect_status(stub, "SetTyping", request("SetTyping", participant_id="agent-1", typing=True),
+                           codes.FAILED_PRECONDITION, "SetTyping after the end")
+        read = self.call(stub, "GetNewMessage", request("GetNewMessage", epoch=epoch))
+        expect_equal(read.ended, True, "GetNewMessage after the end: ended")
+        for offer in transcripts:
+            if offer.chat.id == chat_id:
+                break
+        expect_equal((offer.chat.epoch, offer.message_count, offer.truncated, [m.id for m in offer.chat.messages]),
+                     (epoch, 5, False, ["sv-1", "se-1", "se-2", "se-3", "se-4"]), "the transcript offered")
+        expect(offer.HasField("end_time"), "the transcript's end_time")
+        transcripts.cancel()
+        self.call(stub, "AckTranscript", pb.AckTranscriptRequest(chat_id=chat_id, epoch=epoch, message_count=offer.message_count))
+        trace("  transcript of %s: %d messages, acknowledged" % (chat_id, offer.message_count))
+        # Acknowledged: a new stream does not offer it again.
+        later = stub.WatchTranscripts(pb.WatchTranscriptsRequest(), timeout=1.5,
+                                      metadata=self.keys.prepared("WatchTranscripts", pb.WatchTranscriptsRequest())[1] if self.keys else None)
+        try:
+            for offer in later:
+                expect(offer.chat.id != chat_id, "an acknowledged transcript was offered again")
+        except self.grpc.RpcError as error:
+            expect_equal(error.code(), codes.DEADLINE_EXCEEDED, "the later transcript stream's end")
+
     def run(self, wait_for_failover):
         channel_a, stub_a = self.connect(self.addr_a)
         trace("phase A on %s, chat %s" % (self.addr_a, self.chat_id))
@@ -643,6 +791,7 @@ class Flows:
         v1 = self.new_chat(stub_a)
         self.talk(stub_a, v1)
         self.rebuild_from_copies(stub_a)
+        self.support(stub_a)
         channel_a.close()
 
         trace("READY_FOR_FAILOVER")

@@ -157,7 +157,7 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
     // Small limits, so the copies go up in several Rebuilds (halved after B refuses the first),
     // answers are truncated (the copies then read the whole chat) and reads come in pages; and
     // a short watch lifetime, so the visitor re-watches from its offsets.
-    const env = { MAX_CONTENT_BYTES: '2048', MAX_REQUEST_BYTES: '8192', MAX_RESPONSE_BYTES: '4096', WATCH_MAX_AGE_MS: '2000' };
+    const env = { MAX_CONTENT_BYTES: '2048', MAX_REQUEST_BYTES: '32768', MAX_RESPONSE_BYTES: '4096', WATCH_MAX_AGE_MS: '2000' };
     const [a, b] = await Promise.all([spawnServer(env), spawnServer(env)]);
     servers.push(a, b);
     const list = [a.address, b.address];
@@ -185,7 +185,7 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
       (sent[sender] ??= []).push(id);
       acknowledged.add(id);
     };
-    const text = (id: string) => `${id}: ${'lorem ipsum dolor sit amet '.repeat(22).trimEnd()}`; // about 600 bytes
+    const text = (id: string) => `${id}: ${'lorem ipsum dolor sit amet '.repeat(70).trimEnd()}`; // about 1900 bytes
     const say = async (p: PythonProcess, sender: string, id: string) => {
       const answer = await p.ask(`send ${id} ${text(id)}`, `the acknowledgement of ${id}`, (e) => e.event === 'sent' && (e.message as PyMessage).id === id, 90_000);
       expect((answer.message as PyMessage).content).to.equal(text(id));
@@ -330,6 +330,197 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
 
       const view = await serverView(server.address, chatId, bearer(env.AGENT_TOKEN));
       expect(view.messages.map((m) => `${m.id} ${m.senderId}`)).to.deep.equal(['v-1 visitor-py', 'a-1 agent-py']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  const archiverOf = (name: string, args: readonly string[], env: Record<string, string> = {}) => {
+    const p = PythonProcess.start(name, python, ['examples/python/transcript_archiver.py', ...args], REPO, env);
+    pythons.push(p);
+    return p;
+  };
+  const sentWith = (id: string) => (e: PyEvent) => e.event === 'sent' && (e.message as PyMessage).id === id;
+  const eventOf = (e: PyEvent) => (e.message as { chat_event?: { kind: string; participant: string; to: string; reason: string } }).chat_event;
+
+  it('a support conversation in Python: an agent joins, an attachment, typing and read positions seen by the others, a transfer, the end (a send after it refused), and the transcript archived once', async function () {
+    this.timeout(120_000);
+    const server = await spawnServer({ TYPING_TTL_MS: '1500' });
+    servers.push(server);
+    const chatId = 'py-guide-support';
+    const dir = mkdtempSync(join(tmpdir(), 'py-guide-transcripts-'));
+    try {
+      const env = {
+        VISITOR_TOKEN: await testToken({ sub: 'visitor-py', role: 'visitor', chatId }),
+        AGENT1_TOKEN: await testToken({ sub: 'agent-1-py', role: 'agent' }),
+        AGENT2_TOKEN: await testToken({ sub: 'agent-2-py', role: 'agent' }),
+        ARCHIVER_TOKEN: await testToken({ sub: 'archiver-py', role: 'service' }),
+      };
+      const common = ['--chat', chatId, '--servers', server.address, '--call-timeout-s', '2'];
+      const archiver = archiverOf('python archiver', ['--servers', server.address, '--dir', dir, '--token-env', 'ARCHIVER_TOKEN'], env);
+      const visitor = start('python visitor', ['visitor', ...common, '--receive', 'watch', '--token-env', 'VISITOR_TOKEN'], env);
+      const agent1 = start('python agent 1', ['agent', ...common, '--id', 'agent-1-py', '--receive', 'watch', '--token-env', 'AGENT1_TOKEN'], env);
+      const agent2 = start('python agent 2', ['agent', ...common, '--id', 'agent-2-py', '--receive', 'none', '--token-env', 'AGENT2_TOKEN'], env);
+      for (const p of [archiver, visitor, agent1, agent2]) await p.waitFor('ready', (e) => e.event === 'ready', 20_000);
+
+      await visitor.ask('send v-1 hello, my order is late', 'v-1 sent', sentWith('v-1'), 30_000);
+      // The agent joins: a SYSTEM message with an empty content and a JOINED event about itself.
+      const joined = await agent1.ask('join j-1', 'j-1 sent', sentWith('j-1'), 30_000);
+      expect((joined.message as PyMessage).type).to.equal('MESSAGE_TYPE_SYSTEM');
+      const seenJoin = await visitor.waitFor('the join pushed', isMessage('j-1'), 20_000);
+      expect(eventOf(seenJoin)).to.deep.equal({ kind: 'EVENT_KIND_JOINED', participant: 'agent-1-py', to: '', reason: '' });
+
+      // An attachment: a reference (https uri, type, size, sha256, name), never the bytes.
+      const sha = 'ab'.repeat(32);
+      await visitor.ask(`attach v-2 https://files.example.com/o/4711/receipt.pdf application/pdf 48213 ${sha} receipt.pdf here is my receipt`, 'v-2 sent', sentWith('v-2'), 30_000);
+      const attached = await agent1.waitFor('v-2 pushed with its attachment', isMessage('v-2'), 20_000);
+      expect((attached.message as { attachments?: unknown }).attachments).to.deep.equal([
+        { uri: 'https://files.example.com/o/4711/receipt.pdf', media_type: 'application/pdf', size_bytes: 48213, sha256: sha, name: 'receipt.pdf' },
+      ]);
+      const badAttachment = await visitor.ask(`attach v-bad http://files.example.com/x application/pdf 10 ${sha} x.pdf plain http`, 'a refusal', () => false, 30_000).then(
+        () => expect.fail('an http attachment was taken'),
+        (e: unknown) => String(e),
+      );
+      expect(badAttachment).to.match(/INVALID_ARGUMENT/);
+
+      // Typing: the visitor types, the agent's watch is pushed a message-less response saying so; it lapses.
+      const typingFrom = agent1.events.length;
+      const typed = await visitor.ask('typing on', 'typing set', (e) => e.event === 'typing', 20_000);
+      expect(typed.expires, 'an expire_time').to.be.a('string');
+      await agent1.waitFor('the visitor typing', (e) => e.event === 'state' && JSON.stringify(e.typing) === '["visitor-py"]', 10_000, typingFrom);
+      await agent1.waitFor('the typing lapsed', (e) => e.event === 'state' && JSON.stringify(e.typing) === '[]', 10_000, typingFrom);
+
+      // Read positions: MarkRead by the agent, pushed to the visitor's watch, and in a read's answer.
+      const readFrom = visitor.events.length;
+      const read = await agent1.ask('read v-2', 'marked read', (e) => e.event === 'read', 20_000);
+      expect(read.read_positions).to.deep.equal({ 'agent-1-py': 'v-2' });
+      await visitor.waitFor('the read position pushed', (e) => e.event === 'state' && (e.read_positions as Record<string, string>)?.['agent-1-py'] === 'v-2', 10_000, readFrom);
+      const unknown = await agent1.ask('read no-such-message', 'a refusal', () => false, 20_000).then(
+        () => expect.fail('a read position on an unknown message was taken'),
+        (e: unknown) => String(e),
+      );
+      expect(unknown).to.match(/NOT_FOUND/);
+
+      // The transfer to a second agent, which catches up by reading (GetNewMessage) and joins.
+      await agent1.ask('transfer t-1 agent-2-py end of my shift', 't-1 sent', sentWith('t-1'), 30_000);
+      const seenTransfer = await visitor.waitFor('the transfer pushed', isMessage('t-1'), 20_000);
+      expect(eventOf(seenTransfer)).to.deep.equal({ kind: 'EVENT_KIND_TRANSFERRED', participant: 'agent-1-py', to: 'agent-2-py', reason: 'end of my shift' });
+      await agent2.ask('sync', 'synced', (e) => e.event === 'synced', 30_000);
+      const copy2 = await agent2.ask('dump', 'its copy', (e) => e.event === 'copy', 10_000);
+      expect(copy2.read_positions, 'read positions from GetNewMessage').to.deep.equal({ 'agent-1-py': 'v-2' });
+      expect(copy2.ended).to.equal(false);
+      await agent2.ask('join j-2', 'j-2 sent', sentWith('j-2'), 30_000);
+      await agent2.ask('send a-1 your parcel ships today', 'a-1 sent', sentWith('a-1'), 30_000);
+      await visitor.waitFor('a-1 pushed', isMessage('a-1'), 20_000);
+
+      // The end: pushed with ended set; a send after it is refused with FAILED_PRECONDITION.
+      const endFrom = visitor.events.length;
+      await agent2.ask('end e-1 resolved', 'e-1 sent', sentWith('e-1'), 30_000);
+      const seenEnd = await visitor.waitFor('the end pushed', isMessage('e-1'), 20_000, endFrom);
+      expect(eventOf(seenEnd)).to.deep.equal({ kind: 'EVENT_KIND_ENDED', participant: 'agent-2-py', to: '', reason: 'resolved' });
+      await visitor.waitFor('ended', (e) => e.event === 'state' && e.ended === true, 10_000, endFrom);
+      const refused = await visitor.ask('send v-3 one more thing', 'a refusal', () => false, 30_000).then(
+        () => expect.fail('a send after the end was taken'),
+        (e: unknown) => String(e),
+      );
+      expect(refused).to.match(/FAILED_PRECONDITION/);
+
+      // The archiver stored the transcript, every message of it, and acknowledged it.
+      const view = await serverView(server.address, chatId, bearer(env.AGENT1_TOKEN));
+      const ids = ['v-1', 'j-1', 'v-2', 't-1', 'j-2', 'a-1', 'e-1'];
+      expect([...view.messages.map((m) => m.id)].sort()).to.deep.equal([...ids].sort());
+      const acked = await archiver.waitFor('the transcript acknowledged', (e) => e.event === 'acked' && e.chat === chatId, 20_000);
+      expect(acked.message_count).to.equal(ids.length);
+      expect(acked.epoch).to.equal(view.epoch);
+      const listed = await archiver.ask('list', 'the stored transcripts', (e) => e.event === 'stored', 10_000);
+      expect(listed.transcripts).to.deep.equal([{ chat_id: chatId, epoch: view.epoch, message_count: ids.length }]);
+      // Acknowledged: a new watcher is not offered it again.
+      const second = archiverOf('python archiver, again', ['--servers', server.address, '--dir', dir, '--token-env', 'ARCHIVER_TOKEN'], env);
+      await second.waitFor('ready', (e) => e.event === 'ready', 20_000);
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(second.events.filter((e) => e.event === 'archived' || e.event === 'kept'), 'offers after the ack').to.deep.equal([]);
+      // A visitor token may not watch transcripts.
+      const stranger = archiverOf('python archiver with a visitor token', ['--servers', server.address, '--dir', dir, '--token-env', 'VISITOR_TOKEN'], env);
+      await stranger.waitFor('refused', (e) => e.event === 'watch-ended' && e.status === 'PERMISSION_DENIED', 20_000);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a transcript the server lost is completed by an agent\'s copy: rebuilt into another server, which offers it again since the chat there has an end', async function () {
+    this.timeout(120_000);
+    const [a, b] = await Promise.all([spawnServer(), spawnServer()]);
+    servers.push(a, b);
+    const list = [a.address, b.address];
+    const chatId = chatIdPlaced('py-guide-lost-transcript', list); // A is its home
+    const dir = mkdtempSync(join(tmpdir(), 'py-guide-lost-'));
+    try {
+      const env = {
+        VISITOR_TOKEN: await testToken({ sub: 'visitor-py', role: 'visitor', chatId }),
+        AGENT_TOKEN: await testToken({ sub: 'agent-py', role: 'agent' }),
+        ARCHIVER_TOKEN: await testToken({ sub: 'archiver-py', role: 'service' }),
+      };
+      const common = ['--chat', chatId, '--servers', list.join(','), '--call-timeout-s', '2'];
+      const visitor = start('python visitor', ['visitor', ...common, '--receive', 'none', '--token-env', 'VISITOR_TOKEN'], env);
+      const agent = start('python agent', ['agent', ...common, '--receive', 'none', '--token-env', 'AGENT_TOKEN'], env);
+      for (const p of [visitor, agent]) await p.waitFor('ready', (e) => e.event === 'ready', 20_000);
+      await visitor.ask('send v-1 where is my parcel', 'v-1 sent', sentWith('v-1'), 30_000);
+      await agent.ask('sync', 'synced', (e) => e.event === 'synced', 30_000); // the agent's copy holds v-1
+      await agent.ask('join j-1', 'j-1 sent', sentWith('j-1'), 30_000);
+      await agent.ask('send a-1 it ships today', 'a-1 sent', sentWith('a-1'), 30_000);
+      await visitor.ask('sync', 'synced', (e) => e.event === 'synced', 30_000);
+      await visitor.ask('read a-1', 'marked read', (e) => e.event === 'read', 30_000);
+      await agent.ask('end e-1 resolved', 'e-1 sent', sentWith('e-1'), 30_000);
+      await agent.ask('sync', 'synced', (e) => e.event === 'synced', 30_000); // the agent's copy holds the visitor's read position
+      const before = await serverView(a.address, chatId, bearer(env.AGENT_TOKEN));
+      // A dies before any archiver took the transcript: the server's memory was its only copy.
+      await a.kill();
+      const archiver = archiverOf('python archiver on B', ['--servers', b.address, '--dir', dir, '--token-env', 'ARCHIVER_TOKEN'], env);
+      await archiver.waitFor('ready', (e) => e.event === 'ready', 20_000);
+      // The agent's next read fails over to B and rebuilds it from its copy, the end included.
+      await agent.ask('sync', 'synced', (e) => e.event === 'synced', 60_000);
+      const acked = await archiver.waitFor('the transcript from B acknowledged', (e) => e.event === 'acked' && e.chat === chatId, 20_000);
+      expect(acked.message_count).to.equal(before.messages.length);
+      const after = await serverView(b.address, chatId, bearer(env.AGENT_TOKEN));
+      expect(acked.epoch).to.equal(after.epoch);
+      expect(after.messages.map((m) => m.id).sort()).to.deep.equal(before.messages.map((m) => m.id).sort());
+      // The agent's upload carried the read positions it was told of, as received (sealed).
+      const client = testClient(b.address);
+      try {
+        const page = await chatApi(client, bearer(env.AGENT_TOKEN)).getNewMessage({ chatId, visitorOffset: 0, agentOffset: 0 });
+        expect(page.ended, 'B: ended').to.equal(true);
+        expect(page.readPositions.map((p) => `${p.readerId} ${p.messageId}`), "B: the visitor's read position").to.deep.equal(['visitor-py a-1']);
+      } finally {
+        client.close();
+      }
+      const refused = await agent.ask('send a-2 on B', 'a refusal', () => false, 30_000).then(
+        () => expect.fail('a send into the rebuilt, ended chat was taken'),
+        (e: unknown) => String(e),
+      );
+      expect(refused).to.match(/FAILED_PRECONDITION/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('stores transcripts idempotently by (chat id, epoch), keeping the larger message_count (transcript_archiver.TranscriptStore, archive_copy)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'py-guide-store-'));
+    try {
+      const script = [
+        'import json, sys',
+        "sys.path.insert(0, 'examples/python')",
+        'from stubs import pb',
+        'from transcript_archiver import Archiver, TranscriptStore',
+        'store = TranscriptStore(sys.argv[1])',
+        "chat = lambda epoch, n: pb.Chat(id='c-1', epoch=epoch, messages=[pb.ChatMessage(id='m-%d' % i, content='x') for i in range(n)])",
+        "out = [store.put(chat('e1', 3), 3), store.put(chat('e1', 3), 3), store.put(chat('e1', 2), 2), store.put(chat('e1', 5), 5), store.put(chat('e2', 1), 1)]",
+        "out.append(Archiver(store).archive_copy(chat('e1', 4)))",
+        "out.append(Archiver(store).archive_copy(chat('e3', 4)))",
+        "print(json.dumps({'answers': out, 'stored': [[r['epoch'], r['message_count'], len(r['chat']['messages'])] for r in store.all()]}))",
+      ].join('\n');
+      const out = JSON.parse(execFileSync(python, ['-c', script, dir], { cwd: REPO, encoding: 'utf8' })) as { answers: unknown[]; stored: unknown[] };
+      expect(out.answers).to.deep.equal([[true, 3], [false, 3], [false, 3], [true, 5], [true, 1], false, true]);
+      expect(out.stored.map(String).sort()).to.deep.equal(['e1,5,5', 'e2,1,1', 'e3,4,4']);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
