@@ -48,8 +48,8 @@ describe('README SDK examples', () => {
     rmSync(scratch, { recursive: true, force: true });
   });
 
-  it('has the visitor, agent and bot examples', () => {
-    expect(examples).to.have.length(3);
+  it('has the visitor, agent, bot and whole-conversation examples', () => {
+    expect(examples).to.have.length(4);
   });
 
   it('run in order against a real server and leave the conversation they describe', async () => {
@@ -62,6 +62,11 @@ describe('README SDK examples', () => {
     }
     expect(outputs[0]).to.contain('stored at visitor offset 1');
     expect(outputs[1]).to.contain('visitor-42: Hi, my order #4711 has not arrived.');
+    expect(outputs[3]).to.contain('visitor sees: agent-ann is typing');
+    expect(outputs[3]).to.contain('agent-ann sees: visitor-42 read "Sorry about that! Could you send a photo of it?"');
+    expect(outputs[3]).to.contain('participants: agent-bob');
+    expect(outputs[3]).to.match(/after the end, a send is refused: .*ended at .* takes no more messages/);
+    expect(outputs[3]).to.match(/transcript of support-\d+: 8 messages, 3 of them events/);
 
     const chat = await chatApi(server.client).getNewMessage({ chatId: 'order-4711', visitorOffset: 0, agentOffset: 0 });
     expect(chat.messages.map((m) => [m.messageType, m.senderId, m.dataOffset])).to.deep.equal([
