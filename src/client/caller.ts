@@ -30,8 +30,8 @@ export class RetryingCaller {
     private readonly events: CallerEvents,
   ) {}
 
-  /** One attempt, by the transport's call for the history or for what lies beside it. */
-  private once<M extends AnyMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
+  /** One attempt, not retried: by the transport's call for the history, or for what lies beside it. */
+  once<M extends AnyMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
     if (method !== 'markRead' && method !== 'setTyping') {
       return (this.transport.call as (m: AnyMethod, r: unknown, s: AbortSignal) => Promise<ResponseOf<M>>)(method, request, signal);
     }

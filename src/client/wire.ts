@@ -2,6 +2,7 @@ import {
   type Chat,
   type ChatMessage,
   type GetNewMessageResponse,
+  type MarkReadResponse,
   MessageType,
   type ReadPosition,
   type RebuildRequest,
@@ -147,4 +148,16 @@ export function rebuildAnswer(response: RebuildResponse): RebuildAnswer {
     beginTime: response.chat?.beginTime,
     readPositions: response.chat?.readPositions ?? [],
   };
+}
+
+/** A MarkRead's answer, as the session needs it. */
+export interface MarkReadAnswer {
+  /** The server lacks the chat, or holds another incarnation: rebuild, then mark again. */
+  readonly rebuild: boolean;
+  readonly epoch: string;
+  readonly readPositions: readonly ReadPosition[];
+}
+
+export function markReadAnswer(response: MarkReadResponse): MarkReadAnswer {
+  return { rebuild: response.code === ResultCode.RESULT_CODE_REBUILD_REQUIRED, epoch: response.epoch, readPositions: response.readPositions };
 }
