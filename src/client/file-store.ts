@@ -199,6 +199,7 @@ function encode(state: LocalChatState): string {
   if (state.readPositions !== undefined) {
     file.readPositions = state.readPositions.map((p): Stored<ReadPosition> => ({ readerId: p.readerId, messageId: p.messageId, ...('seal' in p && { seal: p.seal ?? null }) }));
   }
+  if (state.unsentReads !== undefined) file.unsentReads = [...state.unsentReads];
   return JSON.stringify(file);
 }
 
@@ -287,6 +288,12 @@ function decode(file: string, text: string, chatId: string): LocalChatState {
       state.readPositions = root.array('readPositions').map((value, i): ReadPosition => {
         const p = fields(value, `readPositions[${i}]`);
         return { readerId: p.string('readerId'), messageId: p.string('messageId'), ...(p.has('seal') && { seal: p.get('seal') === null ? undefined : p.string('seal') }) };
+      });
+    }
+    if (root.has('unsentReads')) {
+      state.unsentReads = root.array('unsentReads').map((v, i) => {
+        if (typeof v !== 'string') throw new Malformed(`unsentReads[${i}] is not a string`);
+        return v;
       });
     }
     return state;

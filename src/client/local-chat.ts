@@ -32,6 +32,8 @@ export class LocalChat {
   unverified: boolean;
   /** Each reader's furthest position known here, by reader id. */
   private readonly reads = new Map<string, ReadPosition>();
+  /** Readers whose held position is this device's own mark that no server acknowledged yet. */
+  private readonly unsent = new Set<string>();
   /** A server said the chat ended (its history may not have reached this copy yet). */
   private endedFlag = false;
 
@@ -51,6 +53,7 @@ export class LocalChat {
     this.currentEpoch = saved?.epoch;
     this.unverified = detects && this.currentEpoch === undefined && this.copy.size > 0;
     for (const position of saved?.readPositions ?? []) this.reads.set(position.readerId, position);
+    for (const readerId of saved?.unsentReads ?? []) this.unsent.add(readerId);
   }
 
   /** Whether the chat has ended: the copy holds an ENDED event, or a server said so. */
@@ -76,21 +79,29 @@ export class LocalChat {
    * Merges read positions (a server's, or this device's own mark), keeping each reader's
    * furthest by the messages' send time then id, the order every server uses too. A position
    * whose message (or whose held one's) the copy lacks cannot be ranked here: it is kept as
-   * given, the newer word. Saves and reports the positions that moved.
+   * given, the newer word. Saves and reports the positions that moved. `own`: this device's
+   * mark, held back from uploads until a server acknowledges it.
    */
-  async takeReads(positions: readonly ReadPosition[]): Promise<void> {
+  async takeReads(positions: readonly ReadPosition[], own = false): Promise<void> {
     const moved: ReadPosition[] = [];
+    let changed = false;
     for (const position of positions) {
       const held = this.reads.get(position.readerId);
       if (held && held.messageId === position.messageId) {
-        if (position.seal !== undefined && held.seal !== position.seal) this.reads.set(position.readerId, position);
+        // The server's word on our own mark: now it may be uploaded (with the server's seal).
+        if (!own && (this.unsent.delete(position.readerId) || held.seal !== position.seal)) {
+          this.reads.set(position.readerId, position);
+          changed = true;
+        }
         continue;
       }
       if (held && !this.further(position, held)) continue;
       this.reads.set(position.readerId, position);
+      if (own) this.unsent.add(position.readerId);
+      else this.unsent.delete(position.readerId);
       moved.push(position);
     }
-    if (moved.length === 0) return;
+    if (moved.length === 0 && !changed) return;
     await this.persist();
     for (const position of moved) this.events.read?.(position);
   }
@@ -100,7 +111,7 @@ export class LocalChat {
    * holds (`held`), so the server never refuses the upload for a position it cannot place.
    */
   uploadableReads(held: (messageId: string) => boolean): ReadPosition[] {
-    return this.readPositions.filter((p) => held(p.messageId));
+    return this.readPositions.filter((p) => !this.unsent.has(p.readerId) && held(p.messageId));
   }
 
   private further(a: ReadPosition, b: ReadPosition): boolean {
@@ -188,6 +199,7 @@ export class LocalChat {
       beginTime: this.beginTime,
       epoch: this.currentEpoch,
       readPositions: this.readPositions,
+      unsentReads: [...this.unsent],
     });
   }
 }

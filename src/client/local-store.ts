@@ -28,6 +28,11 @@ export interface LocalChatState {
    * word), uploaded with the copy when a server is rebuilt.
    */
   readonly readPositions?: readonly ReadPosition[] | undefined;
+  /**
+   * Readers whose position above is this device's own mark, not yet acknowledged by a server:
+   * never uploaded (a secure server takes back only positions a server sealed).
+   */
+  readonly unsentReads?: readonly string[] | undefined;
 }
 
 /**

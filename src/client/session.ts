@@ -207,7 +207,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     const readerId = this.participantId;
     try {
       await this.queue.run(async () => {
-        await this.chat.takeReads([{ readerId, messageId }]);
+        await this.chat.takeReads([{ readerId, messageId }], true);
         for (let refusals = 0; ; refusals += 1) {
           const answer = markReadAnswer(await this.caller.call('markRead', { chatId: this.chatId, readerId, messageId, epoch: this.chat.marker }, signal));
           if (!answer.rebuild) {
