@@ -32,7 +32,8 @@ export class TypingList {
   }
 
   private replace(next: Typing[]): void {
-    const same = next.length === this.current.length && next.every((t, i) => sameTyping(t, this.current[i]!));
+    // A renewal (a later expire time for the same typer) is no change of who is typing.
+    const same = next.length === this.current.length && next.every((t, i) => t.participantId === this.current[i]!.participantId);
     this.current = next;
     this.schedule();
     if (!same) this.changed(this.typing);
@@ -52,10 +53,6 @@ export class TypingList {
     const now = this.now();
     this.replace(this.current.filter((t) => !t.expireTime || t.expireTime.getTime() > now));
   }
-}
-
-function sameTyping(a: Typing, b: Typing): boolean {
-  return a.participantId === b.participantId && a.expireTime?.getTime() === b.expireTime?.getTime();
 }
 
 /** Least time between two `typing: true` calls: a keystroke each is not worth a call each. */
