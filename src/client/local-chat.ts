@@ -106,6 +106,11 @@ export class LocalChat {
     for (const position of moved) this.events.read?.(position);
   }
 
+  /** This device's own marks no server acknowledged yet (a crash came in between, say). */
+  get unsentReads(): ReadPosition[] {
+    return this.readPositions.filter((p) => this.unsent.has(p.readerId));
+  }
+
   /**
    * The positions a rebuild may upload: those whose message the upload carries or the server
    * holds (`held`), so the server never refuses the upload for a position it cannot place.

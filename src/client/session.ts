@@ -93,6 +93,7 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     const store = options.store ?? new MemoryStore();
     const session = new ChatSession(options, await store.load(options.chatId), store);
     session.outbox.drain();
+    session.resendReads();
     return session;
   }
 
@@ -208,10 +209,11 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
     try {
       await this.queue.run(async () => {
         await this.chat.takeReads([{ readerId, messageId }], true);
+        if (this.chat.unverified) await this.catchUp.run(signal); // a copy without an epoch is checked first
         for (let refusals = 0; ; refusals += 1) {
           const answer = markReadAnswer(await this.caller.call('markRead', { chatId: this.chatId, readerId, messageId, epoch: this.chat.marker }, signal));
           if (!answer.rebuild) {
-            this.chat.follow(answer.epoch);
+            // Not `follow(answer.epoch)`: a MarkRead places nothing, so it proves nothing about the copy.
             await this.chat.takeReads(answer.readPositions);
             return;
           }
@@ -221,6 +223,16 @@ export class ChatSession extends EventEmitter<ChatSessionEvents> {
       }, signal);
     } finally {
       link.dispose();
+    }
+  }
+
+  /**
+   * Marks again, in the background, what this participant marked read but no server
+   * acknowledged before the last run ended; a refusal leaves the mark local (it is never uploaded).
+   */
+  private resendReads(): void {
+    for (const { readerId, messageId } of this.chat.unsentReads) {
+      if (readerId === this.participantId) this.markRead(messageId).catch(() => undefined);
     }
   }
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { type Attachment, ChatSdkError, type ChatSession, EventKind, FileStore, MessageType, type ReadPosition, type Typing } from '../../src/client/index.js';
+import { type Attachment, ChatSdkError, type ChatSession, EventKind, FileStore, MemoryStore, MessageType, type ReadPosition, type Typing } from '../../src/client/index.js';
 import { sessionHarness } from '../support/sessions.js';
 
 const attachment: Attachment = {
@@ -216,11 +216,27 @@ describe('ChatSession conversations (events, attachments, read positions, typing
     expect(agent.messages.map((m) => m.id)).to.deep.equal(['p1', 'p2']);
     expect(agent.ended).to.equal(true);
   });
+
+  it('marks again, once reopened, what it marked read but no server acknowledged', async () => {
+    const server = await harness.server();
+    const visitor = await open({ chatId: 'unsent-read', role: { kind: 'visitor', visitorId: 'vis-1' }, servers: [server.address] });
+    const sent = await visitor.send('hello', { id: 'v1' });
+    const agent = await open({ chatId: 'unsent-read', role: { kind: 'agent', agentId: 'agent-1' }, servers: [server.address] });
+    await agent.sync();
+    const store = new MemoryStore();
+    // As a crash right after the mark was saved, before MarkRead went out, would leave it.
+    await store.save({ chatId: 'unsent-read', messages: [sent], outbox: [], epoch: undefined, readPositions: [{ readerId: 'agent-1', messageId: 'v1' }], unsentReads: ['agent-1'] });
+    const seen = until<[ReadPosition]>(visitor, 'read', (p) => p.readerId === 'agent-1');
+    visitor.start();
+    const reopened = await open({ chatId: 'unsent-read', role: { kind: 'agent', agentId: 'agent-1' }, servers: [server.address], store });
+    const [position] = await seen;
+    expect(position.messageId).to.equal('v1');
+    expect(reopened.readPositions.map((p) => p.messageId)).to.deep.equal(['v1']);
+  });
 });
 
 /** A store holding what `session`'s copy holds now (as a device would after its server died). */
 async function copyOf(session: ChatSession) {
-  const { MemoryStore } = await import('../../src/client/index.js');
   const store = new MemoryStore();
   await store.save({ chatId: session.chatId, messages: session.messages, outbox: [] });
   return store;
