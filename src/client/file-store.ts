@@ -4,7 +4,12 @@ import path from 'node:path';
 import type { Attachment, ChatEvent, ChatMessage, ReadPosition, Visitor } from '../../generated/chat/v1/chat.js';
 import type { LocalChatState, LocalStore, PendingMessage } from './local-store.js';
 
-/** The file format written, and the only one `load` accepts: a newer app's files are refused. */
+/**
+ * The file format written, and the only one `load` accepts: a newer app's files are refused.
+ * Fields added since (messages' `attachments` and `event`, the outbox's too, `readPositions`,
+ * `unsentReads`) are optional in the file, so files written before them still load: with no
+ * attachments, events or read positions. (An older app reading a newer file ignores them.)
+ */
 export const FILE_FORMAT_VERSION = 1;
 
 // Encoded names stay far below the 255-byte name limit of common file systems, leaving room for
