@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter, on } from 'node:events';
 import { status } from '@grpc/grpc-js';
 import { type Attachment, type ChatEvent, type ChatMessage, EventKind, MessageType, type ReadPosition, type Typing } from '../../generated/chat/v1/chat.js';
-import { participantsOf } from '../domain/events.js';
+import { participantsOf } from '../domain/conversation.js';
 import type { EventKind as DomainEventKind } from '../domain/message.js';
 import { RetryingCaller } from './caller.js';
 import { checkServers } from './addresses.js';
