@@ -5,7 +5,7 @@ import { CLIENT_DEFAULTS } from './defaults.js';
 import { ChatSdkError, isTransient, rejected, retryPushbackMs } from './errors.js';
 import { abortedBy } from './signals.js';
 import type { ChatSessionOptions, RetryEvent } from './options.js';
-import type { ChatMethod, RequestOf, ResponseOf, Transport } from './transport.js';
+import type { AnyMethod, ConversationMethod, RequestOf, ResponseOf, Transport } from './transport.js';
 
 /** What a caller reports as it goes. */
 export interface CallerEvents {
@@ -30,14 +30,23 @@ export class RetryingCaller {
     private readonly events: CallerEvents,
   ) {}
 
+  /** One attempt, not retried: by the transport's call for the history, or for what lies beside it. */
+  once<M extends AnyMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
+    if (method !== 'markRead' && method !== 'setTyping') {
+      return (this.transport.call as (m: AnyMethod, r: unknown, s: AbortSignal) => Promise<ResponseOf<M>>)(method, request, signal);
+    }
+    if (!this.transport.callBeside) return Promise.reject(new ChatSdkError('rejected', `this transport cannot call ${method}`, status.UNIMPLEMENTED));
+    return (this.transport.callBeside as (m: ConversationMethod, r: unknown, s: AbortSignal) => Promise<ResponseOf<M>>)(method, request, signal);
+  }
+
   /** One call, retried until it succeeds, fails for good (`rejected`), or `signal` aborts. */
-  async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
+  async call<M extends AnyMethod>(method: M, request: RequestOf<M>, signal: AbortSignal): Promise<ResponseOf<M>> {
     let exhausted = 0;
     let pushedBack = 0;
     for (let attempt = 0; ; attempt += 1) {
       const address = this.transport.address;
       try {
-        const response = await this.transport.call(method, request, signal);
+        const response = await this.once(method, request, signal);
         if (this.connectedTo !== address) this.events.connected((this.connectedTo = address));
         return response;
       } catch (error) {

@@ -1,11 +1,11 @@
-import type { ChatMessage } from '../../generated/chat/v1/chat.js';
+import type { ChatMessage, ReadPosition } from '../../generated/chat/v1/chat.js';
 import type { RetryingCaller } from './caller.js';
 import type { LocalChat } from './local-chat.js';
 import type { RebuildEvent } from './options.js';
 import type { Transport } from './transport.js';
 import { isTooLarge } from './errors.js';
 import { splitUploads } from './upload.js';
-import { advance, type Offsets, position, readAnswer, rebuildAnswer, rebuildRequest } from './wire.js';
+import { advance, type Offsets, position, readAnswer, rebuildAnswer, rebuildRequest, sideOf } from './wire.js';
 
 /** The smallest upload a rebuild halves down to when a server refuses its size. */
 const MIN_UPLOAD_BYTES = 4 * 1024;
@@ -15,6 +15,7 @@ interface Uploaded {
   readonly epoch: string;
   readonly messages: readonly ChatMessage[];
   readonly complete: boolean;
+  readonly readPositions: readonly ReadPosition[];
 }
 
 /**
@@ -56,6 +57,8 @@ export class CatchUp {
           continue;
         }
         appendAll(fresh, taken);
+        this.chat.noteEnded(read.ended);
+        await this.chat.takeReads(read.readPositions);
         const { visitor, agent } = this.chat.offsets;
         const caughtUp = read.messages.length === 0 || (visitor >= read.server.visitor && agent >= read.server.agent);
         if (!caughtUp) continue;
@@ -90,10 +93,20 @@ export class CatchUp {
     // (a failover, a restart in between), the server refuses it: taken there, it would be a
     // piece of history without what comes before it. The next read then says what to do.
     const base = whole || !chat.detects ? '' : serverEpoch;
+    // Read positions go with the last part: each must name a message the upload carries or the
+    // server holds. A whole upload carries every message of the copy; an incremental one carries
+    // those above the server's offsets, and the server holds the placed ones below them.
+    const uploading = new Set(going.map((m) => m.id));
+    const reads = chat.uploadableReads((id) => {
+      if (uploading.has(id)) return true;
+      const message = chat.copy.get(id);
+      if (!message || whole) return false;
+      return chat.copy.isPlaced(id) && message.dataOffset <= server[sideOf(message)];
+    });
     let answer: Uploaded | undefined;
     for (;;) {
       try {
-        answer = await this.upload(going, base, signal);
+        answer = await this.upload(going, base, reads, signal);
         break;
       } catch (error) {
         // A server with a smaller request limit than ours: upload again in halves (what it
@@ -117,6 +130,7 @@ export class CatchUp {
       if (complete) fresh = chat.take(answer.messages, epoch) ?? [];
     }
     await chat.persist();
+    await chat.takeReads(answer.readPositions);
     const uploaded = going.length;
     const reason = server.visitor < 0 ? 'missing' : diverged ? 'diverged' : uploaded === strays && strays > 0 ? 'strays' : 'behind';
     this.reportRebuild({ address: this.transport.address, serverBefore: server, reason, uploaded });
@@ -128,15 +142,17 @@ export class CatchUp {
    * whole copy, merged into any incarnation), each later one the incarnation that took the
    * first. Returns the last answer; undefined when another incarnation refused a part.
    */
-  private async upload(going: readonly ChatMessage[], base: string, signal: AbortSignal): Promise<Uploaded | undefined> {
+  private async upload(going: readonly ChatMessage[], base: string, reads: readonly ReadPosition[], signal: AbortSignal): Promise<Uploaded | undefined> {
     const { chat } = this;
     const uploads = splitUploads(going, this.uploadBytes);
-    let answer: Uploaded = { epoch: '', messages: [], complete: false };
-    for (const messages of uploads.length > 0 ? uploads : [[]]) {
+    const parts = uploads.length > 0 ? uploads : [[]];
+    let answer: Uploaded = { epoch: '', messages: [], complete: false, readPositions: [] };
+    for (const [i, messages] of parts.entries()) {
       const header = { chatId: chat.chatId, offsets: chat.offsets, visitor: chat.visitor, beginTime: chat.beginTime, base };
-      const answered = rebuildAnswer(await this.caller.call('rebuild', rebuildRequest(header, messages), signal));
+      const request = rebuildRequest(header, messages, i === parts.length - 1 ? reads : []);
+      const answered = rebuildAnswer(await this.caller.call('rebuild', request, signal));
       if (answered.rebuild) return undefined;
-      answer = { epoch: answered.epoch, messages: answered.messages, complete: !answered.truncated };
+      answer = { epoch: answered.epoch, messages: answered.messages, complete: !answered.truncated, readPositions: answered.readPositions };
       chat.visitor ??= answered.visitor;
       chat.beginTime ??= answered.beginTime;
       if (chat.detects) base = answered.epoch;

@@ -1,10 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { ChatMessage, Visitor } from '../../generated/chat/v1/chat.js';
+import type { Attachment, ChatEvent, ChatMessage, ReadPosition, Visitor } from '../../generated/chat/v1/chat.js';
 import type { LocalChatState, LocalStore, PendingMessage } from './local-store.js';
 
-/** The file format written, and the only one `load` accepts: a newer app's files are refused. */
+/**
+ * The file format written, and the only one `load` accepts: a newer app's files are refused.
+ * Fields added since (messages' `attachments` and `event`, the outbox's too, `readPositions`,
+ * `unsentReads`) are optional in the file, so files written before them still load: with no
+ * attachments, events or read positions. (An older app reading a newer file ignores them.)
+ */
 export const FILE_FORMAT_VERSION = 1;
 
 // Encoded names stay far below the 255-byte name limit of common file systems, leaving room for
@@ -165,14 +170,22 @@ function encode(state: LocalChatState): string {
       messageType: m.messageType,
       sendTime: encodeDate(m.sendTime, `messages[${i}].sendTime`),
       senderId: m.senderId,
-      attachments: [],
+      attachments: m.attachments.map(encodeAttachment),
+      // `null` as for the seal: a key present but undefined stays so over a load.
+      ...('event' in m && { event: m.event ? encodeEvent(m.event) : null }),
       // The server's seal, kept as received so a rebuild can give it back; `null` as for the
       // epoch below. Files saved before seals existed have no key, and load without one.
       ...('seal' in m && { seal: m.seal ?? null }),
     }),
   );
   const outbox = state.outbox.map(
-    (p): Stored<PendingMessage> => ({ id: p.id, content: p.content, messageType: p.messageType }),
+    (p): Stored<PendingMessage> => ({
+      id: p.id,
+      content: p.content,
+      messageType: p.messageType,
+      ...(p.attachments?.length && { attachments: p.attachments.map(encodeAttachment) }),
+      ...('event' in p && { event: p.event ? encodeEvent(p.event) : null }),
+    }),
   );
   const file: Record<string, unknown> = {
     version: FILE_FORMAT_VERSION,
@@ -187,7 +200,34 @@ function encode(state: LocalChatState): string {
   }
   if ('beginTime' in state) file.beginTime = encodeDate(state.beginTime, 'beginTime');
   if ('epoch' in state) file.epoch = state.epoch ?? null;
+  // Read positions are a later addition: a file without the key loads with none.
+  if (state.readPositions !== undefined) {
+    file.readPositions = state.readPositions.map((p): Stored<ReadPosition> => ({ readerId: p.readerId, messageId: p.messageId, ...('seal' in p && { seal: p.seal ?? null }) }));
+  }
+  if (state.unsentReads !== undefined) file.unsentReads = [...state.unsentReads];
   return JSON.stringify(file);
+}
+
+function encodeAttachment(a: Attachment): Stored<Attachment> {
+  return { uri: a.uri, mediaType: a.mediaType, sizeBytes: a.sizeBytes, sha256: a.sha256, name: a.name };
+}
+
+function encodeEvent(e: ChatEvent): Stored<ChatEvent> {
+  return { kind: e.kind, participantId: e.participantId, toParticipantId: e.toParticipantId, reason: e.reason };
+}
+
+function decodeAttachments(m: Fields, where: string): Attachment[] {
+  if (!m.has('attachments')) return [];
+  return m.array('attachments').map((value, i): Attachment => {
+    const a = fields(value, `${where}.attachments[${i}]`);
+    return { uri: a.string('uri'), mediaType: a.string('mediaType'), sizeBytes: a.integer('sizeBytes'), sha256: a.string('sha256'), name: a.string('name') };
+  });
+}
+
+function decodeEvent(m: Fields, where: string): ChatEvent | undefined {
+  if (!m.has('event') || m.get('event') === null) return undefined;
+  const e = fields(m.get('event'), `${where}.event`);
+  return { kind: e.integer('kind'), participantId: e.string('participantId'), toParticipantId: e.string('toParticipantId'), reason: e.string('reason') };
 }
 
 function encodeDate(date: Date | undefined, field: string): string | null {
@@ -229,14 +269,17 @@ function decode(file: string, text: string, chatId: string): LocalChatState {
           messageType: m.integer('messageType'),
           sendTime: m.date('sendTime'),
           senderId: m.string('senderId'),
-          attachments: [],
+          attachments: decodeAttachments(m, `messages[${i}]`),
+          ...(m.has('event') && { event: decodeEvent(m, `messages[${i}]`) }),
           ...(m.has('seal') && { seal: m.get('seal') === null ? undefined : m.string('seal') }),
         };
       }),
       outbox: root.array('outbox').map((value, i): PendingMessage => {
         const p = fields(value, `outbox[${i}]`);
         const [id, content] = [p.string('id'), p.string('content')];
-        return { id, content, messageType: p.integer('messageType') };
+        const attachments = decodeAttachments(p, `outbox[${i}]`);
+        const event = decodeEvent(p, `outbox[${i}]`);
+        return { id, content, messageType: p.integer('messageType'), ...(attachments.length > 0 && { attachments }), ...(p.has('event') && { event }) };
       }),
     };
     if (root.has('visitor')) {
@@ -246,12 +289,26 @@ function decode(file: string, text: string, chatId: string): LocalChatState {
     }
     if (root.has('beginTime')) state.beginTime = root.date('beginTime');
     if (root.has('epoch')) state.epoch = root.get('epoch') === null ? undefined : root.string('epoch');
+    if (root.has('readPositions')) {
+      state.readPositions = root.array('readPositions').map((value, i): ReadPosition => {
+        const p = fields(value, `readPositions[${i}]`);
+        return { readerId: p.string('readerId'), messageId: p.string('messageId'), ...(p.has('seal') && { seal: p.get('seal') === null ? undefined : p.string('seal') }) };
+      });
+    }
+    if (root.has('unsentReads')) {
+      state.unsentReads = root.array('unsentReads').map((v, i) => {
+        if (typeof v !== 'string') throw new Malformed(`unsentReads[${i}] is not a string`);
+        return v;
+      });
+    }
     return state;
   } catch (error) {
     if (!(error instanceof Malformed)) throw error;
     throw new LocalStoreError(file, `is not a chat state: ${error.message}`);
   }
 }
+
+type Fields = ReturnType<typeof fields>;
 
 /** Typed access to one JSON object's fields; a wrong type names the field's path. */
 function fields(value: unknown, where: string) {

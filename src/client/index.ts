@@ -8,4 +8,4 @@ export type { ClientOffsets } from './wire.js';
 export { placement } from './placement.js';
 export { CHAT_ID_HEADER } from './transport.js';
 export type { BackoffOptions } from './backoff.js';
-export { type ChatMessage, MessageType, type Visitor } from '../../generated/chat/v1/chat.js';
+export { type Attachment, type ChatEvent, type ChatMessage, EventKind, MessageType, type ReadPosition, type Typing, type Visitor } from '../../generated/chat/v1/chat.js';

@@ -1,4 +1,4 @@
-import type { ChatMessage, Visitor } from '../../generated/chat/v1/chat.js';
+import { type ChatMessage, EventKind, type ReadPosition, type Visitor } from '../../generated/chat/v1/chat.js';
 import { LocalCopy } from './local-copy.js';
 import type { LocalChatState, LocalStore, PendingMessage } from './local-store.js';
 import { clientOffsets, type ClientOffsets, type Offsets, position } from './wire.js';
@@ -9,6 +9,8 @@ export interface LocalChatEvents {
   message(message: ChatMessage): void;
   /** The copy now follows another server incarnation (it adopted that server's order). */
   epoch(epoch: string): void;
+  /** A reader's position moved (this device's own marks included), once it is saved. */
+  read?(position: ReadPosition): void;
 }
 
 /**
@@ -28,6 +30,12 @@ export class LocalChat {
   private currentEpoch: string | undefined;
   /** The copy holds messages but no epoch: it must be checked against a server before use. */
   unverified: boolean;
+  /** Each reader's furthest position known here, by reader id. */
+  private readonly reads = new Map<string, ReadPosition>();
+  /** Readers whose held position is this device's own mark that no server acknowledged yet. */
+  private readonly unsent = new Set<string>();
+  /** A server said the chat ended (its history may not have reached this copy yet). */
+  private endedFlag = false;
 
   constructor(
     readonly chatId: string,
@@ -44,6 +52,78 @@ export class LocalChat {
     this.beginTime = saved?.beginTime;
     this.currentEpoch = saved?.epoch;
     this.unverified = detects && this.currentEpoch === undefined && this.copy.size > 0;
+    for (const position of saved?.readPositions ?? []) this.reads.set(position.readerId, position);
+    for (const readerId of saved?.unsentReads ?? []) this.unsent.add(readerId);
+  }
+
+  /** Whether the chat has ended: the copy holds an ENDED event, or a server said so. */
+  get ended(): boolean {
+    return this.endedFlag || this.endMessage() !== undefined;
+  }
+
+  /** The ENDED event message the copy holds, if any. */
+  endMessage(): ChatMessage | undefined {
+    return this.copy.all().find((m) => m.event?.kind === EventKind.EVENT_KIND_ENDED);
+  }
+
+  /** Notes a server's `ended` flag (a flag once set stays: an end is never undone). */
+  noteEnded(ended: boolean): void {
+    if (ended) this.endedFlag = true;
+  }
+
+  get readPositions(): ReadPosition[] {
+    return [...this.reads.values()];
+  }
+
+  /**
+   * Merges read positions (a server's, or this device's own mark), keeping each reader's
+   * furthest by the messages' send time then id, the order every server uses too. A position
+   * whose message (or whose held one's) the copy lacks cannot be ranked here: it is kept as
+   * given, the newer word. Saves and reports the positions that moved. `own`: this device's
+   * mark, held back from uploads until a server acknowledges it.
+   */
+  async takeReads(positions: readonly ReadPosition[], own = false): Promise<void> {
+    const moved: ReadPosition[] = [];
+    let changed = false;
+    for (const position of positions) {
+      const held = this.reads.get(position.readerId);
+      if (held && held.messageId === position.messageId) {
+        // The server's word on our own mark: now it may be uploaded (with the server's seal).
+        if (!own && (this.unsent.delete(position.readerId) || held.seal !== position.seal)) {
+          this.reads.set(position.readerId, position);
+          changed = true;
+        }
+        continue;
+      }
+      if (held && !this.further(position, held)) continue;
+      this.reads.set(position.readerId, position);
+      if (own) this.unsent.add(position.readerId);
+      else this.unsent.delete(position.readerId);
+      moved.push(position);
+    }
+    if (moved.length === 0 && !changed) return;
+    await this.persist();
+    for (const position of moved) this.events.read?.(position);
+  }
+
+  /** This device's own marks no server acknowledged yet (a crash came in between, say). */
+  get unsentReads(): ReadPosition[] {
+    return this.readPositions.filter((p) => this.unsent.has(p.readerId));
+  }
+
+  /**
+   * The positions a rebuild may upload: those whose message the upload carries or the server
+   * holds (`held`), so the server never refuses the upload for a position it cannot place.
+   */
+  uploadableReads(held: (messageId: string) => boolean): ReadPosition[] {
+    return this.readPositions.filter((p) => !this.unsent.has(p.readerId) && held(p.messageId));
+  }
+
+  private further(a: ReadPosition, b: ReadPosition): boolean {
+    const [x, y] = [this.copy.get(a.messageId), this.copy.get(b.messageId)];
+    if (!x?.sendTime || !y?.sendTime) return true;
+    const [xt, yt] = [x.sendTime.getTime(), y.sendTime.getTime()];
+    return xt > yt || (xt === yt && x.id > y.id);
   }
 
   get epoch(): string | undefined {
@@ -123,6 +203,8 @@ export class LocalChat {
       visitor: this.visitor,
       beginTime: this.beginTime,
       epoch: this.currentEpoch,
+      readPositions: this.readPositions,
+      unsentReads: [...this.unsent],
     });
   }
 }

@@ -46,6 +46,16 @@ export class LocalCopy {
     }
   }
 
+  /** The message with this id, placed or stray. */
+  get(id: string): ChatMessage | undefined {
+    return this.byId.get(id) ?? this.strays.get(id);
+  }
+
+  /** Whether the message with this id sits at an offset (is not a stray). */
+  isPlaced(id: string): boolean {
+    return this.byId.has(id);
+  }
+
   /** Every message held, strays included: what a durable store keeps. */
   all(): ChatMessage[] {
     return [...this.byId.values(), ...this.strays.values()];

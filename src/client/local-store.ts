@@ -1,4 +1,4 @@
-import type { ChatMessage, MessageType, Visitor } from '../../generated/chat/v1/chat.js';
+import type { Attachment, ChatEvent, ChatMessage, MessageType, ReadPosition, Visitor } from '../../generated/chat/v1/chat.js';
 
 /** A message this device has sent but the server has not yet acknowledged. */
 export interface PendingMessage {
@@ -6,6 +6,10 @@ export interface PendingMessage {
   readonly id: string;
   readonly content: string;
   readonly messageType: MessageType;
+  /** Files the message refers to (references, not bytes); absent or empty for none. */
+  readonly attachments?: readonly Attachment[] | undefined;
+  /** A lifecycle event (join, leave, transfer, end): on SYSTEM messages only. */
+  readonly event?: ChatEvent | undefined;
 }
 
 /** Everything a client keeps of one chat: the durable copy that can rebuild a server. */
@@ -19,6 +23,16 @@ export interface LocalChatState {
   readonly beginTime?: Date | undefined;
   /** The epoch of the server chat the messages' offsets refer to (docs/protocol.md). */
   readonly epoch?: string | undefined;
+  /**
+   * Each reader's furthest read message as this device knows it (its own marks and the server's
+   * word), uploaded with the copy when a server is rebuilt.
+   */
+  readonly readPositions?: readonly ReadPosition[] | undefined;
+  /**
+   * Readers whose position above is this device's own mark, not yet acknowledged by a server:
+   * never uploaded (a secure server takes back only positions a server sealed).
+   */
+  readonly unsentReads?: readonly string[] | undefined;
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { ChannelCredentials, ChannelOptions, ServiceError } from '@grpc/grpc-js';
-import type { ChatMessage, Visitor } from '../../generated/chat/v1/chat.js';
+import type { ChatMessage, ReadPosition, Typing, Visitor } from '../../generated/chat/v1/chat.js';
 import type { BackoffOptions } from './backoff.js';
 import type { ChatSdkError } from './errors.js';
 import type { LocalStore } from './local-store.js';
@@ -119,4 +119,16 @@ export interface ChatSessionEvents {
   connected: [string];
   /** Background polling failed for good (the server refused a request); polling goes on. */
   failure: [ChatSdkError];
+  /** A JOINED event new to this copy: who joined, and the message that says so. */
+  joined: [string, ChatMessage];
+  /** A LEFT event new to this copy. */
+  left: [string, ChatMessage];
+  /** A TRANSFERRED event new to this copy: who handed the chat over, and to whom. */
+  transferred: [{ readonly from: string; readonly to: string }, ChatMessage];
+  /** The ENDED event, once this copy holds it: sends are refused from now on. */
+  ended: [ChatMessage];
+  /** A reader's position moved (this session's own marks included). */
+  read: [ReadPosition];
+  /** The list of who is typing changed (a watch said so, or an entry lapsed). */
+  typing: [Typing[]];
 }

@@ -109,7 +109,16 @@ export class Outbox {
   }
 
   private send(pending: PendingMessage, signal: AbortSignal) {
-    const message = { id: pending.id, content: pending.content, messageType: pending.messageType as MessageType, dataOffset: 0, sendTime: undefined, senderId: '', attachments: [] };
+    const message: ChatMessage = {
+      id: pending.id,
+      content: pending.content,
+      messageType: pending.messageType as MessageType,
+      dataOffset: 0,
+      sendTime: undefined,
+      senderId: '',
+      attachments: [...(pending.attachments ?? [])],
+      event: pending.event,
+    };
     const at = this.chat.position();
     const { role } = this;
     return role.kind === 'visitor'

@@ -1,4 +1,5 @@
 import { type ServiceError, status } from '@grpc/grpc-js';
+import type { Typing } from '../../generated/chat/v1/chat.js';
 import type { RetryingCaller } from './caller.js';
 import type { CatchUp } from './catch-up.js';
 import { ChatSdkError, isTransient, rejected } from './errors.js';
@@ -14,6 +15,8 @@ export interface ReceiverOptions {
   readonly pollIntervalMs: number;
   /** Background receiving failed for good (the server refused a request); it goes on. */
   readonly failure: (error: ChatSdkError) => void;
+  /** A watch said who is typing now. */
+  readonly typing?: (typing: readonly Typing[]) => void;
 }
 
 /** Why a watch stream was stopped by the receiver itself, to be opened again at once. */
@@ -95,8 +98,12 @@ export class Receiver {
         if (answer.rebuild) return 'answered'; // the server's last word: catch up (rebuild) and watch again
         const placed = await this.queue.run(async () => {
           const fresh = this.chat.take(answer.messages, answer.epoch);
-          if (fresh) await this.chat.announce(fresh);
-          return fresh !== undefined;
+          if (!fresh) return false;
+          await this.chat.announce(fresh);
+          this.chat.noteEnded(answer.ended);
+          await this.chat.takeReads(answer.readPositions);
+          if (answer.typing) this.options.typing?.(answer.typing);
+          return true;
         }, signal);
         if (!placed) return 'rehome'; // pushed by another incarnation than the copy's
       }

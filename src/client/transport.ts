@@ -7,8 +7,12 @@ import {
   ChatServiceClient,
   type GetNewMessageRequest,
   type GetNewMessageResponse,
+  type MarkReadRequest,
+  type MarkReadResponse,
   type RebuildRequest,
   type RebuildResponse,
+  type SetTypingRequest,
+  type SetTypingResponse,
   type WatchChatRequest,
   type WatchChatResponse,
 } from '../../generated/chat/v1/chat.js';
@@ -33,9 +37,22 @@ interface ChatCalls {
   getNewMessage: [GetNewMessageRequest, GetNewMessageResponse];
   rebuild: [RebuildRequest, RebuildResponse];
 }
+
+/**
+ * The calls beside the history (read positions, typing): kept apart from {@link ChatMethod} so a
+ * transport that speaks only the history (a simulation's) still fits; what it lacks, it rejects.
+ */
+interface ConversationCalls {
+  markRead: [MarkReadRequest, MarkReadResponse];
+  setTyping: [SetTypingRequest, SetTypingResponse];
+}
+
+type AllCalls = ChatCalls & ConversationCalls;
 export type ChatMethod = keyof ChatCalls;
-export type RequestOf<M extends ChatMethod> = ChatCalls[M][0];
-export type ResponseOf<M extends ChatMethod> = ChatCalls[M][1];
+export type ConversationMethod = keyof ConversationCalls;
+export type AnyMethod = keyof AllCalls;
+export type RequestOf<M extends AnyMethod> = AllCalls[M][0];
+export type ResponseOf<M extends AnyMethod> = AllCalls[M][1];
 
 /** The request metadata that names the chat a call is about, for balancers that hash on it. */
 export const CHAT_ID_HEADER = 'x-chat-id';
@@ -49,6 +66,11 @@ export interface Transport {
   readonly address: string;
   /** One call; rejects with a grpc-js ServiceError (or a ChatSdkError when aborted). */
   call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>>;
+  /**
+   * One call beside the history (MarkRead, SetTyping), as {@link call}. Transports without it
+   * (a simulation's) leave read positions and typing local: the session's calls reject.
+   */
+  callBeside?<M extends ConversationMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>>;
   /**
    * Opens a WatchChat stream to the current address: its responses, ending when the server ends
    * the stream; an error (a grpc-js ServiceError) when it breaks. Transports without it leave
@@ -157,7 +179,11 @@ export class ChatTransport implements Transport {
   }
 
   /** One call to the current server, with a deadline, cancelled when `signal` aborts. */
-  async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
+  callBeside<M extends ConversationMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
+    return this.call(method, request, signal);
+  }
+
+  async call<M extends AnyMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
     const metadata = await this.metadata();
     const at = this.current;
     const client = this.client(at);

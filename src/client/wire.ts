@@ -2,10 +2,13 @@ import {
   type Chat,
   type ChatMessage,
   type GetNewMessageResponse,
+  type MarkReadResponse,
   MessageType,
+  type ReadPosition,
   type RebuildRequest,
   type RebuildResponse,
   ResultCode,
+  type Typing,
   type Visitor,
   type WatchChatResponse,
 } from '../../generated/chat/v1/chat.js';
@@ -52,12 +55,24 @@ export interface Answer {
   readonly messages: readonly ChatMessage[];
 }
 
-export function readAnswer(response: GetNewMessageResponse | WatchChatResponse): Answer {
+/** A read's or watch's answer: an {@link Answer}, with the state kept beside the history. */
+export interface ReadAnswer extends Answer {
+  /** The chat has ended (an ENDED event is in its history). */
+  readonly ended: boolean;
+  readonly readPositions: readonly ReadPosition[];
+  /** Who is typing now (watch responses only; undefined for a read). */
+  readonly typing: readonly Typing[] | undefined;
+}
+
+export function readAnswer(response: GetNewMessageResponse | WatchChatResponse): ReadAnswer {
   return {
     rebuild: response.code === ResultCode.RESULT_CODE_REBUILD_REQUIRED,
     server: { visitor: response.visitorDataOffset, agent: response.agentDataOffset },
     epoch: response.epoch,
     messages: response.messages,
+    ended: response.ended ?? false,
+    readPositions: response.readPositions ?? [],
+    typing: 'typing' in response ? (response.typing ?? []) : undefined,
   };
 }
 
@@ -89,7 +104,7 @@ export interface UploadHeader {
   readonly base: string;
 }
 
-export function rebuildRequest(header: UploadHeader, messages: ChatMessage[]): RebuildRequest {
+export function rebuildRequest(header: UploadHeader, messages: ChatMessage[], readPositions: readonly ReadPosition[] = []): RebuildRequest {
   const chat: Chat = {
     id: header.chatId,
     visitorDataOffset: header.offsets.visitor,
@@ -98,7 +113,7 @@ export function rebuildRequest(header: UploadHeader, messages: ChatMessage[]): R
     visitor: header.visitor,
     beginTime: header.beginTime,
     epoch: header.base,
-    readPositions: [],
+    readPositions: [...readPositions],
   };
   return { chat };
 }
@@ -120,6 +135,7 @@ export interface RebuildAnswer {
   readonly truncated: boolean;
   readonly visitor: Visitor | undefined;
   readonly beginTime: Date | undefined;
+  readonly readPositions: readonly ReadPosition[];
 }
 
 export function rebuildAnswer(response: RebuildResponse): RebuildAnswer {
@@ -130,5 +146,18 @@ export function rebuildAnswer(response: RebuildResponse): RebuildAnswer {
     truncated: response.truncated,
     visitor: response.chat?.visitor,
     beginTime: response.chat?.beginTime,
+    readPositions: response.chat?.readPositions ?? [],
   };
+}
+
+/** A MarkRead's answer, as the session needs it. */
+export interface MarkReadAnswer {
+  /** The server lacks the chat, or holds another incarnation: rebuild, then mark again. */
+  readonly rebuild: boolean;
+  readonly epoch: string;
+  readonly readPositions: readonly ReadPosition[];
+}
+
+export function markReadAnswer(response: MarkReadResponse): MarkReadAnswer {
+  return { rebuild: response.code === ResultCode.RESULT_CODE_REBUILD_REQUIRED, epoch: response.epoch, readPositions: response.readPositions };
 }

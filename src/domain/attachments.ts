@@ -53,9 +53,5 @@ function isHttpsUri(uri: string): boolean {
   }
 }
 
-/** The UTF-8 bytes an attachment's strings take, plus room for its tags and size. */
-export function attachmentBytes(attachment: Attachment): number {
-  return (
-    Buffer.byteLength(attachment.uri) + Buffer.byteLength(attachment.mediaType) + attachment.sha256.length + Buffer.byteLength(attachment.name) + 24
-  );
-}
+// Kept with the sizing in conversation.ts, which the client SDK ships without this module's validation.
+export { attachmentBytes } from './conversation.js';

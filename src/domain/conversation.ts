@@ -1,5 +1,4 @@
-import { attachmentBytes } from './attachments.js';
-import type { Attachment, Message } from './message.js';
+import { type Attachment, EventKind, type Message } from './message.js';
 
 /** An event's strings, as the server's messages and the SDK's copies (the wire's types) both hold them. */
 interface EventStrings {
@@ -83,4 +82,34 @@ export function interleave<T extends Timed>(
 
 function timeOf(message: Timed): number {
   return message.sendTime?.getTime() ?? 0;
+}
+
+/** The UTF-8 bytes an attachment's strings take, plus room for its tags and size. */
+export function attachmentBytes(attachment: Attachment): number {
+  return (
+    Buffer.byteLength(attachment.uri) + Buffer.byteLength(attachment.mediaType) + attachment.sha256.length + Buffer.byteLength(attachment.name) + 24
+  );
+}
+
+/**
+ * The chat's participants on the agent side, derived from its events in conversation order: a
+ * join adds one, a leave removes one, a transfer replaces the one handing over with the one taking
+ * over. Events are the history's, so every copy that holds the same messages derives the same set.
+ * In the order each (last) joined.
+ */
+export function participantsOf(messages: Iterable<Pick<Message, 'event'>>): string[] {
+  const present = new Set<string>();
+  for (const { event } of messages) {
+    if (!event) continue;
+    if (event.kind === EventKind.Joined) {
+      present.delete(event.participantId);
+      present.add(event.participantId);
+    } else if (event.kind === EventKind.Left) present.delete(event.participantId);
+    else if (event.kind === EventKind.Transferred) {
+      present.delete(event.participantId);
+      present.delete(event.toParticipantId);
+      present.add(event.toParticipantId);
+    }
+  }
+  return [...present];
 }

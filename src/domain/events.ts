@@ -41,25 +41,5 @@ export function isEnd(message: Pick<Message, 'event'>): boolean {
   return message.event?.kind === EventKind.Ended;
 }
 
-/**
- * The chat's participants on the agent side, derived from its events in conversation order: a
- * join adds one, a leave removes one, a transfer replaces the one handing over with the one taking
- * over. Events are the history's, so every copy that holds the same messages derives the same set.
- * In the order each (last) joined.
- */
-export function participantsOf(messages: Iterable<Pick<Message, 'event'>>): string[] {
-  const present = new Set<string>();
-  for (const { event } of messages) {
-    if (!event) continue;
-    if (event.kind === EventKind.Joined) {
-      present.delete(event.participantId);
-      present.add(event.participantId);
-    } else if (event.kind === EventKind.Left) present.delete(event.participantId);
-    else if (event.kind === EventKind.Transferred) {
-      present.delete(event.participantId);
-      present.delete(event.toParticipantId);
-      present.add(event.toParticipantId);
-    }
-  }
-  return [...present];
-}
+// Kept in conversation.ts, which the client SDK ships without this module's validation.
+export { participantsOf } from './conversation.js';

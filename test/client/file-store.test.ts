@@ -74,7 +74,8 @@ describe('FileStore', () => {
     const old = { version: 1, chatId: 'old', messages: [{ id: 'v1', dataOffset: 1, content: 'hi', messageType: 2, sendTime: null, senderId: 'v' }], outbox: [] };
     await writeFile(store.pathOf('old'), JSON.stringify(old));
     const loaded = await store.load('old');
-    expect(loaded!.messages).to.deep.equal([{ ...old.messages[0], sendTime: undefined }]);
+    // A file saved before attachments existed loads with none.
+    expect(loaded!.messages).to.deep.equal([{ ...old.messages[0], sendTime: undefined, attachments: [] }]);
     expect(loaded!.messages[0]).not.to.have.property('seal');
   });
 
@@ -216,7 +217,7 @@ describe('FileStore', () => {
       await writeFile(store.pathOf('c'), state({ messages: [{ ...message, sendTime: null }] }));
       expect(await store.load('c')).to.deep.equal({
         chatId: 'c',
-        messages: [{ ...message, sendTime: undefined }],
+        messages: [{ ...message, sendTime: undefined, attachments: [] }],
         outbox: [],
       });
     });
