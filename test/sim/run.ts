@@ -38,6 +38,8 @@ export interface RunStats {
   readonly finalBound: number;
   readonly rounds: number;
   readonly messages: number;
+  /** Messages carrying a lifecycle event in the final server's chat. */
+  readonly events: number;
   /** Most deliveries a last message took to reach everyone, and the bound it had. */
   readonly livenessDeliveries: number;
   readonly livenessBound: number;
