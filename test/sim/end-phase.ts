@@ -21,7 +21,8 @@ const REFUSAL_DELIVERIES = 200;
  * any other, every copy holds it, and nothing acknowledged before it was lost, duplicated or
  * reordered. Then, on the final server: every read says `ended`; a new send is refused
  * FAILED_PRECONDITION, on the wire and through the SDK (whose outbox drops it); and a resend of
- * the end's id returns the stored end unchanged. Returns the calls the phase took.
+ * the end's id returns the stored end unchanged. Read positions (read-marks.ts) are checked
+ * before and after the end. Returns the calls the phase took.
  */
 export async function endPhase(simulation: Simulation): Promise<number> {
   const callsBefore = simulation.network.calls;
@@ -45,6 +46,7 @@ export async function endPhase(simulation: Simulation): Promise<number> {
     previous = now;
   }
   check(simulation);
+  simulation.reads.check(simulation);
 
   const server = simulation.servers[simulation.schedule.finalServer]!;
   const audit = server.audit(CHAT_ID).chat!;
@@ -99,5 +101,6 @@ export async function endPhase(simulation: Simulation): Promise<number> {
     throw new SimulationFailure('end', `an SDK send after the end came to ${outcome instanceof Error ? `${outcome.name} ${outcome.message}` : String(outcome)}, not a FAILED_PRECONDITION refusal`);
   }
   check(simulation);
+  simulation.reads.check(simulation); // the end changes no read position
   return simulation.network.calls - callsBefore;
 }

@@ -42,6 +42,8 @@ export interface RunStats {
   readonly messages: number;
   /** Calls the end phase took (end-phase.ts); 0 when it did not run. */
   readonly endCalls?: number;
+  /** MarkReads the servers acknowledged (read-marks.ts). */
+  readonly marks?: number;
   /** Messages carrying a lifecycle event in the final server's chat. */
   readonly events: number;
   /** Most deliveries a last message took to reach everyone, and the bound it had. */
@@ -61,7 +63,7 @@ export async function runSchedule(schedule: Schedule, options: RunOptions = {}):
     const stats = await finalPhase(simulation);
     // The control run (offsets only, no liveness) stops at invariants 1-6; every other run ends the chat.
     if (options.liveness === false) return stats;
-    return { ...stats, endCalls: await endPhase(simulation) };
+    return { ...stats, endCalls: await endPhase(simulation), marks: simulation.reads.marks };
   } finally {
     await simulation.close();
   }

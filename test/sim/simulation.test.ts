@@ -39,6 +39,7 @@ class Tally {
   mostRounds = 0;
   mostMessages = 0;
   events = 0;
+  marks = 0;
   mostLiveness = { deliveries: 0, bound: 0 };
 
   add(stats: RunStats): void {
@@ -51,13 +52,14 @@ class Tally {
     this.mostRounds = Math.max(this.mostRounds, stats.rounds);
     this.mostMessages = Math.max(this.mostMessages, stats.messages);
     this.events += stats.events;
+    this.marks += stats.marks ?? 0;
   }
 
   summary(seed: number, ms: number): string {
     return [
       `simulation: ${this.runs} schedules passed in ${(ms / 1000).toFixed(1)} s (fast-check seed ${seed}), ${this.calls} transport calls in all`,
       `  longest schedule: ${this.longest?.actions} actions, ${this.longest?.calls} transport calls; most actions in one schedule: ${this.mostActions}`,
-      `  most messages in one chat: ${this.mostMessages}; lifecycle events held at the end, in all: ${this.events}; most calls after failures stopped: ${this.mostFinalCalls.calls} (bound ${this.mostFinalCalls.bound}); most sync rounds: ${this.mostRounds}`,
+      `  most messages in one chat: ${this.mostMessages}; lifecycle events held at the end, in all: ${this.events}; MarkReads acknowledged: ${this.marks}; most calls after failures stopped: ${this.mostFinalCalls.calls} (bound ${this.mostFinalCalls.bound}); most sync rounds: ${this.mostRounds}`,
       `  most deliveries for a last message to be acknowledged and reach everyone: ${this.mostLiveness.deliveries} (bound per step ${this.mostLiveness.bound})`,
     ].join('\n');
   }

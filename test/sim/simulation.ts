@@ -6,6 +6,7 @@ import { DOMAIN_LIMITS } from '../support/domain.js';
 import { derived } from '../support/random.js';
 import { CHAT_ID, Device, POLL_INTERVAL_MS, principalOf, ROLES, SEALER, SMALL_PAGE_BYTES, SMALL_UPLOAD_BYTES } from './cast.js';
 import { probabilities } from './faults.js';
+import { ReadMarks } from './read-marks.js';
 import { SimulationFailure } from './invariants.js';
 import type { RunOptions } from './run.js';
 import { CLIENT_NAMES, type Schedule, SERVER_NAMES } from './schedule.js';
@@ -42,6 +43,8 @@ export class Simulation {
   readonly delivered = new Map<string, string>();
   /** What each sent id was sent as, for the checks to compare copies with. */
   readonly sentAs = new Map<string, { content: string; type: MessageType; senderId: string }>();
+  /** The read positions devices marked at the wire level, and the furthest each reader was acknowledged. */
+  readonly reads = new ReadMarks();
   /** The lifecycle event each sent id carries (SYSTEM messages of the notices device), added on the wire. */
   readonly events = new Map<string, ChatEvent>();
   /** Draws whether (and which) event a notices message carries. */
