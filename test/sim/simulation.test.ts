@@ -11,6 +11,11 @@ import { describeSchedule, MAX_ACTIONS, type Schedule, schedules } from './sched
  * against the real domain, handlers and SDK, with every device receiving in the background by
  * watching or polling; then failures stop, everyone syncs, invariants 1 to 6 are checked, and
  * each device's last message must reach every other device through its receiver alone.
+ * Lifecycle events ride along: the notices device's SYSTEM messages carry JOINED, LEFT or
+ * TRANSFERRED events (added on the wire), checked for integrity and for the participants every
+ * converged copy derives; devices MarkRead at the wire level after their syncs (read-marks.ts);
+ * and every run (but the control) closes with the end phase (end-phase.ts): ENDED, invariants
+ * again, read positions at each reader's furthest, and sends after the end refused.
  *
  *   SIM_RUNS=20000 npx mocha test/sim/simulation.test.ts          more schedules
  *   SIM_MAX_ACTIONS=150 ...                                      longer ones (default 60)
