@@ -26,6 +26,7 @@ export async function act(simulation: Simulation, action: Action): Promise<void>
       const op = simulation.track(device, 'sync', device.session.sync({ signal: stop.signal }));
       await simulation.deliver(action.wait, () => op.settled);
       stop.abort();
+      simulation.reads.mark(simulation, device); // MarkRead at the wire level (read-marks.ts)
       break;
     }
     case 'deliver':

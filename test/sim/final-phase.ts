@@ -52,6 +52,7 @@ export async function finalPhase(simulation: Simulation): Promise<RunStats> {
   const finalCalls = simulation.network.calls - callsBefore;
   if (finalCalls > bound) throw progress('the final phase took too many calls');
   const messages = check(simulation);
+  const events = simulation.servers[simulation.schedule.finalServer]!.audit(CHAT_ID).chat!.messages.filter((m) => m.event).length;
   const live = simulation.options.liveness === false ? { deliveries: 0, bound: 0 } : await liveness(simulation);
   if (simulation.options.liveness !== false) check(simulation);
   return {
@@ -61,13 +62,14 @@ export async function finalPhase(simulation: Simulation): Promise<RunStats> {
     finalBound: bound,
     rounds,
     messages,
+    events,
     livenessDeliveries: live.deliveries,
     livenessBound: live.bound,
   };
 }
 
 /** Invariants 1-5 against the final server; returns how many messages it holds. */
-function check(simulation: Simulation): number {
+export function check(simulation: Simulation): number {
   const server = simulation.servers[simulation.schedule.finalServer]!;
   const audit = server.audit(CHAT_ID);
   const read = server.read(CHAT_ID).flatMap((page) => page.messages);
@@ -84,6 +86,7 @@ function check(simulation: Simulation): number {
     acknowledged: simulation.acknowledged,
     delivered: simulation.delivered,
     sentAs: simulation.sentAs,
+    eventsAs: simulation.events,
   });
   return audit.chat!.messages.length;
 }
@@ -105,7 +108,7 @@ function check(simulation: Simulation): number {
  * (at most one per rebuild and round) and is pushed at most one response per change of F's
  * chat (each message added; each rebuild) and one to open.
  */
-function finalBound(simulation: Simulation): number {
+export function finalBound(simulation: Simulation): number {
   const messages = simulation.devices.reduce((n, d) => n + d.sent.length, 0);
   const perPage = simulation.schedule.smallPages ? 4 : messages + 1;
   const pages = Math.ceil(messages / perPage) + 1;
@@ -120,7 +123,7 @@ function finalBound(simulation: Simulation): number {
 }
 
 /** What a round of syncs may change: every copy and outbox, and the final server's chat. */
-function fingerprint(simulation: Simulation): string {
+export function fingerprint(simulation: Simulation): string {
   const server = simulation.servers[simulation.schedule.finalServer]!.audit(CHAT_ID).chat!;
   const held = server.messages.map((m) => `${m.id}@${m.dataOffset}`).join(',');
   return `${server.epoch}:${held}|` + simulation.devices

@@ -1,4 +1,6 @@
-import { type ChatMessage, MessageType } from '../../generated/chat/v1/chat.js';
+import { type ChatEvent, type ChatMessage, MessageType } from '../../generated/chat/v1/chat.js';
+import { participantsOf } from '../../src/domain/events.js';
+import type { EventKind } from '../../src/domain/message.js';
 
 /** A broken invariant, named, with the data that shows it. */
 export class SimulationFailure extends Error {
@@ -41,6 +43,8 @@ export interface FinalState {
   readonly delivered: ReadonlyMap<string, string>;
   /** What each sent id must carry: content, type, sender. */
   readonly sentAs: ReadonlyMap<string, { readonly content: string; readonly type: MessageType; readonly senderId: string }>;
+  /** The lifecycle event each id was sent with; an id not here was sent without one. */
+  readonly eventsAs?: ReadonlyMap<string, ChatEvent>;
 }
 
 const sideOf = (m: ChatMessage) => (m.messageType === MessageType.MESSAGE_TYPE_VISITOR ? 'visitor' : 'agent');
@@ -55,7 +59,38 @@ export function checkInvariants(state: FinalState): void {
   convergence(state);
   senderOrder(state);
   integrity(state);
+  events(state);
+  participants(state);
   announcements(state);
+}
+
+const eventText = (e: ChatEvent | undefined) => (e ? `${e.kind}:${e.participantId}>${e.toParticipantId}:${e.reason}` : 'none');
+
+/** Events are part of the message: the server holds each exactly as it was sent (and no other). */
+function events({ server, eventsAs }: FinalState): void {
+  if (!eventsAs) return;
+  for (const m of server.messages) {
+    const sent = eventText(eventsAs.get(m.id));
+    if (eventText(m.event) !== sent) {
+      throw new SimulationFailure('events (integrity)', `server ${server.name} holds ${m.id} with event ${eventText(m.event)}; it was sent with ${sent}`);
+    }
+  }
+}
+
+/** The agent-side participants a copy's events derive (src/domain/events.ts). */
+export function participantsIn(messages: readonly ChatMessage[]): string[] {
+  return participantsOf(messages.map((m) => ({ event: m.event && { ...m.event, kind: m.event.kind as number as EventKind } })));
+}
+
+/** Every converged copy derives the same participants as the server. */
+function participants({ server, clients }: FinalState): void {
+  const expected = participantsIn(server.messages).join(', ');
+  for (const { name, messages } of [{ name: `a client reading server ${server.name} from 0/0`, messages: server.read }, ...clients]) {
+    const actual = participantsIn(messages).join(', ');
+    if (actual !== expected) {
+      throw new SimulationFailure('participants (derived)', `${name} derives participants [${actual}]; server ${server.name} derives [${expected}]`);
+    }
+  }
 }
 
 function durability({ server, clients, acknowledged, delivered }: FinalState): void {

@@ -1,4 +1,5 @@
 import { act } from './act.js';
+import { endPhase } from './end-phase.js';
 import { finalPhase } from './final-phase.js';
 import type { Schedule } from './schedule.js';
 import { Simulation } from './simulation.js';
@@ -7,7 +8,8 @@ import { Simulation } from './simulation.js';
  * One run of the simulation, as the property test calls it. The parts, in the order a run
  * uses them: cast.ts (the chat and each device's role), simulation.ts (the world, the devices'
  * sessions and the delivery loop), act.ts (each step of the schedule), final-phase.ts
- * (convergence rounds and the bound on their calls, then invariants 1-5) and liveness.ts. The
+ * (convergence rounds and the bound on their calls, then invariants 1-5), liveness.ts and
+ * end-phase.ts (the chat ends; invariants again; sends after the end refused). The
  * world itself is sim-server.ts, sim-network.ts, sim-transport.ts and watch-stream.ts.
  */
 
@@ -38,6 +40,12 @@ export interface RunStats {
   readonly finalBound: number;
   readonly rounds: number;
   readonly messages: number;
+  /** Calls the end phase took (end-phase.ts); 0 when it did not run. */
+  readonly endCalls?: number;
+  /** MarkReads the servers acknowledged (read-marks.ts). */
+  readonly marks?: number;
+  /** Messages carrying a lifecycle event in the final server's chat. */
+  readonly events: number;
   /** Most deliveries a last message took to reach everyone, and the bound it had. */
   readonly livenessDeliveries: number;
   readonly livenessBound: number;
@@ -52,7 +60,10 @@ export async function runSchedule(schedule: Schedule, options: RunOptions = {}):
       options.trace?.(`#${i + 1} ${JSON.stringify(action)}`);
       await act(simulation, action);
     }
-    return await finalPhase(simulation);
+    const stats = await finalPhase(simulation);
+    // The control run (offsets only, no liveness) stops at invariants 1-6; every other run ends the chat.
+    if (options.liveness === false) return stats;
+    return { ...stats, endCalls: await endPhase(simulation), marks: simulation.reads.marks };
   } finally {
     await simulation.close();
   }

@@ -144,6 +144,6 @@ export function describeSchedule(s: Schedule): string {
     `seed ${s.seed}, ${s.smallPages ? 'small pages and uploads' : 'default page size'}, ${describeFaults(s.faults)}`,
     `  start: ${CLIENT_NAMES.map((name, i) => `${name} on ${SERVER_NAMES[s.homes[i]!]} (${s.receive[i] === 'poll' ? 'polling' : 'watching'})`).join(', ')}`,
     ...s.actions.map((a, i) => `  ${String(i + 1).padStart(2)}. ${describeAction(a)}`),
-    `  then: faults stop, all servers up, everyone on ${SERVER_NAMES[s.finalServer]}, drain and sync until stable; then each device sends once, heard by every other through its receiver alone`,
+    `  then: faults stop, all servers up, everyone on ${SERVER_NAMES[s.finalServer]}, drain and sync until stable; then each device sends once, heard by every other through its receiver alone; then notices ends the chat (ENDED), everyone syncs, later sends are refused`,
   ].join('\n');
 }

@@ -7,6 +7,7 @@ import type { Sealer } from '../../src/domain/seal.js';
 import { ChatStore } from '../../src/domain/store.js';
 import { type ChatHandlers, chatHandlers } from '../../src/server/chat-service.js';
 import type { WatchFeed } from '../../src/server/watch-feed.js';
+import { overTheWire } from './wire-codec.js';
 
 /** The handlers' logger: a run's refusals are expected, and its failures are reported by the checks. */
 export const silent = pino({ level: 'silent' });
@@ -71,6 +72,14 @@ export class SimServer {
   /** One request of `caller` through the real handlers; a refusal is thrown as a ChatError. */
   handle<M extends ChatMethod>(method: M, request: RequestOf<M>, caller: Caller = AUDITOR): ResponseOf<M> {
     return (this.handlers[method] as (request: RequestOf<M>, caller: Caller) => ResponseOf<M>)(request, caller);
+  }
+
+  /**
+   * A MarkRead of `caller` through the real handler, straight to the server (the SDK has no
+   * MarkRead yet, so the simulation calls it at the wire level); a refusal is thrown as a ChatError.
+   */
+  markRead(request: wire.MarkReadRequest, caller: Caller): wire.MarkReadResponse {
+    return overTheWire(wire.MarkReadResponse, this.handlers.markRead(overTheWire(wire.MarkReadRequest, request), caller));
   }
 
   /** Opens a watch of `caller` through the real handler; a refusal is thrown as a ChatError. */

@@ -15,6 +15,11 @@ export class SimTransport implements Transport {
   private current: number;
   private pinned = false;
   private readonly moveListeners = new Set<(address: string) => void>();
+  /**
+   * Rewrites each request before it goes on the wire: the simulation uses it to add what the
+   * SDK cannot send yet (a lifecycle event on a SYSTEM message), keyed by message id.
+   */
+  rewrite: (<M extends ChatMethod>(method: M, request: RequestOf<M>) => RequestOf<M>) | undefined;
 
   constructor(
     private readonly client: string,
@@ -48,7 +53,8 @@ export class SimTransport implements Transport {
   async call<M extends ChatMethod>(method: M, request: RequestOf<M>, signal?: AbortSignal): Promise<ResponseOf<M>> {
     await Promise.resolve();
     if (signal?.aborted) throw new ChatSdkError('aborted', 'the operation was aborted', undefined, { cause: signal.reason });
-    const sent = overTheWire(CODECS[method][0] as Codec<RequestOf<M>>, request);
+    const outgoing = this.rewrite ? this.rewrite(method, request) : request;
+    const sent = overTheWire(CODECS[method][0] as Codec<RequestOf<M>>, outgoing);
     return (await this.network.send(this.client, this.servers[this.current]!, method, sent, signal)) as ResponseOf<M>;
   }
 

@@ -11,6 +11,11 @@ import { describeSchedule, MAX_ACTIONS, type Schedule, schedules } from './sched
  * against the real domain, handlers and SDK, with every device receiving in the background by
  * watching or polling; then failures stop, everyone syncs, invariants 1 to 6 are checked, and
  * each device's last message must reach every other device through its receiver alone.
+ * Lifecycle events ride along: the notices device's SYSTEM messages carry JOINED, LEFT or
+ * TRANSFERRED events (added on the wire), checked for integrity and for the participants every
+ * converged copy derives; devices MarkRead at the wire level after their syncs (read-marks.ts);
+ * and every run (but the control) closes with the end phase (end-phase.ts): ENDED, invariants
+ * again, read positions at each reader's furthest, and sends after the end refused.
  *
  *   SIM_RUNS=20000 npx mocha test/sim/simulation.test.ts          more schedules
  *   SIM_MAX_ACTIONS=150 ...                                      longer ones (default 60)
@@ -38,6 +43,8 @@ class Tally {
   mostFinalCalls = { calls: 0, bound: 0 };
   mostRounds = 0;
   mostMessages = 0;
+  events = 0;
+  marks = 0;
   mostLiveness = { deliveries: 0, bound: 0 };
 
   add(stats: RunStats): void {
@@ -49,13 +56,15 @@ class Tally {
     if (stats.finalCalls > this.mostFinalCalls.calls) this.mostFinalCalls = { calls: stats.finalCalls, bound: stats.finalBound };
     this.mostRounds = Math.max(this.mostRounds, stats.rounds);
     this.mostMessages = Math.max(this.mostMessages, stats.messages);
+    this.events += stats.events;
+    this.marks += stats.marks ?? 0;
   }
 
   summary(seed: number, ms: number): string {
     return [
       `simulation: ${this.runs} schedules passed in ${(ms / 1000).toFixed(1)} s (fast-check seed ${seed}), ${this.calls} transport calls in all`,
       `  longest schedule: ${this.longest?.actions} actions, ${this.longest?.calls} transport calls; most actions in one schedule: ${this.mostActions}`,
-      `  most messages in one chat: ${this.mostMessages}; most calls after failures stopped: ${this.mostFinalCalls.calls} (bound ${this.mostFinalCalls.bound}); most sync rounds: ${this.mostRounds}`,
+      `  most messages in one chat: ${this.mostMessages}; lifecycle events held at the end, in all: ${this.events}; MarkReads acknowledged: ${this.marks}; most calls after failures stopped: ${this.mostFinalCalls.calls} (bound ${this.mostFinalCalls.bound}); most sync rounds: ${this.mostRounds}`,
       `  most deliveries for a last message to be acknowledged and reach everyone: ${this.mostLiveness.deliveries} (bound per step ${this.mostLiveness.bound})`,
     ].join('\n');
   }

@@ -1,10 +1,12 @@
-import type { MessageType } from '../../generated/chat/v1/chat.js';
+import { type ChatEvent, EventKind, MessageType } from '../../generated/chat/v1/chat.js';
 import { ChatSdkError } from '../../src/client/errors.js';
 import { ChatSession } from '../../src/client/index.js';
+import type { ChatMethod, RequestOf } from '../../src/client/transport.js';
 import { DOMAIN_LIMITS } from '../support/domain.js';
 import { derived } from '../support/random.js';
 import { CHAT_ID, Device, POLL_INTERVAL_MS, principalOf, ROLES, SEALER, SMALL_PAGE_BYTES, SMALL_UPLOAD_BYTES } from './cast.js';
 import { probabilities } from './faults.js';
+import { ReadMarks } from './read-marks.js';
 import { SimulationFailure } from './invariants.js';
 import type { RunOptions } from './run.js';
 import { CLIENT_NAMES, type Schedule, SERVER_NAMES } from './schedule.js';
@@ -12,6 +14,9 @@ import { quiescence, SimClock } from './sim-clock.js';
 import { SimNetwork } from './sim-network.js';
 import { SimServer } from './sim-server.js';
 import { SimTransport } from './sim-transport.js';
+
+/** Who the notices' events are about: the agent-side participants. */
+const PARTICIPANTS = ['agent-1', 'agent-2', 'bot-1'];
 
 /** Sleeps a session may take without any delivery in between before it is said to spin. */
 const SPIN_LIMIT = 10_000;
@@ -38,6 +43,12 @@ export class Simulation {
   readonly delivered = new Map<string, string>();
   /** What each sent id was sent as, for the checks to compare copies with. */
   readonly sentAs = new Map<string, { content: string; type: MessageType; senderId: string }>();
+  /** The read positions devices marked at the wire level, and the furthest each reader was acknowledged. */
+  readonly reads = new ReadMarks();
+  /** The lifecycle event each sent id carries (SYSTEM messages of the notices device), added on the wire. */
+  readonly events = new Map<string, ChatEvent>();
+  /** Draws whether (and which) event a notices message carries. */
+  private readonly eventLuck: () => number;
   /** Unexpected outcomes seen along the way (a send rejected, a server throwing). */
   private readonly errors: string[] = [];
   /** Sleeps taken since the last delivery (a session that only sleeps spins). */
@@ -55,12 +66,14 @@ export class Simulation {
       (name) => new SimServer(name, limits, this.clock, () => `${name}-${Math.floor(epochs() * 2 ** 48).toString(16)}`, SEALER),
     );
     for (const server of this.servers) server.onCrash(() => this.network.crashed(server));
+    this.eventLuck = derived(schedule.seed, 3);
   }
 
   /** Gives every device of the cast its transport (to its home server) and opens its session. */
   async open(): Promise<void> {
     for (const [index, name] of CLIENT_NAMES.entries()) {
       const transport = new SimTransport(name, this.network, this.servers, this.schedule.homes[index] ?? 0);
+      transport.rewrite = (method, request) => this.withEvent(method, request);
       const device = new Device(index, name, transport);
       this.devices.push(device);
       await this.connect(device);
@@ -111,16 +124,40 @@ export class Simulation {
     return this.sendLast(device, signal).op;
   }
 
-  /** As `send`, also saying which id it sent (liveness follows that id to every device). */
-  sendLast(device: Device, signal: AbortSignal): { id: string; op: Operation } {
+  /**
+   * As `send`, also saying which id it sent (liveness follows that id to every device). A
+   * SYSTEM message carries `event` when given, and otherwise (during the run) now and then a
+   * JOINED, LEFT or TRANSFERRED event; ENDED is kept for the end phase (end-phase.ts).
+   */
+  sendLast(device: Device, signal: AbortSignal, event?: ChatEvent): { id: string; op: Operation } {
     const n = device.sent.length + 1;
     const id = `${device.name}-${n}`;
     const role = ROLES[this.devices.indexOf(device)]!;
     const content = `message ${n} from ${device.name}`;
+    const carried = role.type === MessageType.MESSAGE_TYPE_SYSTEM ? (event ?? this.drawEvent()) : undefined;
+    if (carried) this.events.set(id, carried);
     device.sent.push(id);
     this.sentAs.set(id, { content, type: role.type, senderId: role.senderId });
     const sending = device.session.send(content, { id, signal });
     return { id, op: this.track(device, `send ${id}`, sending.then((stored) => this.acknowledge(device, stored.id))) };
+  }
+
+  /** Three notices in four carry an event about one of the agent-side participants. */
+  private drawEvent(): ChatEvent | undefined {
+    if (this.eventLuck() < 0.25) return undefined;
+    const who = PARTICIPANTS[Math.floor(this.eventLuck() * PARTICIPANTS.length)]!;
+    const kind = [EventKind.EVENT_KIND_JOINED, EventKind.EVENT_KIND_JOINED, EventKind.EVENT_KIND_LEFT, EventKind.EVENT_KIND_TRANSFERRED][Math.floor(this.eventLuck() * 4)]!;
+    const to = kind === EventKind.EVENT_KIND_TRANSFERRED ? PARTICIPANTS.filter((p) => p !== who)[Math.floor(this.eventLuck() * (PARTICIPANTS.length - 1))]! : '';
+    return { kind, participantId: who, toParticipantId: to, reason: kind === EventKind.EVENT_KIND_TRANSFERRED ? 'shift change' : '' };
+  }
+
+  /** Adds the event an outgoing send's message carries (the SDK has no way to say it yet). */
+  private withEvent<M extends ChatMethod>(method: M, request: RequestOf<M>): RequestOf<M> {
+    if (method !== 'addAgentMessage') return request;
+    const send = request as RequestOf<'addAgentMessage'>;
+    const event = send.message && this.events.get(send.message.id);
+    if (!event || !send.message) return request;
+    return { ...send, message: { ...send.message, event } } as RequestOf<M>;
   }
 
   /**
