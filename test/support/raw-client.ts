@@ -16,6 +16,10 @@ export const RAW_METHODS = {
   GetNewMessage: { path: '/chat.v1.ChatService/GetNewMessage', shape: 'unary' },
   Rebuild: { path: '/chat.v1.ChatService/Rebuild', shape: 'unary' },
   WatchChat: { path: '/chat.v1.ChatService/WatchChat', shape: 'server-stream' },
+  MarkRead: { path: '/chat.v1.ChatService/MarkRead', shape: 'unary' },
+  SetTyping: { path: '/chat.v1.ChatService/SetTyping', shape: 'unary' },
+  WatchTranscripts: { path: '/chat.v1.ChatService/WatchTranscripts', shape: 'server-stream', quietMs: 300 },
+  AckTranscript: { path: '/chat.v1.ChatService/AckTranscript', shape: 'unary' },
   HealthCheck: { path: '/grpc.health.v1.Health/Check', shape: 'unary' },
   HealthWatch: { path: '/grpc.health.v1.Health/Watch', shape: 'server-stream' },
   ReflectionV1: { path: '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', shape: 'bidi' },
@@ -87,9 +91,16 @@ export class RawChatClient {
       duplex.write(body);
       duplex.end();
     }
+    // A stream that may rightly stay quiet (WatchTranscripts with nothing pending) is cancelled
+    // after its quiet time, and that counts as OK with no response.
+    const quietMs = (RAW_METHODS[method] as { quietMs?: number }).quietMs;
     return new Promise((resolve) => {
       let first: Uint8Array | undefined;
       let cancelled = false;
+      const quiet = quietMs === undefined ? undefined : setTimeout(() => {
+        cancelled = true;
+        stream.cancel();
+      }, quietMs);
       stream.on('data', (chunk: Buffer) => {
         if (first !== undefined) return;
         first = Uint8Array.from(chunk);
@@ -98,6 +109,7 @@ export class RawChatClient {
       });
       stream.on('error', () => {}); // the status below says how it ended
       stream.on('status', (s: { code: status; details: string }) => {
+        if (quiet) clearTimeout(quiet);
         if (cancelled && s.code === status.CANCELLED) resolve({ code: status.OK, details: '', response: first });
         else resolve({ code: s.code, details: s.details, response: first });
       });
