@@ -250,8 +250,24 @@ const messageCount: fc.Arbitrary<bigint> = fc.oneof({ weight: 6, arbitrary: fc.b
 
 const ackTranscript: fc.Arbitrary<WireAckTranscript> = fc.record({
   chatId: opt(chatRef, 30),
-  epoch: opt(epoch, 2),
+  // Mostly the chat's epoch: an ack must name one.
+  epoch: opt(fc.oneof({ weight: 4, arbitrary: fc.nat(CHATS_PER_RUN - 1).map(epochToken) }, { weight: 1, arbitrary: epoch }), 10),
   messageCount: opt(messageCount, 6),
+});
+
+/** A service's SYSTEM message ending the chat, well-formed but for a hostile reason or attachments sometimes: so chats end often. */
+const endChat: fc.Arbitrary<WireAddAgent> = fc.record({
+  chatId: opt(chatRef, 30),
+  visitorOffset: opt(callerOffset(HELD_VISITOR_OFFSET)),
+  agentOffset: opt(callerOffset(HELD_AGENT_OFFSET)),
+  message: fc.record({
+    id: idLike('e0', 'e1', ...MESSAGE_IDS),
+    content: fc.oneof({ weight: 4, arbitrary: fc.constant('bye') }, { weight: 1, arbitrary: fc.constant('') }),
+    messageType: fc.constant(1n),
+    event: fc.record({ kind: fc.constant(4n), participantId: rarely(idLike('agent-1', 'service'), 1), reason: rarely(fc.constantFrom('done', 'x'.repeat(1025)), 2) }),
+    attachments,
+  }),
+  epoch: opt(epoch, 2),
 });
 
 /** A well-formed request to one RPC, built from the generated request types. */
@@ -269,6 +285,7 @@ export type Call =
 const CALLS: { readonly rpc: Call['rpc']; readonly weight: number; readonly arbitrary: fc.Arbitrary<Call> }[] = [
   { rpc: 'AddVisitorMessage', weight: 4, arbitrary: addVisitor.map((request) => ({ rpc: 'AddVisitorMessage' as const, request })) },
   { rpc: 'AddAgentMessage', weight: 4, arbitrary: addAgent.map((request) => ({ rpc: 'AddAgentMessage' as const, request })) },
+  { rpc: 'AddAgentMessage', weight: 1, arbitrary: endChat.map((request) => ({ rpc: 'AddAgentMessage' as const, request })) },
   { rpc: 'GetNewMessage', weight: 2, arbitrary: read.map((request) => ({ rpc: 'GetNewMessage' as const, request })) },
   { rpc: 'Rebuild', weight: 4, arbitrary: rebuild.map((request) => ({ rpc: 'Rebuild' as const, request })) },
   { rpc: 'WatchChat', weight: 2, arbitrary: read.map((request) => ({ rpc: 'WatchChat' as const, request })) },
