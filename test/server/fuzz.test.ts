@@ -345,6 +345,12 @@ for (const { mode, env } of MODES) describe(`fuzz: generated, mutated and random
     } else if (refused && !REFUSALS.has(outcome.code)) {
       fail(`${what} answered ${status[outcome.code]} "${outcome.details}"${target.loggedErrors(mark)}`);
     }
+    // An ack of a tracked chat under the epoch the server gave it, with a count of 1 or more, is
+    // well-formed whatever the chat holds (an ack of nothing pending is a no-op): never INVALID_ARGUMENT.
+    if (call?.rpc === 'AckTranscript' && named >= 0 && call.request.epoch === run.epochs[named] && outcome.code === status.INVALID_ARGUMENT) {
+      const count = call.request.messageCount;
+      if (count !== undefined && count >= 1n && count <= 2n ** 53n - 1n) fail(`${what}: an ack of chat ${named} under its own epoch was refused INVALID_ARGUMENT "${outcome.details}"`);
+    }
     if (call && CHAT_RPCS.has(method) && hasInvalidUtf8(call.request) && outcome.code !== status.INVALID_ARGUMENT) {
       fail(`${what} carries a string that is not UTF-8, and was answered ${status[outcome.code]}, not INVALID_ARGUMENT`);
     }
