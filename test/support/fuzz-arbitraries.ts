@@ -258,10 +258,11 @@ const ackTranscript: fc.Arbitrary<WireAckTranscript> = fc.record({
 /** A service's SYSTEM message ending the chat, well-formed but for a hostile reason or attachments sometimes: so chats end often. */
 const endChat: fc.Arbitrary<WireAddAgent> = fc.record({
   chatId: opt(chatRef, 30),
+  agentId: idLike('service', 'agent-1'),
   visitorOffset: opt(callerOffset(HELD_VISITOR_OFFSET)),
   agentOffset: opt(callerOffset(HELD_AGENT_OFFSET)),
   message: fc.record({
-    id: idLike('e0', 'e1', ...MESSAGE_IDS),
+    id: fc.oneof({ weight: 4, arbitrary: fc.constantFrom('e0', 'e1') }, { weight: 1, arbitrary: idLike(...MESSAGE_IDS) }),
     content: fc.oneof({ weight: 4, arbitrary: fc.constant('bye') }, { weight: 1, arbitrary: fc.constant('') }),
     messageType: fc.constant(1n),
     event: fc.record({ kind: fc.constant(4n), participantId: rarely(idLike('agent-1', 'service'), 1), reason: rarely(fc.constantFrom('done', 'x'.repeat(1025)), 2) }),
