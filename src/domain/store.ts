@@ -157,6 +157,9 @@ export interface StoreOptions extends MemoryWatch {
   readonly typing?: TypingLimits;
 }
 
+/** The longest epoch an AckTranscript may name, whatever --max-id-bytes says (the server's are 36 bytes). */
+const MAX_EPOCH_BYTES = 256;
+
 /** A random UUID as one flat string (see {@link flat}): every chat holds its epoch. */
 function flatRandomUUID(): string {
   return flat(randomUUID());
@@ -396,7 +399,9 @@ export class ChatStore {
   /** Acknowledges an archived transcript revision (see {@link TranscriptDesk.ack}). */
   ackTranscript(chatId: string, epoch: string, messageCount: number): void {
     requireId('chat_id', chatId, this.limits.maxIdBytes);
-    requireId('epoch', epoch, this.limits.maxIdBytes);
+    // An epoch is the server's (a UUID, 36 bytes), not a client's id: --max-id-bytes (which may
+    // be below 36) does not bound it, or no service could ack this server's transcripts.
+    requireId('epoch', epoch, Math.max(this.limits.maxIdBytes, MAX_EPOCH_BYTES));
     if (!Number.isSafeInteger(messageCount) || messageCount < 1) throw invalid(`message_count must be the transcript's, 1 or more; got ${messageCount}`);
     this.transcripts.ack(chatId, epoch, messageCount);
   }

@@ -1,14 +1,19 @@
 import { status } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import {
+  AckTranscriptResponse,
   AddAgentMessageResponse,
   AddVisitorMessageResponse,
   Chat,
   ChatMessage,
+  EventKind,
   GetNewMessageResponse,
+  MarkReadResponse,
   RebuildResponse,
   ResultCode,
+  SetTypingResponse,
   WatchChatResponse,
+  WatchTranscriptsResponse,
 } from '../../generated/chat/v1/chat.js';
 import { HealthCheckResponse, HealthCheckResponse_ServingStatus } from '../../generated/health/v1/health.js';
 import { type Call, CHATS_PER_RUN, type Command, chatToken, commands, epochToken, HELD_AGENT_OFFSET, HELD_VISITOR_OFFSET, LIMITS, MESSAGE_IDS } from '../support/fuzz-arbitraries.js';
@@ -46,8 +51,19 @@ const SERVER_ENV = {
 
 /** The statuses a refusal may have (README, Errors). Anything else (INTERNAL, UNKNOWN, a deadline...) is a bug. */
 const REFUSALS = new Set([status.INVALID_ARGUMENT, status.RESOURCE_EXHAUSTED, status.NOT_FOUND, status.PERMISSION_DENIED]);
+/**
+ * FAILED_PRECONDITION is a refusal only of a send or SetTyping into an ended chat (README,
+ * Errors). The other case, a missing or wrong x-chat-id header, needs --require-chat-id-header,
+ * which the fuzzed servers do not run with (and the test interceptor sends the header anyway).
+ */
+const ENDED_REFUSAL = /^chat ".*" ended at .* and takes no more messages; it can still be read, watched and rebuilt$/s;
+const REFUSED_WHEN_ENDED = new Set<RawMethod>(['AddVisitorMessage', 'AddAgentMessage', 'SetTyping']);
+/** Whether a chat holds an EVENT_KIND_ENDED message: it has ended, and takes no more sends. */
+const endedOf = (chat: Chat) => chat.messages.some((m) => m.event?.kind === EventKind.EVENT_KIND_ENDED);
+/** A chat's read positions, for comparing before and after a refusal. */
+const positionsJson = (chat: Chat) => JSON.stringify((Chat.toJSON(chat) as { readPositions?: unknown }).readPositions ?? []);
 const ALL_CHATS = Array.from({ length: CHATS_PER_RUN }, (_, i) => i);
-const CHAT_RPCS = new Set<RawMethod>(['AddVisitorMessage', 'AddAgentMessage', 'GetNewMessage', 'Rebuild', 'WatchChat']);
+const CHAT_RPCS = new Set<RawMethod>(['AddVisitorMessage', 'AddAgentMessage', 'GetNewMessage', 'Rebuild', 'WatchChat', 'MarkRead', 'SetTyping', 'AckTranscript']);
 
 /** What every response type decodes with, to check the server's answers are valid protobuf. */
 const DECODERS: Partial<Record<RawMethod, (bytes: Uint8Array) => unknown>> = {
@@ -56,6 +72,10 @@ const DECODERS: Partial<Record<RawMethod, (bytes: Uint8Array) => unknown>> = {
   GetNewMessage: (b) => GetNewMessageResponse.decode(b),
   Rebuild: (b) => RebuildResponse.decode(b),
   WatchChat: (b) => WatchChatResponse.decode(b),
+  MarkRead: (b) => MarkReadResponse.decode(b),
+  SetTyping: (b) => SetTypingResponse.decode(b),
+  WatchTranscripts: (b) => WatchTranscriptsResponse.decode(b),
+  AckTranscript: (b) => AckTranscriptResponse.decode(b),
   HealthCheck: (b) => HealthCheckResponse.decode(b),
   HealthWatch: (b) => HealthCheckResponse.decode(b),
 };
@@ -176,6 +196,14 @@ function encodeCall(call: Call): Uint8Array {
     case 'HealthCheck':
     case 'HealthWatch':
       return encode.healthCheck(call.request);
+    case 'MarkRead':
+      return encode.markRead(call.request);
+    case 'SetTyping':
+      return encode.setTyping(call.request);
+    case 'WatchTranscripts':
+      return encode.watchTranscripts(call.request);
+    case 'AckTranscript':
+      return encode.ackTranscript(call.request);
   }
 }
 
@@ -228,6 +256,9 @@ for (const { mode, env } of MODES) describe(`fuzz: generated, mutated and random
       if (poll) {
         const got = decodeOrFail(() => GetNewMessageResponse.decode(poll.response!), `the read of chat ${i} after ${after}`);
         if (got.code !== ResultCode.RESULT_CODE_OK && got.code !== ResultCode.RESULT_CODE_REBUILD_REQUIRED) fail(`after ${after}, chat ${i} read ${show(got)}`);
+        if (got.code === ResultCode.RESULT_CODE_OK && got.ended !== endedOf(decoded.chat!)) {
+          fail(`after ${after}, chat ${i} read ended=${got.ended}, but its snapshot ${endedOf(decoded.chat!) ? 'holds' : 'holds no'} EVENT_KIND_ENDED message: ${show(Chat.toJSON(decoded.chat!))}`);
+        }
       }
       return [i, { bytes: Buffer.from(snap.response!), chat: decoded.chat! }];
     };
@@ -304,8 +335,21 @@ for (const { mode, env } of MODES) describe(`fuzz: generated, mutated and random
     answers.set(answer, (answers.get(answer) ?? 0) + 1);
     if (!target.alive()) fail(`${what}: ${target.death()}`);
     const refused = outcome.code !== status.OK;
-    if (refused && !REFUSALS.has(outcome.code)) {
+    const named = call ? chatIndex(call, run) : -1;
+    if (outcome.code === status.FAILED_PRECONDITION) {
+      // A send or SetTyping into an ended chat; a well-formed one naming a tracked chat must name one that ended.
+      if (!REFUSED_WHEN_ENDED.has(method) || !ENDED_REFUSAL.test(outcome.details)) {
+        fail(`${what} answered FAILED_PRECONDITION "${outcome.details}", which is only for a send or SetTyping into an ended chat`);
+      }
+      if (named >= 0 && !endedOf(run.snapshots[named]!.chat)) fail(`${what} was refused as into an ended chat ("${outcome.details}"), but chat ${named} has not ended: ${show(Chat.toJSON(run.snapshots[named]!.chat))}`);
+    } else if (refused && !REFUSALS.has(outcome.code)) {
       fail(`${what} answered ${status[outcome.code]} "${outcome.details}"${target.loggedErrors(mark)}`);
+    }
+    // An ack of a tracked chat under the epoch the server gave it, with a count of 1 or more, is
+    // well-formed whatever the chat holds (an ack of nothing pending is a no-op): never INVALID_ARGUMENT.
+    if (call?.rpc === 'AckTranscript' && named >= 0 && call.request.epoch === run.epochs[named] && outcome.code === status.INVALID_ARGUMENT) {
+      const count = call.request.messageCount;
+      if (count !== undefined && count >= 1n && count <= 2n ** 53n - 1n) fail(`${what}: an ack of chat ${named} under its own epoch was refused INVALID_ARGUMENT "${outcome.details}"`);
     }
     if (call && CHAT_RPCS.has(method) && hasInvalidUtf8(call.request) && outcome.code !== status.INVALID_ARGUMENT) {
       fail(`${what} carries a string that is not UTF-8, and was answered ${status[outcome.code]}, not INVALID_ARGUMENT`);
@@ -315,11 +359,20 @@ for (const { mode, env } of MODES) describe(`fuzz: generated, mutated and random
 
     // A well-formed call can only touch the chat it names (if it is one of the run's); anything
     // else could touch any of them.
-    const named = call ? chatIndex(call, run) : -1;
     const which = named >= 0 ? [named] : call && !CHAT_RPCS.has(method) ? [] : ALL_CHATS;
     const after = await readChats(run, which, !refused, what, mark);
     for (const [i, snapshot] of after) {
       const before = run.snapshots[i]!;
+      if (refused && endedOf(snapshot.chat) !== endedOf(before.chat)) {
+        fail(`${what} was refused (${status[outcome.code]} "${outcome.details}") but changed whether chat ${i} has ended (now ${endedOf(snapshot.chat)})`);
+      }
+      if (refused && positionsJson(snapshot.chat) !== positionsJson(before.chat)) {
+        fail(`${what} was refused (${status[outcome.code]} "${outcome.details}") but changed the read positions of chat ${i}: before ${positionsJson(before.chat)}, after ${positionsJson(snapshot.chat)}`);
+      }
+      if (endedOf(before.chat) && !endedOf(snapshot.chat)) fail(`after ${what}, chat ${i} has ended no more: ${show(Chat.toJSON(snapshot.chat))}`);
+      if (!refused && call && (method === 'AddVisitorMessage' || method === 'AddAgentMessage') && i === named && endedOf(before.chat) && snapshot.chat.messages.length > before.chat.messages.length) {
+        fail(`${what} was accepted into ended chat ${i}, which now holds more messages: ${show(Chat.toJSON(snapshot.chat))}`);
+      }
       if (refused && !snapshot.bytes.equals(before.bytes)) {
         fail(`${what} was refused (${status[outcome.code]} "${outcome.details}") but changed chat ${i}:\n  before ${show(Chat.toJSON(before.chat))}\n  after  ${show(Chat.toJSON(snapshot.chat))}`);
       }
@@ -364,6 +417,13 @@ for (const { mode, env } of MODES) describe(`fuzz: generated, mutated and random
         for (const m of call.request.chat?.messages ?? []) {
           if (!held.has(textOf(m.id))) fail(`${what} was merged (OK) but chat ${i} lacks uploaded message "${textOf(m.id)}": ${show(Chat.toJSON(after.get(i)!.chat))}`);
         }
+        return;
+      }
+      case 'MarkRead': {
+        const answer = response as MarkReadResponse;
+        if (answer.code !== ResultCode.RESULT_CODE_OK || i < 0) return;
+        const messageId = textOf(call.request.messageId);
+        if (!after.get(i)!.chat.messages.some((m) => m.id === messageId)) fail(`${what} marked read "${messageId}" (OK), which chat ${i} does not hold: ${show(Chat.toJSON(after.get(i)!.chat))}`);
         return;
       }
       case 'HealthCheck': {

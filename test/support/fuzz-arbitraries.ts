@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { type Mutation, type WireAddAgent, type WireAddVisitor, type WireChat, type WireHealthCheck, type WireMessage, type WireRead, type WireRebuild, type WireString, type WireTimestamp } from './fuzz-wire.js';
+import { type Mutation, type WireAckTranscript, type WireAttachment, type WireEvent, type WireMarkRead, type WireReadPosition, type WireSetTyping, type WireAddAgent, type WireAddVisitor, type WireChat, type WireHealthCheck, type WireMessage, type WireRead, type WireRebuild, type WireString, type WireTimestamp } from './fuzz-wire.js';
 import { RAW_METHODS, type RawMethod } from './raw-client.js';
 
 /**
@@ -121,6 +121,51 @@ const opt = <T>(arb: fc.Arbitrary<T>, freq = 6) => fc.option(arb, { nil: undefin
 const rarely = <T>(arb: fc.Arbitrary<T>, absent = 3) =>
   fc.oneof({ weight: absent, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: arb });
 
+/** An event kind: mostly 1 to 4 (ENDED less often, so chats stay open), sometimes 0 or outside the enum. */
+const eventKind: fc.Arbitrary<bigint> = fc.oneof(
+  { weight: 20, arbitrary: fc.constantFrom(1n, 2n, 3n) },
+  { weight: 4, arbitrary: fc.constant(4n) },
+  { weight: 2, arbitrary: fc.constant(0n) },
+  { weight: 2, arbitrary: fc.constantFrom(5n, -1n, 2n ** 31n - 1n, -(2n ** 31n), 2n ** 32n + 1n, INT64_MIN) },
+);
+
+const PARTICIPANTS = ['agent-1', 'agent-2', 'bot-1', 'visitor-1', 'service'];
+const event: fc.Arbitrary<WireEvent> = fc.record({
+  kind: opt(eventKind, 10),
+  participantId: opt(idLike(...PARTICIPANTS), 4),
+  toParticipantId: rarely(idLike(...PARTICIPANTS), 2),
+  reason: rarely(fc.oneof(content, fc.constantFrom('x'.repeat(1024), 'x'.repeat(1025), 'é'.repeat(513))), 2),
+});
+
+const SHA = 'a'.repeat(64);
+const attachment: fc.Arbitrary<WireAttachment> = fc.record({
+  uri: opt(
+    fc.oneof(
+      { weight: 10, arbitrary: fc.constant('https://files.example.com/a.png') },
+      { weight: 1, arbitrary: fc.constantFrom('http://files.example.com/a.png', 'files/a.png', 'https://', '', 'javascript:alert(1)', `https://x.example/${'a'.repeat(2048)}`) },
+      { weight: 1, arbitrary: anyText(20) },
+      { weight: 1, arbitrary: invalidUtf8 },
+    ),
+    20,
+  ),
+  mediaType: opt(fc.oneof({ weight: 10, arbitrary: fc.constant('image/png') }, { weight: 1, arbitrary: fc.constantFrom('image', '/png', 'image/', 'a/b/c', 'x'.repeat(64) + '/' + 'y'.repeat(64)) }, { weight: 1, arbitrary: anyText(12) }), 20),
+  sizeBytes: opt(fc.oneof({ weight: 10, arbitrary: fc.bigInt(1n, 10_000n) }, { weight: 2, arbitrary: int64(-2n, 2n) }, { weight: 1, arbitrary: fc.constantFrom(100n * 2n ** 20n, 100n * 2n ** 20n + 1n) }), 20),
+  sha256: opt(fc.oneof({ weight: 10, arbitrary: fc.constant(SHA) }, { weight: 1, arbitrary: fc.constantFrom('A'.repeat(64), 'a'.repeat(63), 'a'.repeat(65), 'g'.repeat(64), '') }, { weight: 1, arbitrary: anyText(64) }), 20),
+  name: opt(fc.oneof({ weight: 10, arbitrary: fc.constant('a.png') }, { weight: 1, arbitrary: fc.constantFrom('', 'a/b.png', 'a\nb', '\u0000', '..', 'x'.repeat(255), 'x'.repeat(256), 'é'.repeat(128)) }, { weight: 1, arbitrary: anyText(12) }, { weight: 1, arbitrary: invalidUtf8 }), 20),
+});
+/** Attachments: usually none, a few, sometimes more than the 10 allowed. */
+const attachments: fc.Arbitrary<WireAttachment[]> = fc.oneof(
+  { weight: 12, arbitrary: fc.constant([] as WireAttachment[]) },
+  { weight: 4, arbitrary: fc.array(attachment, { minLength: 1, maxLength: 2 }) },
+  { weight: 1, arbitrary: fc.array(attachment, { minLength: 10, maxLength: 11 }) },
+);
+
+const readPosition: fc.Arbitrary<WireReadPosition> = fc.record({
+  readerId: opt(idLike('visitor-1', 'agent-1', 'bot-1'), 20),
+  messageId: opt(idLike(...MESSAGE_IDS, 'no-such-message'), 20),
+  seal: rarely(fc.constantFrom('', 'not-a-seal', 'k0.AAAA'), 2),
+});
+
 const sentMessage = (types: bigint[], senders: string[]): fc.Arbitrary<WireMessage> =>
   fc.record({
     id: opt(idLike(...MESSAGE_IDS), 30),
@@ -129,6 +174,8 @@ const sentMessage = (types: bigint[], senders: string[]): fc.Arbitrary<WireMessa
     messageType: opt(messageType(types), 3),
     sendTime: rarely(timestamp),
     senderId: opt(idLike(...senders), 2),
+    event: rarely(event),
+    attachments,
   });
 
 const uploadedMessage: fc.Arbitrary<WireMessage> = fc.record({
@@ -138,6 +185,8 @@ const uploadedMessage: fc.Arbitrary<WireMessage> = fc.record({
   messageType: opt(messageType([1n, 2n, 2n, 3n, 4n]), 20),
   sendTime: opt(timestamp, 2),
   senderId: opt(idLike('visitor-1', 'agent-1', 'bot-1'), 2),
+  event: rarely(event, 4),
+  attachments,
 });
 
 const visitor = fc.record({ id: opt(idLike('visitor-1', 'visitor-2')), name: opt(idLike('Ada')), email: opt(idLike('ada@example.com')) });
@@ -150,6 +199,7 @@ const chat: fc.Arbitrary<WireChat> = fc.record({
   visitor: rarely(visitor, 1),
   beginTime: rarely(timestamp),
   epoch: opt(epoch, 2),
+  readPositions: fc.oneof({ weight: 4, arbitrary: fc.constant([] as WireReadPosition[]) }, { weight: 1, arbitrary: fc.array(readPosition, { maxLength: 3 }) }),
 });
 
 const addVisitor: fc.Arbitrary<WireAddVisitor> = fc.record({
@@ -182,22 +232,70 @@ const healthCheck: fc.Arbitrary<WireHealthCheck> = fc.record({
   service: opt(idLike('', 'chat.v1.ChatService', 'grpc.health.v1.Health', 'no.such.Service')),
 });
 
+const markRead: fc.Arbitrary<WireMarkRead> = fc.record({
+  chatId: opt(chatRef, 30),
+  readerId: opt(idLike('visitor-1', 'agent-1', 'bot-1'), 8),
+  messageId: opt(idLike(...MESSAGE_IDS, 'no-such-message'), 30),
+  epoch: opt(epoch, 2),
+});
+
+const setTyping: fc.Arbitrary<WireSetTyping> = fc.record({
+  chatId: opt(chatRef, 30),
+  participantId: opt(idLike('visitor-1', 'agent-1', 'bot-1'), 8),
+  typing: opt(fc.boolean(), 6),
+});
+
+/** A message count: the held one is unknown here, so small ones (which it often is), negatives, huge. */
+const messageCount: fc.Arbitrary<bigint> = fc.oneof({ weight: 6, arbitrary: fc.bigInt(0n, 14n) }, { weight: 2, arbitrary: int64(-3n, 3n) });
+
+const ackTranscript: fc.Arbitrary<WireAckTranscript> = fc.record({
+  chatId: opt(chatRef, 30),
+  // Mostly the chat's epoch: an ack must name one.
+  epoch: opt(fc.oneof({ weight: 4, arbitrary: fc.nat(CHATS_PER_RUN - 1).map(epochToken) }, { weight: 1, arbitrary: epoch }), 10),
+  messageCount: opt(messageCount, 6),
+});
+
+/** A service's SYSTEM message ending the chat, well-formed but for a hostile reason or attachments sometimes: so chats end often. */
+const endChat: fc.Arbitrary<WireAddAgent> = fc.record({
+  chatId: opt(chatRef, 30),
+  agentId: idLike('service', 'agent-1'),
+  visitorOffset: opt(callerOffset(HELD_VISITOR_OFFSET)),
+  agentOffset: opt(callerOffset(HELD_AGENT_OFFSET)),
+  message: fc.record({
+    id: fc.oneof({ weight: 4, arbitrary: fc.constantFrom('e0', 'e1') }, { weight: 1, arbitrary: idLike(...MESSAGE_IDS) }),
+    content: fc.oneof({ weight: 4, arbitrary: fc.constant('bye') }, { weight: 1, arbitrary: fc.constant('') }),
+    messageType: fc.constant(1n),
+    event: fc.record({ kind: fc.constant(4n), participantId: rarely(idLike('agent-1', 'service'), 1), reason: rarely(fc.constantFrom('done', 'x'.repeat(1025)), 2) }),
+    attachments,
+  }),
+  epoch: opt(epoch, 2),
+});
+
 /** A well-formed request to one RPC, built from the generated request types. */
 export type Call =
   | { readonly rpc: 'AddVisitorMessage'; readonly request: WireAddVisitor }
   | { readonly rpc: 'AddAgentMessage'; readonly request: WireAddAgent }
   | { readonly rpc: 'GetNewMessage' | 'WatchChat'; readonly request: WireRead }
   | { readonly rpc: 'Rebuild'; readonly request: WireRebuild }
-  | { readonly rpc: 'HealthCheck' | 'HealthWatch'; readonly request: WireHealthCheck };
+  | { readonly rpc: 'HealthCheck' | 'HealthWatch'; readonly request: WireHealthCheck }
+  | { readonly rpc: 'MarkRead'; readonly request: WireMarkRead }
+  | { readonly rpc: 'SetTyping'; readonly request: WireSetTyping }
+  | { readonly rpc: 'WatchTranscripts'; readonly request: Record<string, never> }
+  | { readonly rpc: 'AckTranscript'; readonly request: WireAckTranscript };
 
 const CALLS: { readonly rpc: Call['rpc']; readonly weight: number; readonly arbitrary: fc.Arbitrary<Call> }[] = [
   { rpc: 'AddVisitorMessage', weight: 4, arbitrary: addVisitor.map((request) => ({ rpc: 'AddVisitorMessage' as const, request })) },
   { rpc: 'AddAgentMessage', weight: 4, arbitrary: addAgent.map((request) => ({ rpc: 'AddAgentMessage' as const, request })) },
+  { rpc: 'AddAgentMessage', weight: 3, arbitrary: endChat.map((request) => ({ rpc: 'AddAgentMessage' as const, request })) },
   { rpc: 'GetNewMessage', weight: 2, arbitrary: read.map((request) => ({ rpc: 'GetNewMessage' as const, request })) },
   { rpc: 'Rebuild', weight: 4, arbitrary: rebuild.map((request) => ({ rpc: 'Rebuild' as const, request })) },
   { rpc: 'WatchChat', weight: 2, arbitrary: read.map((request) => ({ rpc: 'WatchChat' as const, request })) },
   { rpc: 'HealthCheck', weight: 1, arbitrary: healthCheck.map((request) => ({ rpc: 'HealthCheck' as const, request })) },
   { rpc: 'HealthWatch', weight: 1, arbitrary: healthCheck.map((request) => ({ rpc: 'HealthWatch' as const, request })) },
+  { rpc: 'MarkRead', weight: 2, arbitrary: markRead.map((request) => ({ rpc: 'MarkRead' as const, request })) },
+  { rpc: 'SetTyping', weight: 2, arbitrary: setTyping.map((request) => ({ rpc: 'SetTyping' as const, request })) },
+  { rpc: 'WatchTranscripts', weight: 1, arbitrary: fc.constant({ rpc: 'WatchTranscripts' as const, request: {} }) },
+  { rpc: 'AckTranscript', weight: 1, arbitrary: ackTranscript.map((request) => ({ rpc: 'AckTranscript' as const, request })) },
 ];
 
 const baseMutation: fc.Arbitrary<Mutation> = fc.oneof(

@@ -1,6 +1,9 @@
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import type {
+  AckTranscriptRequest,
   AddAgentMessageRequest,
+  MarkReadRequest,
+  SetTypingRequest,
   AddVisitorMessageRequest,
   GetNewMessageRequest,
   RebuildRequest,
@@ -40,6 +43,12 @@ export type WireRebuild = Wire<RebuildRequest>;
 export type WireChat = NonNullable<WireRebuild['chat']>;
 export type WireMessage = NonNullable<WireAddVisitor['message']>;
 export type WireHealthCheck = Wire<HealthCheckRequest>;
+export type WireEvent = NonNullable<WireMessage['event']>;
+export type WireAttachment = NonNullable<WireMessage['attachments']>[number];
+export type WireReadPosition = NonNullable<WireChat['readPositions']>[number];
+export type WireMarkRead = Wire<MarkReadRequest>;
+export type WireSetTyping = Wire<SetTypingRequest>;
+export type WireAckTranscript = Wire<AckTranscriptRequest>;
 
 function str(w: BinaryWriter, no: number, value: WireString | undefined): void {
   if (value === undefined) return;
@@ -72,6 +81,27 @@ function message(w: BinaryWriter, m: WireMessage): void {
   sub(w, 5, m.sendTime, timestamp);
   str(w, 6, m.senderId);
   sub(w, 7, m.seal, (w2, seal) => str(w2, 1, seal)); // a google.protobuf.StringValue
+  sub(w, 8, m.event, (w2, e) => {
+    int(w2, 1, e.kind);
+    str(w2, 2, e.participantId);
+    str(w2, 3, e.toParticipantId);
+    str(w2, 4, e.reason);
+  });
+  for (const a of m.attachments ?? []) {
+    sub(w, 9, a, (w2, x) => {
+      str(w2, 1, x.uri);
+      str(w2, 2, x.mediaType);
+      int(w2, 3, x.sizeBytes);
+      str(w2, 4, x.sha256);
+      str(w2, 5, x.name);
+    });
+  }
+}
+
+function readPosition(w: BinaryWriter, p: WireReadPosition): void {
+  str(w, 1, p.readerId);
+  str(w, 2, p.messageId);
+  sub(w, 3, p.seal, (w2, seal) => str(w2, 1, seal));
 }
 
 function chat(w: BinaryWriter, c: WireChat): void {
@@ -86,6 +116,7 @@ function chat(w: BinaryWriter, c: WireChat): void {
   });
   sub(w, 6, c.beginTime, timestamp);
   str(w, 7, c.epoch);
+  for (const p of c.readPositions ?? []) sub(w, 8, p, readPosition);
 }
 
 const finish = (fill: (w: BinaryWriter) => void): Uint8Array => {
@@ -122,6 +153,26 @@ export const encode = {
     }),
   rebuild: (r: WireRebuild) => finish((w) => sub(w, 1, r.chat, chat)),
   healthCheck: (r: WireHealthCheck) => finish((w) => str(w, 1, r.service)),
+  markRead: (r: WireMarkRead) =>
+    finish((w) => {
+      str(w, 1, r.chatId);
+      str(w, 2, r.readerId);
+      str(w, 3, r.messageId);
+      str(w, 4, r.epoch);
+    }),
+  setTyping: (r: WireSetTyping) =>
+    finish((w) => {
+      str(w, 1, r.chatId);
+      str(w, 2, r.participantId);
+      if (r.typing !== undefined) w.tag(3, WireType.Varint).bool(r.typing);
+    }),
+  watchTranscripts: (_r: Record<string, never>) => new Uint8Array(0),
+  ackTranscript: (r: WireAckTranscript) =>
+    finish((w) => {
+      str(w, 1, r.chatId);
+      str(w, 2, r.epoch);
+      int(w, 3, r.messageCount);
+    }),
 };
 
 /** Whether any string in a wire request is raw bytes that are not valid UTF-8. */
