@@ -1,4 +1,5 @@
 import { type ChatMessage, EventKind, type ReadPosition, type Visitor } from '../../generated/chat/v1/chat.js';
+import { furtherThan } from '../domain/conversation.js';
 import { LocalCopy } from './local-copy.js';
 import type { LocalChatState, LocalStore, PendingMessage } from './local-store.js';
 import { clientOffsets, type ClientOffsets, type Offsets, position } from './wire.js';
@@ -122,8 +123,7 @@ export class LocalChat {
   private further(a: ReadPosition, b: ReadPosition): boolean {
     const [x, y] = [this.copy.get(a.messageId), this.copy.get(b.messageId)];
     if (!x?.sendTime || !y?.sendTime) return true;
-    const [xt, yt] = [x.sendTime.getTime(), y.sendTime.getTime()];
-    return xt > yt || (xt === yt && x.id > y.id);
+    return furtherThan({ sendTime: x.sendTime, id: x.id }, { sendTime: y.sendTime, id: y.id });
   }
 
   get epoch(): string | undefined {

@@ -1,10 +1,10 @@
-import { interleave, type Page } from './conversation.js';
+import { furtherThan, interleave, type Page } from './conversation.js';
 import { type MergePlan, planMerge } from './merge.js';
-import { type Message, type NewMessage, type Offsets, type Side, type Visitor, sideOf } from './message.js';
+import { extrasOf, type Message, type NewMessage, type Offsets, type Side, type Visitor, sideOf } from './message.js';
 import { chatRecordBytes, heldBytes, visitorBytes } from './held-bytes.js';
 import { SideLog } from './side-log.js';
 import { isEnd } from './events.js';
-import { furtherThan, type ReadPosition, readPositionBytes } from './read-positions.js';
+import { type ReadPosition, readPositionBytes } from './read-positions.js';
 
 /** A client's copy of a chat, or part of it, as uploaded by Rebuild. */
 export interface ChatCopy {
@@ -32,12 +32,8 @@ export interface MergeSummary {
   readonly readsMoved: number;
 }
 
-/** A new message's event and attachments, only those it has. */
-function extrasOf(message: NewMessage): Pick<Message, 'event' | 'attachments'> {
-  const { event, attachments } = message;
-  if (event === undefined) return { attachments };
-  return attachments === undefined ? { event } : { event, attachments };
-}
+/** The read positions of a chat nobody marked. */
+const NO_READS: readonly ReadPosition[] = Object.freeze([]);
 
 /** The empty side a chat without messages on it reads from. */
 const NO_MESSAGES = new SideLog();
@@ -96,14 +92,19 @@ export class Chat {
     return this.endMs !== undefined;
   }
 
-  /** Every reader's position, in the order readers first marked. */
-  get readPositions(): ReadPosition[] {
-    return this.reads ? [...this.reads.values()] : [];
+  /** Every reader's position, in the order readers first marked (one shared empty list while there is none: every read answers them). */
+  get readPositions(): readonly ReadPosition[] {
+    return this.reads ? [...this.reads.values()] : NO_READS;
   }
 
   /** How many readers have a position. */
   get readerCount(): number {
     return this.reads?.size ?? 0;
+  }
+
+  /** Whether `readerId` has a position. */
+  hasReader(readerId: string): boolean {
+    return this.reads?.has(readerId) ?? false;
   }
 
   /**

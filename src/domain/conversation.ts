@@ -113,3 +113,16 @@ export function participantsOf(messages: Iterable<Pick<Message, 'event'>>): stri
   }
   return [...present];
 }
+
+/**
+ * Whether `a` lies further in the conversation than `b`: by send time, then by id. The order is
+ * the messages' own (a message's send time and id are the same on every server and in every
+ * copy: the seal covers both), so every server and client ranks two positions alike, and "keep
+ * the furthest" is a maximum over one fixed total order: it commutes, it is idempotent, and
+ * merges in any order and grouping reach the same positions (docs/protocol.md).
+ */
+export function furtherThan(a: { readonly sendTime: Date; readonly id: string }, b: { readonly sendTime: Date; readonly id: string }): boolean {
+  const at = a.sendTime.getTime();
+  const bt = b.sendTime.getTime();
+  return at > bt || (at === bt && a.id > b.id);
+}

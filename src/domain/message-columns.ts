@@ -1,4 +1,4 @@
-import type { Extras, Message, MessageType } from './message.js';
+import { type Extras, extrasOf, type Message, type MessageType } from './message.js';
 
 /** Senders one column set names by a linear search; past this many it builds a map. */
 const SCANNED_SENDERS = 8;
@@ -40,8 +40,7 @@ export class MessageColumns {
     this.numbers.push(message.sendTime.getTime(), this.sender(message.senderId) * (TYPE_MASK + 1) + message.type);
     if (message.seal !== undefined) (this.seals ??= [])[index] = message.seal;
     else if (this.seals) this.seals[index] = undefined;
-    const { event, attachments } = message;
-    if (event !== undefined || attachments !== undefined) (this.extras ??= [])[index] = attachments === undefined ? { event } : event === undefined ? { attachments } : { event, attachments };
+    if (message.event !== undefined || message.attachments !== undefined) (this.extras ??= [])[index] = extrasOf(message);
     else if (this.extras) this.extras[index] = undefined;
   }
 

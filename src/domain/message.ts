@@ -81,6 +81,17 @@ export interface NewMessage {
 /** What a message carries beside its text: its event and attachments, each absent when none. */
 export type Extras = Pick<Message, 'event' | 'attachments'>;
 
+/**
+ * A message's event and attachments, only those it has: an empty list of attachments is none, so
+ * every message without attachments has the same shape (and the same seal input) however it came.
+ */
+export function extrasOf(message: { readonly event?: ChatEvent | undefined; readonly attachments?: readonly Attachment[] | undefined }): Extras {
+  const { event, attachments } = message;
+  const some = attachments !== undefined && attachments.length > 0;
+  if (event === undefined) return some ? { attachments } : {};
+  return some ? { event, attachments } : { event };
+}
+
 /** Per-side counts of messages held contiguously from offset 1. */
 export interface Offsets {
   readonly visitor: number;

@@ -15,6 +15,7 @@ import { type Clock, type Limits, systemClock } from './limits.js';
 import {
   type Attachment,
   type ChatEvent,
+  extrasOf,
   MISSING_CHAT_OFFSETS,
   type Message,
   MessageType,
@@ -177,11 +178,9 @@ const NOTHING_READ: ReadOutcome = Object.freeze({
   readPositions: [],
 });
 
-/** A submission's id, content, event and attachments as a new message has them (no empty list of attachments). */
+/** A submission's id, content, event and attachments as a new message has them. */
 function newMessage(message: Submission): Pick<NewMessage, 'id' | 'content' | 'event' | 'attachments'> {
-  const { id, content, event, attachments } = message;
-  const extras = { ...(event && { event }), ...(attachments?.length && { attachments }) };
-  return { id, content, ...extras };
+  return { id: message.id, content: message.content, ...extrasOf(message) };
 }
 
 /**
@@ -326,8 +325,7 @@ export class ChatStore {
     if (!chat.find(messageId)) {
       throw new ChatError('not-found', `chat "${chatId}" holds no message "${messageId}"; mark read a message you received from it`);
     }
-    const known = chat.readPositions.some((position) => position.readerId === readerId);
-    if (!known && chat.readerCount >= MAX_READERS_PER_CHAT) {
+    if (!chat.hasReader(readerId) && chat.readerCount >= MAX_READERS_PER_CHAT) {
       throw new ChatError('resource-exhausted', `chat "${chatId}" keeps read positions for ${chat.readerCount} readers, its limit`);
     }
     const seal = this.sealer?.sealRead(chatId, { readerId, messageId });

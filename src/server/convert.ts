@@ -12,7 +12,7 @@ import {
 } from '../../generated/chat/v1/chat.js';
 import type { ChatCopy } from '../domain/chat.js';
 import { invalid } from '../domain/errors.js';
-import type { Attachment, ChatEvent, EventKind, Message, MessageType, Offsets, Visitor } from '../domain/message.js';
+import { type Attachment, type ChatEvent, type EventKind, type Extras, extrasOf, type Message, type MessageType, type Offsets, type Visitor } from '../domain/message.js';
 import type { ReadPosition } from '../domain/read-positions.js';
 import type { ReadOutcome, Submission } from '../domain/store.js';
 import type { Transcript } from '../domain/transcripts.js';
@@ -27,15 +27,13 @@ export function toSubmission(message: ChatMessage | undefined): Submission {
     content: message.content,
     type: message.messageType === WireMessageType.MESSAGE_TYPE_UNSPECIFIED ? undefined : message.messageType,
     senderId: message.senderId,
-    ...extrasOf(message),
+    ...wireExtras(message),
   };
 }
 
-/** A wire message's event and attachments, only those it has. */
-function extrasOf(message: ChatMessage): Pick<Message, 'event' | 'attachments'> {
-  const event = message.event && toEvent(message.event);
-  const attachments = message.attachments.length > 0 ? message.attachments.map(toAttachment) : undefined;
-  return { ...(event && { event }), ...(attachments && { attachments }) };
+/** A wire message's event and attachments, in the domain's words, only those it has. */
+function wireExtras(message: ChatMessage): Extras {
+  return extrasOf({ event: message.event && toEvent(message.event), attachments: message.attachments.length > 0 ? message.attachments.map(toAttachment) : undefined });
 }
 
 function toEvent(event: WireEvent): ChatEvent {
@@ -106,7 +104,7 @@ export function toChatCopy(chat: WireChat | undefined, now: Date): ChatCopy {
       const type = m.messageType as number as MessageType;
       const sendTime = m.sendTime ?? now;
       const message: Message = seal ? { id, dataOffset, content, type, sendTime, senderId, seal } : { id, dataOffset, content, type, sendTime, senderId };
-      return m.event || m.attachments.length > 0 ? { ...message, ...extrasOf(m) } : message;
+      return m.event || m.attachments.length > 0 ? { ...message, ...wireExtras(m) } : message;
     }),
     readPositions: chat.readPositions.map(toReadPosition),
   };

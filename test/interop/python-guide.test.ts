@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { type Metadata } from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { type JWTPayload, SignJWT } from 'jose';
-import { type ChatMessage, ChatServiceClient, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
+import { type ChatMessage, ChatServiceClient, EventKind, MessageType, ResultCode } from '../../generated/chat/v1/chat.js';
 import type { ChatSession } from '../../src/client/index.js';
 import { placement } from '../../src/client/placement.js';
 import { bearer, chatApi } from '../support/chat-api.js';
@@ -437,8 +437,18 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
       // Acknowledged: a new watcher is not offered it again.
       const second = archiverOf('python archiver, again', ['--servers', server.address, '--dir', dir, '--token-env', 'ARCHIVER_TOKEN'], env);
       await second.waitFor('ready', (e) => e.event === 'ready', 20_000);
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-      expect(second.events.filter((e) => e.event === 'archived' || e.event === 'kept'), 'offers after the ack').to.deep.equal([]);
+      // Another chat ends: once the new watcher has archived that one, it would have had the first too.
+      const marker = `${chatId}-marker`;
+      const client = testClient(server.address);
+      try {
+        const api = chatApi(client);
+        const { epoch } = await api.getNewMessage({ chatId: marker });
+        await api.addAgentMessage({ chatId: marker, agentId: 'closer', epoch, message: { id: 'end', content: '', messageType: MessageType.MESSAGE_TYPE_SYSTEM, event: { kind: EventKind.EVENT_KIND_ENDED } } });
+      } finally {
+        client.close();
+      }
+      await second.waitFor('the other chat archived', (e) => e.event === 'archived' && e.chat === marker, 20_000);
+      expect(second.events.filter((e) => (e.event === 'archived' || e.event === 'kept') && e.chat === chatId), 'offers after the ack').to.deep.equal([]);
       // A visitor token may not watch transcripts.
       const stranger = archiverOf('python archiver with a visitor token', ['--servers', server.address, '--dir', dir, '--token-env', 'VISITOR_TOKEN'], env);
       await stranger.waitFor('refused', (e) => e.event === 'watch-ended' && e.status === 'PERMISSION_DENIED', 20_000);
