@@ -41,7 +41,8 @@ export function watchLifetimeMs(maxAgeMs: number, random: () => number): number 
  * ends them (grpc-js's tryShutdown would otherwise wait for streams that never end).
  */
 export class WatchStreams {
-  private readonly open = new Set<FeedStream<unknown, unknown>>();
+  /** Whatever they stream, all the server does with them is end them. */
+  private readonly open = new Set<Pick<FeedStream<unknown, unknown>, 'end'>>();
   private stopping = false;
 
   /**
@@ -65,8 +66,8 @@ export class WatchStreams {
   adapt<Req, Res>(handler: WatchHandler<Req, Res>, gate: CallGate, method: StreamMethod<Req, Res>): handleServerStreamingCall<Req, Res> {
     return (call) => {
       const lifetimeMs = watchLifetimeMs(this.config.watchMaxAgeMs, this.random);
-      const stream: FeedStream<Req, Res> = new FeedStream(call, method, this.config, lifetimeMs, this.logger, this.responses, () => this.open.delete(stream as FeedStream<unknown, unknown>));
-      this.open.add(stream as FeedStream<unknown, unknown>);
+      const stream: FeedStream<Req, Res> = new FeedStream(call, method, this.config, lifetimeMs, this.logger, this.responses, () => this.open.delete(stream));
+      this.open.add(stream);
       if (this.stopping) stream.end(serverStopping(), undefined);
       else stream.start(handler, gate);
     };
