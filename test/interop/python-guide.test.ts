@@ -434,10 +434,13 @@ describe('docs/python.md: a Python walkthrough whose examples run against real s
       expect(acked.epoch).to.equal(view.epoch);
       const listed = await archiver.ask('list', 'the stored transcripts', (e) => e.event === 'stored', 10_000);
       expect(listed.transcripts).to.deep.equal([{ chat_id: chatId, epoch: view.epoch, message_count: ids.length }]);
-      // Acknowledged: a new watcher is not offered it again.
+      // Acknowledged: a new watcher is not offered it again. The first one stops, so what the
+      // new one is offered, it archives itself.
+      await archiver.stop();
       const second = archiverOf('python archiver, again', ['--servers', server.address, '--dir', dir, '--token-env', 'ARCHIVER_TOKEN'], env);
       await second.waitFor('ready', (e) => e.event === 'ready', 20_000);
-      // Another chat ends: once the new watcher has archived that one, it would have had the first too.
+      // Another chat ends: once the new watcher has archived that one (pending until acknowledged,
+      // so offered however late its stream opens), it would have had the first too.
       const marker = `${chatId}-marker`;
       const client = testClient(server.address);
       try {
