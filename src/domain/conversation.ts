@@ -115,11 +115,12 @@ export function participantsOf(messages: Iterable<Pick<Message, 'event'>>): stri
 }
 
 /**
- * Whether `a` lies further in the conversation than `b`: by send time, then by id. The order is
- * the messages' own (a message's send time and id are the same on every server and in every
- * copy: the seal covers both), so every server and client ranks two positions alike, and "keep
- * the furthest" is a maximum over one fixed total order: it commutes, it is idempotent, and
- * merges in any order and grouping reach the same positions (docs/protocol.md).
+ * Whether `a` lies further in the conversation than `b`: by send time, then by id, as the one
+ * ranking holds them. Within a server's incarnation no held message changes (nor, so, its send
+ * time), so "keep the furthest" is a maximum over one fixed total order there: it commutes, it
+ * is idempotent, and merges in any order and grouping reach the same positions. (Two servers
+ * may hold one id with two send times, a resend stamped anew: the ranking is the server's, and
+ * after convergence everyone's is the home's; docs/protocol.md.)
  */
 export function furtherThan(a: { readonly sendTime: Date; readonly id: string }, b: { readonly sendTime: Date; readonly id: string }): boolean {
   const at = a.sendTime.getTime();

@@ -19,12 +19,14 @@ const further = (a: Ranked, b: Ranked) => furtherThan(rank(a), rank(b));
  * them, so what is checked is: (1) within one incarnation of a server's chat no answer moves a
  * reader back; (2) once every device has uploaded the positions it holds in a Rebuild (a whole
  * copy of no messages, with read_positions) to the final server, that server's position of each
- * reader is exactly the furthest any server ever acknowledged to that reader, and every read
- * of it carries the same positions.
+ * reader is exactly the furthest any server ever acknowledged to that reader, ranked by the final
+ * server's own messages, and every read of it carries the same positions. (By the final server's
+ * messages: one id can carry different send times on two servers, when a resend reached a second
+ * server after the first stored it, so "furthest" is a property of the server that ranks.)
  */
 export class ReadMarks {
-  /** Per reader: the furthest acknowledged position, and which device holds it. */
-  private readonly held = new Map<string, { position: wire.ReadPosition; message: Ranked; device: Device }>();
+  /** Per reader: every position acknowledged to it, by message id, and which device holds it. */
+  private readonly held = new Map<string, Map<string, { position: wire.ReadPosition; device: Device }>>();
   /** Per server, incarnation and chat epoch: each reader's position in the last answer. */
   private readonly answered = new Map<string, Map<string, Ranked>>();
   marks = 0;
@@ -63,15 +65,15 @@ export class ReadMarks {
     const reader = principalOf(device.name).sub;
     const own = answer.readPositions.find((p) => p.readerId === reader);
     if (!own) throw new SimulationFailure('read positions', `${server.name} acknowledged ${device.name}'s MarkRead without a position of ${reader}`);
-    const kept = this.held.get(reader);
-    const message = byId.get(own.messageId)!;
-    if (!kept || further(message, kept.message)) this.held.set(reader, { position: own, message, device });
+    let kept = this.held.get(reader);
+    if (!kept) this.held.set(reader, (kept = new Map()));
+    if (!kept.has(own.messageId)) kept.set(own.messageId, { position: own, device });
   }
 
   /** Every holder uploads its positions to the final server; then each reader is at its furthest. */
   check(simulation: Simulation): void {
     const server = simulation.servers[simulation.schedule.finalServer]!;
-    for (const { position, device } of this.held.values()) {
+    for (const { position, device } of [...this.held.values()].flatMap((positions) => [...positions.values()])) {
       const chat = { id: CHAT_ID, visitorDataOffset: 0, agentDataOffset: 0, messages: [], visitor: undefined, beginTime: undefined, epoch: '', readPositions: [position] };
       try {
         server.handle('rebuild', { chat }, principalOf(device.name));
@@ -79,13 +81,26 @@ export class ReadMarks {
         throw new SimulationFailure('read positions', `${device.name}'s upload of ${position.readerId} at ${position.messageId} to ${server.name} was refused: ${String(error)}`);
       }
     }
-    this.expect(server, 'after the uploads', server.audit(CHAT_ID).chat!.readPositions);
-    for (const page of server.read(CHAT_ID)) this.expect(server, 'in a read', page.readPositions);
+    const audit = server.audit(CHAT_ID).chat!;
+    const byId = new Map(audit.messages.map((m) => [m.id, m]));
+    const wanted = [...this.held]
+      .map(([reader, positions]) => {
+        let furthest: Ranked | undefined;
+        for (const messageId of positions.keys()) {
+          const message = byId.get(messageId);
+          if (!message) throw new SimulationFailure('read positions', `${server.name} lacks ${messageId}, which ${reader} was acknowledged reading`);
+          if (!furthest || further(message, furthest)) furthest = message;
+        }
+        return `${reader}@${furthest!.id}`;
+      })
+      .sort()
+      .join(', ');
+    this.expect(server, 'after the uploads', audit.readPositions, wanted);
+    for (const page of server.read(CHAT_ID)) this.expect(server, 'in a read', page.readPositions, wanted);
   }
 
-  private expect(server: SimServer, where: string, positions: readonly wire.ReadPosition[]): void {
+  private expect(server: SimServer, where: string, positions: readonly wire.ReadPosition[], wanted: string): void {
     const actual = [...positions].map((p) => `${p.readerId}@${p.messageId}`).sort().join(', ');
-    const wanted = [...this.held].map(([reader, { position }]) => `${reader}@${position.messageId}`).sort().join(', ');
     if (actual !== wanted) {
       throw new SimulationFailure('read positions (furthest kept)', `${server.name} ${where} holds [${actual}]; the furthest acknowledged are [${wanted}]`);
     }
